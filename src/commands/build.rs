@@ -1,0 +1,86 @@
+//! `devbox build`.
+
+use super::Error;
+use crate::cli::BuildArgs;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::image::{self, BuildRequest};
+
+pub async fn run(config: &Config, args: &BuildArgs) -> Result<(), Error> {
+    let request = BuildRequest {
+        no_cache: args.no_cache,
+        pull: args.pull,
+        build_args: parse_build_args(&args.build_args, |key| std::env::var(key).ok())?,
+        extra_tags: args.tags.clone(),
+        quiet: args.quiet,
+    };
+    let engine = Engine::connect().await?;
+    let built = image::build(&engine, config, &request)
+        .await
+        .map_err(|source| Error::Build {
+            image: config.image_ref(),
+            source,
+        })?;
+    if args.quiet {
+        println!("{}", built.id);
+    } else {
+        println!("{built}");
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE`, or `KEY` alone to take the value from the environment (skipped when unset),
+/// as `docker build --build-arg` does.
+fn parse_build_args(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut parsed = Vec::new();
+    for arg in args {
+        let (key, value) = match arg.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_string())),
+            None => (arg.as_str(), env(arg)),
+        };
+        let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(Error::Usage(format!(
+                "--build-arg {arg:?}: expected KEY=VALUE with KEY of letters, digits and _"
+            )));
+        }
+        if let Some(value) = value {
+            parsed.push((key.to_string(), value));
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_take_values_or_the_environment() {
+        let args = vec![
+            "A=1".to_string(),
+            "B".to_string(),
+            "UNSET".to_string(),
+            "C=x=y".to_string(),
+        ];
+        let parsed = parse_build_args(&args, |k| (k == "B").then(|| "env".to_string())).unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "env".to_string()),
+                ("C".to_string(), "x=y".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_build_arg_key_is_refused() {
+        let err = parse_build_args(&["=1".to_string()], |_| None).unwrap_err();
+        assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+}

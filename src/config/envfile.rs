@@ -1,0 +1,257 @@
+//! Reading a `.env` file with dotenvy's syntax, keeping the line each key came from so that
+//! errors can point at it.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::ConfigError;
+
+const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File { path: PathBuf, line: usize },
+    Process,
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{} line {line}", path.display()),
+            Origin::Process => f.write_str("from the environment"),
+            Origin::Default => f.write_str("the default"),
+        }
+    }
+}
+
+/// A parsed `.env`: its entries in file order, each with its line number.
+#[derive(Debug, Clone)]
+pub struct EnvFile {
+    pub path: PathBuf,
+    pub entries: Vec<(String, String, usize)>,
+}
+
+impl EnvFile {
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let unreadable = |source| ConfigError::EnvFileUnreadable {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::EnvFileMissing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                unreadable(source)
+            }
+        })?;
+        let size = file.metadata().map_err(unreadable)?.len();
+        if size > MAX_ENV_FILE_BYTES {
+            return Err(ConfigError::EnvFileTooLarge {
+                path: path.to_path_buf(),
+                size,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(MAX_ENV_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        Self::parse(path, &bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::EnvFileNotText {
+            path: path.to_path_buf(),
+            line: line_of_offset(bytes, e.valid_up_to()),
+        })?;
+        if let Some(offset) = text.find('\0') {
+            return Err(ConfigError::EnvFileNotText {
+                path: path.to_path_buf(),
+                line: line_of_offset(bytes, offset),
+            });
+        }
+        let mut entries: Vec<(String, String, usize)> = Vec::new();
+        // dotenvy yields logical lines (a quoted value may span several); find each key's
+        // physical line by scanning forward from the previous key's.
+        let mut search_from = 0;
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            let (key, value) = item.map_err(|e| match e {
+                dotenvy::Error::LineParse(logical, _) => ConfigError::EnvFileMalformed {
+                    path: path.to_path_buf(),
+                    line: line_of_text(text, &logical, search_from),
+                    text: shorten(logical.lines().next().unwrap_or_default()),
+                },
+                dotenvy::Error::Io(source) => ConfigError::EnvFileUnreadable {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                dotenvy::Error::EnvVar(e) => ConfigError::EnvFileUnreadable {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e),
+                },
+                _ => ConfigError::EnvFileUnreadable {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            })?;
+            let line = line_of_key(text, &key, search_from);
+            search_from = line;
+            if let Some((_, _, first)) = entries.iter().find(|(k, _, _)| *k == key) {
+                return Err(ConfigError::DuplicateKey {
+                    path: path.to_path_buf(),
+                    key,
+                    first: *first,
+                    second: line,
+                });
+            }
+            entries.push((key, value, line));
+        }
+        Ok(EnvFile {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<(&str, usize)> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, line)| (v.as_str(), *line))
+    }
+}
+
+fn line_of_offset(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The 1-based line at or after line `from` where `key` is assigned.
+fn line_of_key(text: &str, key: &str, from: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .find(|(_, line)| {
+            let line = line.trim_start();
+            let line = line
+                .strip_prefix("export")
+                .filter(|rest| rest.starts_with(char::is_whitespace))
+                .map_or(line, str::trim_start);
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(from.max(1), |(index, _)| index + 1)
+}
+
+/// The 1-based line at or after line `from` where the logical line `logical` starts.
+fn line_of_text(text: &str, logical: &str, from: usize) -> usize {
+    let first = logical.lines().next().unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .skip(from)
+        .find(|(_, line)| *line == first || line.trim_end() == first.trim_end())
+        .map_or(from + 1, |(index, _)| index + 1)
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<EnvFile, ConfigError> {
+        EnvFile::parse(Path::new(".env"), text.as_bytes())
+    }
+
+    #[test]
+    fn reads_comments_quotes_export_and_multiline_values_with_their_lines() {
+        let file = parse(
+            "# comment\n\nA=1\nexport B=\"two words\"\nC='single $A'\nD=\"line1\nline2\"\nE=after # note\n",
+        )
+        .unwrap();
+        let got: Vec<_> = file
+            .entries
+            .iter()
+            .map(|(k, v, l)| (k.as_str(), v.as_str(), *l))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("A", "1", 3),
+                ("B", "two words", 4),
+                ("C", "single $A", 5),
+                ("D", "line1\nline2", 6),
+                ("E", "after", 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_line_is_named_by_number_and_text() {
+        let err = parse("A=1\nthis is not a setting\n").unwrap_err();
+        match err {
+            ConfigError::EnvFileMalformed { line, text, .. } => {
+                assert_eq!(line, 2);
+                assert_eq!(text, "this is not a setting");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_key_without_equals_is_malformed() {
+        let err = parse("A=1\n\nLONELY\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EnvFileMalformed { line: 3, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_malformed() {
+        let err = parse("A=1\nB=\"open\nC=3\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EnvFileMalformed { line: 2, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_lines() {
+        let err = parse("A=1\nB=2\nA=3\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DuplicateKey { ref key, first: 1, second: 3, .. } if key == "A"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn binary_bytes_are_reported_with_their_line() {
+        let err = EnvFile::parse(Path::new(".env"), b"A=1\nB=\xff\xfe\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EnvFileNotText { line: 2, .. }),
+            "{err:?}"
+        );
+        let err = EnvFile::parse(Path::new(".env"), b"A=1\n\nB=\0\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EnvFileNotText { line: 3, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_shortened_in_messages() {
+        let long = format!("{}\n", "x ".repeat(5000));
+        let err = parse(&long).unwrap_err();
+        let message = err.to_string();
+        assert!(message.len() < 400, "{message}");
+    }
+}

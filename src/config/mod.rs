@@ -1,0 +1,194 @@
+//! The project's configuration: its `.env` (dotenvy semantics), overridden by the process
+//! environment as docker compose does, validated into a [`Config`].
+
+mod envfile;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub use envfile::{EnvFile, Origin};
+
+/// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
+pub const KNOWN_KEYS: &[(&str, &str)] = &[
+    ("IMAGE_NAME", "machine-boom-project"),
+    ("IMAGE_TAG", "latest"),
+    ("BASE_IMAGE", DEFAULT_BASE_IMAGE),
+    ("AGX_VERSION", ""),
+    ("AGX_DISTRIBUTION", "amd64-ubuntu_22.04"),
+    (
+        "AGX_DOWNLOAD_URL",
+        "https://www.algoryx.se/download/installers/",
+    ),
+    ("EXTRA_CA_CERTS", ""),
+    ("CONTAINER_NAME", ""),
+    ("CLUSTER_HEAD_NAME", ""),
+    ("PUBLISH_ADDRESS", "127.0.0.1"),
+    ("JUPYTER_TOKEN", ""),
+    ("VNC_PASSWORD", ""),
+    ("SRC_DIR", "src"),
+    ("SCRIPTS_DIR", "scripts"),
+    ("MODELS_DIR", "models"),
+    ("DATA_DIR", "data"),
+];
+
+pub const DEFAULT_BASE_IMAGE: &str = "nvidia/cuda:12.2.2-runtime-ubuntu22.04";
+pub const DEFAULT_ENV_FILE: &str = ".env";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("project folder {0} does not exist; pass an existing folder with -C/--project-dir")]
+    ProjectDirMissing(PathBuf),
+    #[error(
+        "no {path} found; run `devbox init` in the project folder to create one, or pass -C/--project-dir or --env-file"
+    )]
+    EnvFileMissing { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    EnvFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is {size} bytes; a .env file holds a few settings and is expected to be under 1 MiB"
+    )]
+    EnvFileTooLarge { path: PathBuf, size: u64 },
+    #[error("{path} line {line}: not UTF-8 text (is this a binary file?)")]
+    EnvFileNotText { path: PathBuf, line: usize },
+    #[error(
+        "{path} line {line}: cannot parse `{text}`; each line must be KEY=VALUE (KEY of letters, digits and _), \
+         a comment starting with #, or empty; quote values with spaces and close every quote"
+    )]
+    EnvFileMalformed {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("{path}: {key} is set twice, on lines {first} and {second}; keep one of them")]
+    DuplicateKey {
+        path: PathBuf,
+        key: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("{key}={value:?} ({origin}) is not valid: {expected}")]
+    InvalidValue {
+        key: &'static str,
+        value: String,
+        origin: Origin,
+        expected: String,
+    },
+    #[error("{key}={value:?} ({origin}): {path} does not exist; {hint}")]
+    MissingPath {
+        key: &'static str,
+        value: String,
+        origin: Origin,
+        path: PathBuf,
+        hint: &'static str,
+    },
+}
+
+/// AGX Dynamics, when the project uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agx {
+    pub version: String,
+    pub distribution: String,
+    pub download_url: String,
+}
+
+impl Agx {
+    /// The vendor's package file name.
+    pub fn package_file(&self) -> String {
+        format!("agx-{}-{}.deb", self.version, self.distribution)
+    }
+}
+
+/// The host folders bind-mounted into the container, resolved against the project folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounts {
+    pub src: PathBuf,
+    pub scripts: PathBuf,
+    pub models: PathBuf,
+    pub data: PathBuf,
+}
+
+/// A project's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub project_dir: PathBuf,
+    pub image_name: String,
+    pub image_tag: String,
+    pub base_image: String,
+    pub agx: Option<Agx>,
+    pub extra_ca_certs: Option<PathBuf>,
+    pub container_name: Option<String>,
+    pub cluster_head_name: Option<String>,
+    pub publish_address: IpAddr,
+    pub jupyter_token: Option<String>,
+    pub vnc_password: Option<String>,
+    pub mounts: Mounts,
+    /// Every key of the `.env` (known or not) with its effective value: what the container's
+    /// environment gets.
+    pub values: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads `env_file` (default `.env` in `project_dir`) and the process environment.
+    pub fn load(project_dir: &Path, env_file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(project_dir, env_file, |key| std::env::var(key).ok())
+    }
+
+    /// As [`Config::load`], with the process environment given as a lookup (for tests).
+    pub fn load_with(
+        project_dir: &Path,
+        env_file: Option<&Path>,
+        process_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        if !project_dir.is_dir() {
+            return Err(ConfigError::ProjectDirMissing(project_dir.to_path_buf()));
+        }
+        let project_dir = std::path::absolute(project_dir)
+            .map_err(|_| ConfigError::ProjectDirMissing(project_dir.to_path_buf()))?;
+        let env_path = match env_file {
+            Some(file) => project_dir.join(file),
+            None => project_dir.join(DEFAULT_ENV_FILE),
+        };
+        let file = EnvFile::read(&env_path)?;
+        validate::resolve(project_dir, file, &process_env)
+    }
+
+    /// The image reference `IMAGE_NAME:IMAGE_TAG`.
+    pub fn image_ref(&self) -> String {
+        format!("{}:{}", self.image_name, self.image_tag)
+    }
+}
+
+/// The contents of `env.example`: every key with its default and what it means.
+pub const ENV_EXAMPLE: &str = include_str!("../../env.example");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_example_documents_every_known_key_with_its_default() {
+        for (key, default) in KNOWN_KEYS {
+            let line = format!("{key}={default}\n");
+            assert!(
+                ENV_EXAMPLE.contains(&line) || ENV_EXAMPLE.contains(&format!("# {line}")),
+                "env.example lacks `{line}`"
+            );
+        }
+    }
+
+    #[test]
+    fn agx_package_name_follows_the_vendor() {
+        let agx = Agx {
+            version: "2.36.1.2".into(),
+            distribution: "amd64-ubuntu_22.04".into(),
+            download_url: String::new(),
+        };
+        assert_eq!(agx.package_file(), "agx-2.36.1.2-amd64-ubuntu_22.04.deb");
+    }
+}

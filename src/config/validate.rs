@@ -1,0 +1,392 @@
+//! Turning the raw settings into a validated [`Config`], each error naming where the bad value
+//! came from and what would be valid.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::{Agx, Config, ConfigError, EnvFile, KNOWN_KEYS, Mounts, Origin};
+
+/// One setting's effective value: the process environment wins over the `.env`, which wins
+/// over the default.
+struct Setting {
+    key: &'static str,
+    value: String,
+    origin: Origin,
+}
+
+impl Setting {
+    fn invalid(&self, expected: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            key: self.key,
+            value: self.value.clone(),
+            origin: self.origin.clone(),
+            expected: expected.into(),
+        }
+    }
+
+    fn non_empty(&self) -> Option<&str> {
+        Some(self.value.as_str()).filter(|v| !v.is_empty())
+    }
+}
+
+pub(super) fn resolve(
+    project_dir: PathBuf,
+    file: EnvFile,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let setting = |key: &'static str| -> Setting {
+        if let Some(value) = process_env(key) {
+            return Setting {
+                key,
+                value,
+                origin: Origin::Process,
+            };
+        }
+        if let Some((value, line)) = file.get(key) {
+            return Setting {
+                key,
+                value: value.to_string(),
+                origin: Origin::File {
+                    path: file.path.clone(),
+                    line,
+                },
+            };
+        }
+        let default = KNOWN_KEYS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("", |(_, d)| *d);
+        Setting {
+            key,
+            value: default.to_string(),
+            origin: Origin::Default,
+        }
+    };
+
+    let image_name = setting("IMAGE_NAME");
+    if !is_image_name(&image_name.value) {
+        return Err(image_name.invalid(
+            "an image name is lowercase letters, digits and separators (. _ -), with optional \
+             registry/ and path/ parts, e.g. machine-boom-project or registry.example.org/team/dev",
+        ));
+    }
+    let image_tag = setting("IMAGE_TAG");
+    if !is_tag(&image_tag.value) {
+        return Err(image_tag.invalid(
+            "a tag is 1 to 128 letters, digits, _ . and -, not starting with . or -, e.g. latest",
+        ));
+    }
+    let base_image = setting("BASE_IMAGE");
+    if base_image.value.trim().is_empty() || base_image.value.contains(char::is_whitespace) {
+        return Err(base_image.invalid(
+            "an image reference without spaces, e.g. nvidia/cuda:12.2.2-runtime-ubuntu22.04",
+        ));
+    }
+
+    let agx = resolve_agx(&setting)?;
+
+    let extra_ca_certs = setting("EXTRA_CA_CERTS");
+    let extra_ca_certs = match extra_ca_certs.non_empty() {
+        None => None,
+        Some(value) => {
+            let path = project_dir.join(value);
+            if !path.exists() {
+                return Err(ConfigError::MissingPath {
+                    key: extra_ca_certs.key,
+                    value: value.to_string(),
+                    origin: extra_ca_certs.origin.clone(),
+                    path,
+                    hint: "point it at a PEM certificate file or a folder of them (*.crt, *.pem), or leave it empty",
+                });
+            }
+            Some(path)
+        }
+    };
+
+    let container_name = setting("CONTAINER_NAME");
+    if let Some(name) = container_name.non_empty()
+        && !is_container_name(name)
+    {
+        return Err(container_name.invalid(
+            "a container name is letters, digits, _ . and -, starting with a letter or digit",
+        ));
+    }
+    let cluster_head_name = setting("CLUSTER_HEAD_NAME");
+    if let Some(name) = cluster_head_name.non_empty()
+        && !is_container_name(name)
+    {
+        return Err(cluster_head_name.invalid(
+            "the head's container name: letters, digits, _ . and -, starting with a letter or digit",
+        ));
+    }
+
+    let publish_address = setting("PUBLISH_ADDRESS");
+    let publish_ip: IpAddr = publish_address.value.parse().map_err(|_| {
+        publish_address.invalid(
+            "an IP address of this host to publish ports on, e.g. 127.0.0.1 (default, reach it \
+             through an ssh tunnel) or 0.0.0.0 (every interface)",
+        )
+    })?;
+
+    let mount = |key: &'static str| -> Result<PathBuf, ConfigError> {
+        let dir = setting(key);
+        if dir.value.trim().is_empty() {
+            return Err(dir.invalid("a folder path, relative to the project folder or absolute"));
+        }
+        Ok(project_dir.join(&dir.value))
+    };
+    let mounts = Mounts {
+        src: mount("SRC_DIR")?,
+        scripts: mount("SCRIPTS_DIR")?,
+        models: mount("MODELS_DIR")?,
+        data: mount("DATA_DIR")?,
+    };
+
+    let mut values: BTreeMap<String, String> = file
+        .entries
+        .iter()
+        .map(|(key, value, _)| {
+            let value = process_env(key).unwrap_or_else(|| value.clone());
+            (key.clone(), value)
+        })
+        .collect();
+    for (key, _) in KNOWN_KEYS {
+        if let Some(value) = process_env(key) {
+            values.insert((*key).to_string(), value);
+        }
+    }
+
+    Ok(Config {
+        image_name: image_name.value,
+        image_tag: image_tag.value,
+        base_image: base_image.value,
+        agx,
+        extra_ca_certs,
+        container_name: container_name.non_empty().map(str::to_string),
+        cluster_head_name: cluster_head_name.non_empty().map(str::to_string),
+        publish_address: publish_ip,
+        jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
+        vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
+        mounts,
+        values,
+        project_dir,
+    })
+}
+
+fn resolve_agx(setting: &dyn Fn(&'static str) -> Setting) -> Result<Option<Agx>, ConfigError> {
+    let version = setting("AGX_VERSION");
+    let Some(version_value) = version.non_empty() else {
+        return Ok(None);
+    };
+    if !is_agx_version(version_value) {
+        return Err(version.invalid(
+            "a version of the form N.N.N.N, e.g. 2.36.1.2; leave it empty to build without AGX",
+        ));
+    }
+    let distribution = setting("AGX_DISTRIBUTION");
+    let valid_distribution = distribution.non_empty().is_some_and(|d| {
+        d.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    });
+    if !valid_distribution {
+        return Err(distribution
+            .invalid("the distribution part of the AGX package name, e.g. amd64-ubuntu_22.04"));
+    }
+    let url = setting("AGX_DOWNLOAD_URL");
+    if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+        return Err(url.invalid("an http:// or https:// URL of the folder holding AGX packages"));
+    }
+    Ok(Some(Agx {
+        version: version_value.to_string(),
+        distribution: distribution.value.clone(),
+        download_url: url.value.clone(),
+    }))
+}
+
+fn is_agx_version(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Docker's reference grammar for a repository name: `[host[:port]/]component(/component)*`.
+fn is_image_name(value: &str) -> bool {
+    if value.is_empty() || value.len() > 255 {
+        return false;
+    }
+    let mut parts: Vec<&str> = value.split('/').collect();
+    let first = parts[0];
+    if parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
+        let (host, port) = first.split_once(':').unwrap_or((first, "0"));
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !host_ok || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        parts.remove(0);
+    }
+    parts.iter().all(|component| is_path_component(component))
+}
+
+fn is_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(&bytes[0]) || !alnum(&bytes[bytes.len() - 1]) {
+        return false;
+    }
+    // Separators: one '.', one or two '_', or any number of '-'; never two of another kind.
+    let mut run = String::new();
+    for &b in bytes {
+        if alnum(&b) {
+            if !(run.is_empty()
+                || run == "."
+                || run == "_"
+                || run == "__"
+                || run.bytes().all(|c| c == b'-'))
+            {
+                return false;
+            }
+            run.clear();
+        } else if b"._-".contains(&b) {
+            run.push(b as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_tag(value: &str) -> bool {
+    let mut chars = value.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && value.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn is_container_name(value: &str) -> bool {
+    let mut chars = value.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && value.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn load(env: &str, process: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), env).unwrap();
+        let process: Vec<(String, String)> = process
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with(dir.path(), None, |key| {
+            process
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_apply_when_the_env_is_empty() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.image_ref(), "machine-boom-project:latest");
+        assert_eq!(config.base_image, crate::config::DEFAULT_BASE_IMAGE);
+        assert_eq!(config.agx, None);
+        assert_eq!(config.publish_address.to_string(), "127.0.0.1");
+        assert!(config.mounts.src.ends_with("src"));
+        assert!(config.mounts.data.ends_with("data"));
+    }
+
+    #[test]
+    fn the_process_environment_overrides_the_env_file() {
+        let config = load(
+            "IMAGE_TAG=from-file\nSIMULATION_STEPS=10\n",
+            &[("IMAGE_TAG", "from-process"), ("SIMULATION_STEPS", "20")],
+        )
+        .unwrap();
+        assert_eq!(config.image_tag, "from-process");
+        assert_eq!(config.values["SIMULATION_STEPS"], "20");
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_for_the_container() {
+        let config = load("SIMULATION_SEED=42\nIMAGE_TAG=dev\n", &[]).unwrap();
+        assert_eq!(config.values["SIMULATION_SEED"], "42");
+        assert_eq!(config.values["IMAGE_TAG"], "dev");
+    }
+
+    #[test]
+    fn agx_is_configured_from_version_and_distribution() {
+        let config = load(
+            "AGX_VERSION=2.36.1.2\nAGX_DISTRIBUTION=amd64-ubuntu_22.04\n",
+            &[],
+        )
+        .unwrap();
+        let agx = config.agx.unwrap();
+        assert_eq!(agx.version, "2.36.1.2");
+        assert!(agx.download_url.starts_with("https://"));
+    }
+
+    #[test]
+    fn a_bad_agx_version_names_the_line_and_the_form() {
+        let err = load("IMAGE_TAG=x\nAGX_VERSION=2.36\n", &[]).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("AGX_VERSION=\"2.36\""), "{message}");
+        assert!(message.contains(".env line 2"), "{message}");
+        assert!(message.contains("N.N.N.N"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_process_says_so() {
+        let err = load("", &[("IMAGE_NAME", "Bad Name")]).unwrap_err();
+        assert!(err.to_string().contains("from the environment"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_certificate_path_is_an_error() {
+        let err = load("EXTRA_CA_CERTS=certs/none.pem\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingPath { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_bad_publish_address_is_an_error() {
+        let err = load("PUBLISH_ADDRESS=localhost\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("PUBLISH_ADDRESS"), "{err}");
+    }
+
+    #[test]
+    fn image_names_follow_docker_reference_grammar() {
+        for good in [
+            "machine-boom-project",
+            "team/dev",
+            "registry.example.org/team/dev",
+            "localhost:5000/dev",
+            "a__b",
+            "a--b",
+        ] {
+            assert!(is_image_name(good), "{good}");
+        }
+        for bad in [
+            "", "Upper", "a..b", "-a", "a-", "a b", "a/", "a___b", "a._b",
+        ] {
+            assert!(!is_image_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn agx_versions_have_four_numeric_parts() {
+        assert!(is_agx_version("2.36.1.2"));
+        for bad in ["2.36.1", "2.36.1.2.3", "2.a.1.2", "2..1.2", ""] {
+            assert!(!is_agx_version(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The only code that talks to the Docker Engine (through bollard). Each call maps the
+//! engine's error to one that names what devbox was doing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{BuildInfo, ContainerCreateBody, ImageInspect};
+use bollard::query_parameters::{
+    BuildImageOptions, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    TagImageOptionsBuilder,
+};
+use futures_util::{Stream, TryStreamExt};
+
+/// Label on everything devbox creates, so it can be found and cleaned up.
+pub const LABEL_MANAGED: &str = "io.devbox.managed";
+
+/// A build streams for as long as its slowest step (pip installing CUDA wheels): far longer
+/// than bollard's default two-minute request timeout.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the Docker Engine at {host}: {source}\n\
+         Start it (`sudo systemctl start docker`, or `scripts/engine-up` from devbox's repository), \
+         or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable {
+        host: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("DOCKER_HOST={host:?} is not an engine address devbox can use: {source}")]
+    BadHost {
+        host: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("the engine could not {operation}: {message}")]
+    Refused {
+        operation: String,
+        status: u16,
+        message: String,
+    },
+    #[error("lost the connection to the engine while trying to {operation}: {source}")]
+    Transport {
+        operation: String,
+        #[source]
+        source: BollardError,
+    },
+}
+
+impl EngineError {
+    fn from_bollard(operation: impl Into<String>, error: BollardError) -> Self {
+        match error {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Refused {
+                operation: operation.into(),
+                status: status_code,
+                message,
+            },
+            other => EngineError::Transport {
+                operation: operation.into(),
+                source: other,
+            },
+        }
+    }
+}
+
+/// A connected engine whose API version has been negotiated.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    /// The same connection with a timeout long enough for a whole build.
+    build_docker: Docker,
+}
+
+impl Engine {
+    /// Connects the way the docker CLI does: `DOCKER_HOST`, else the default socket.
+    pub async fn connect() -> Result<Self, EngineError> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let docker = Docker::connect_with_defaults().map_err(|source| EngineError::BadHost {
+            host: host.clone(),
+            source,
+        })?;
+        let docker =
+            docker
+                .negotiate_version()
+                .await
+                .map_err(|source| EngineError::Unreachable {
+                    host: host.clone(),
+                    source,
+                })?;
+        let build_docker = docker.clone().with_timeout(BUILD_TIMEOUT);
+        Ok(Engine {
+            docker,
+            build_docker,
+        })
+    }
+
+    /// Starts a build with the classic builder; the context is streamed from `context`.
+    pub fn build(
+        &self,
+        options: BuildImageOptions,
+        context: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> impl Stream<Item = Result<BuildInfo, EngineError>> + '_ {
+        self.build_docker
+            .build_image(options, None, Some(bollard::body_try_stream(context)))
+            .map_err(|e| EngineError::from_bollard("build the image", e))
+    }
+
+    /// The image's details, or `None` when the engine has no such image.
+    pub async fn inspect_image(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ImageInspect>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image)),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(EngineError::from_bollard(
+                format!("inspect image {reference}"),
+                e,
+            )),
+        }
+    }
+
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+        let options = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard(format!("tag {image} as {repo}:{tag}"), e))
+    }
+
+    /// Reads one file out of an image through a container that is created, never started,
+    /// and removed again.
+    pub async fn read_file_from_image(
+        &self,
+        image: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(HashMap::from([(
+                LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("create a container from {image}"), e)
+            })?;
+        let archive: Result<Vec<bytes::Bytes>, BollardError> = self
+            .docker
+            .download_from_container(
+                &created.id,
+                Some(
+                    DownloadFromContainerOptionsBuilder::default()
+                        .path(path)
+                        .build(),
+                ),
+            )
+            .try_collect()
+            .await;
+        let removed = self
+            .docker
+            .remove_container(
+                &created.id,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await;
+        let archive = match archive {
+            Ok(chunks) => chunks.concat(),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => {
+                return Err(EngineError::from_bollard(
+                    format!("read {path} from image {image}"),
+                    e,
+                ));
+            }
+        };
+        removed.map_err(|e| {
+            EngineError::from_bollard(format!("remove temporary container {}", created.id), e)
+        })?;
+        let mut entries = tar::Archive::new(archive.as_slice());
+        let mut entries = entries.entries().map_err(|e| EngineError::Transport {
+            operation: format!("read {path} from image {image}"),
+            source: BollardError::IOError { err: e },
+        })?;
+        let Some(Ok(mut file)) = entries.next() else {
+            return Ok(None);
+        };
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut contents).map_err(|e| {
+            EngineError::Transport {
+                operation: format!("read {path} from image {image}"),
+                source: BollardError::IOError { err: e },
+            }
+        })?;
+        Ok(Some(contents))
+    }
+}

@@ -1,0 +1,176 @@
+//! The project's files that go into the image besides `images/`: AGX license files and extra
+//! CA certificates. Each is checked before the build starts.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::ImageError;
+
+/// A license file, known by name and digest; its contents never leave the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct License {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Every `*.lic` in the project folder and in its `licenses/` folder.
+pub fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageError> {
+    let mut licenses: Vec<License> = Vec::new();
+    for dir in [project_dir.to_path_buf(), project_dir.join("licenses")] {
+        for path in files_in(&dir, |name| name.ends_with(".lic"))? {
+            let name = file_name(&path);
+            if let Some(first) = licenses.iter().find(|l| l.name == name) {
+                return Err(ImageError::DuplicateLicense {
+                    name,
+                    first: first.path.clone(),
+                    second: path,
+                });
+            }
+            let sha256 = sha256_of(&path).map_err(|source| ImageError::UnreadableInput {
+                what: "license file",
+                path: path.clone(),
+                source,
+            })?;
+            licenses.push(License { name, path, sha256 });
+        }
+    }
+    Ok(licenses)
+}
+
+/// The PEM certificates named by `EXTRA_CA_CERTS`: one file, or the `*.crt`/`*.pem` files of
+/// a folder. A file that holds no certificate is an error, not silently skipped.
+pub fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, ImageError> {
+    let Some(path) = setting else {
+        return Ok(Vec::new());
+    };
+    let certificates = if path.is_dir() {
+        files_in(path, |name| {
+            name.ends_with(".crt") || name.ends_with(".pem")
+        })?
+    } else {
+        vec![path.to_path_buf()]
+    };
+    for certificate in &certificates {
+        let mut text = String::new();
+        std::fs::File::open(certificate)
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .map_err(|source| ImageError::UnreadableInput {
+                what: "CA certificate",
+                path: certificate.clone(),
+                source,
+            })?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ImageError::NotACertificate(certificate.clone()));
+        }
+    }
+    Ok(certificates)
+}
+
+/// Regular files directly in `dir` whose name passes `wanted`, sorted by name.
+fn files_in(dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, ImageError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ImageError::UnreadableInput {
+                what: "folder",
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && wanted(&file_name(path)))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// SHA-256 of a file, read in pieces.
+pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn licenses_come_from_the_root_and_licenses_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.lic"), "A").unwrap();
+        std::fs::create_dir(dir.path().join("licenses")).unwrap();
+        std::fs::write(dir.path().join("licenses/b.lic"), "B").unwrap();
+        std::fs::write(dir.path().join("licenses/readme.txt"), "no").unwrap();
+        let found = find_licenses(dir.path()).unwrap();
+        let names: Vec<&str> = found.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["a.lic", "b.lic"]);
+        // sha256("A")
+        assert_eq!(
+            found[0].sha256,
+            "559aead08264d5795d3909718cdd05abd49572e84fe55590eef31a88a08fdffd"
+        );
+    }
+
+    #[test]
+    fn two_licenses_with_one_name_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("agx.lic"), "A").unwrap();
+        std::fs::create_dir(dir.path().join("licenses")).unwrap();
+        std::fs::write(dir.path().join("licenses/agx.lic"), "B").unwrap();
+        let err = find_licenses(dir.path()).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("agx.lic"), "{message}");
+        assert!(message.contains("licenses/agx.lic"), "{message}");
+    }
+
+    #[test]
+    fn no_license_folder_is_no_licenses() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(find_licenses(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn certificates_from_a_file_or_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("one.crt"), PEM).unwrap();
+        std::fs::write(dir.path().join("two.pem"), PEM).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        assert_eq!(find_certificates(Some(dir.path())).unwrap().len(), 2);
+        let one = dir.path().join("one.crt");
+        assert_eq!(find_certificates(Some(&one)).unwrap(), vec![one.clone()]);
+        assert!(find_certificates(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_without_a_certificate_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.crt");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let err = find_certificates(Some(&bad)).unwrap_err();
+        assert!(matches!(err, ImageError::NotACertificate(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,347 @@
+//! The project's image: what goes into it, how it is built, and how it is labelled.
+
+pub mod agx;
+pub mod inputs;
+pub mod progress;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use crate::config::Config;
+use crate::context;
+use crate::engine::{Engine, EngineError};
+use progress::{Failure, Mode, Progress, format_duration, format_size};
+pub use spec::BuildRequest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "AGX_VERSION is set but the project has no license file: put your AGX license (*.lic) in {}",
+        .0.join("licenses").display()
+    )]
+    NoLicense(PathBuf),
+    #[error(
+        "two license files are both named {name}: {} and {}; keep one",
+        .first.display(), .second.display()
+    )]
+    DuplicateLicense {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("cannot read {what} {}: {source}", .path.display())]
+    UnreadableInput {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} (from EXTRA_CA_CERTS) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        .0.display()
+    )]
+    NotACertificate(PathBuf),
+    #[error(transparent)]
+    Agx(#[from] agx::AgxError),
+    #[error("cannot find devbox's own binary to put into the image: {0}")]
+    OwnBinary(std::io::Error),
+    #[error("{}", describe_failure(.0))]
+    StepFailed(Failure),
+    #[error("the engine finished the build without reporting an image id")]
+    NoImageId,
+    #[error("the image's AGX environment in {path} is not a JSON object of strings: {source}")]
+    AgxEnv {
+        path: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+fn describe_failure(failure: &Failure) -> String {
+    let mut text = match &failure.step {
+        Some(step) => format!(
+            "the build failed at step {}/{} ({}): {}",
+            step.number, step.total, step.instruction, failure.message
+        ),
+        None => format!("the build failed: {}", failure.message),
+    };
+    if !failure.last_lines.is_empty() {
+        text.push_str("\nits last lines of output:");
+        for line in &failure.last_lines {
+            text.push_str("\n  | ");
+            text.push_str(line);
+        }
+    }
+    text
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    pub size: i64,
+    pub context_bytes: u64,
+    pub elapsed: std::time::Duration,
+}
+
+impl std::fmt::Display for BuiltImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "built {} ({}, {}) in {}; build context {}",
+            self.tags.join(", "),
+            short_id(&self.id),
+            format_size(self.size),
+            format_duration(self.elapsed),
+            format_size(self.context_bytes as i64)
+        )
+    }
+}
+
+/// Builds the project's image and tags it `IMAGE_NAME:IMAGE_TAG` (and any extra tags).
+pub async fn build(
+    engine: &Engine,
+    config: &Config,
+    request: &BuildRequest,
+) -> Result<BuiltImage, ImageError> {
+    let started = Instant::now();
+    let mode = if request.quiet {
+        Mode::Quiet
+    } else if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
+        Mode::Terminal
+    } else {
+        Mode::Plain
+    };
+
+    let licenses = inputs::find_licenses(&config.project_dir)?;
+    if config.agx.is_some() && licenses.is_empty() {
+        return Err(ImageError::NoLicense(config.project_dir.clone()));
+    }
+    let certificates = inputs::find_certificates(config.extra_ca_certs.as_deref())?;
+    let agx_package = match &config.agx {
+        Some(agx) => {
+            let (agx, project_dir) = (agx.clone(), config.project_dir.clone());
+            let show = mode == Mode::Terminal;
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    agx::locate_or_download(&agx, &project_dir, &agx::cache_dir(), show)
+                })
+                .await
+                .expect("the download task does not panic")?,
+            )
+        }
+        None => None,
+    };
+    let requirements = Some(config.project_dir.join("requirements.txt")).filter(|p| p.is_file());
+    let requirements_sha256 = match &requirements {
+        Some(path) => {
+            Some(
+                inputs::sha256_of(path).map_err(|source| ImageError::UnreadableInput {
+                    what: "requirements file",
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let context_inputs = spec::ContextInputs {
+        images_dir: spec::project_images_dir(&config.project_dir),
+        licenses: licenses.clone(),
+        certificates,
+        agx_package,
+        project_requirements: requirements,
+        devbox_binary: std::env::current_exe().map_err(ImageError::OwnBinary)?,
+    };
+    let entries =
+        spec::context_entries(&context_inputs).map_err(|source| ImageError::UnreadableInput {
+            what: "images folder",
+            path: config.project_dir.join("images"),
+            source,
+        })?;
+
+    let context = context::stream(entries);
+    let sent = context.sent.clone();
+    let dockerfile_image = run_build(
+        engine,
+        spec::dockerfile_build_options(config, request),
+        context.body,
+        mode,
+        "building",
+    )
+    .await?;
+    let context_bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
+
+    let agx_env = match &config.agx {
+        Some(_) => read_agx_env(engine, &dockerfile_image).await?,
+        None => BTreeMap::new(),
+    };
+    let tag = config.image_ref();
+    let labels = spec::labels(&spec::LabelInputs {
+        config,
+        licenses: &licenses,
+        requirements_sha256,
+        dockerfile_image: &dockerfile_image,
+        created: creation_time(engine, &tag, &dockerfile_image).await?,
+        revision: git_revision(&config.project_dir),
+    });
+    let final_context = context::stream(vec![context::Entry::bytes(
+        "Dockerfile",
+        spec::final_dockerfile(&dockerfile_image, &agx_env),
+    )]);
+    let quiet_finish = if mode == Mode::Terminal {
+        Mode::Quiet
+    } else {
+        mode
+    };
+    let id = run_build(
+        engine,
+        spec::final_build_options(&tag, &labels),
+        final_context.body,
+        quiet_finish,
+        "labelling",
+    )
+    .await?;
+
+    let mut tags = vec![tag];
+    for extra in &request.extra_tags {
+        let (repo, tag) = split_reference(extra);
+        engine.tag_image(&id, repo, tag).await?;
+        tags.push(format!("{repo}:{tag}"));
+    }
+    let size = engine
+        .inspect_image(&id)
+        .await?
+        .and_then(|image| image.size)
+        .unwrap_or(0);
+    Ok(BuiltImage {
+        id,
+        tags,
+        size,
+        context_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn run_build(
+    engine: &Engine,
+    options: bollard::query_parameters::BuildImageOptions,
+    context: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    mode: Mode,
+    label: &str,
+) -> Result<String, ImageError> {
+    let mut progress = Progress::new(mode, label);
+    let mut messages = std::pin::pin!(engine.build(options, context));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(info) => progress.update(&info).map_err(ImageError::StepFailed)?,
+            Err(EngineError::Refused { message, .. }) => {
+                return Err(ImageError::StepFailed(progress.failure(message)));
+            }
+            Err(other) => {
+                progress.failure(other.to_string());
+                return Err(other.into());
+            }
+        }
+    }
+    progress.finish().ok_or(ImageError::NoImageId)
+}
+
+async fn read_agx_env(
+    engine: &Engine,
+    image: &str,
+) -> Result<BTreeMap<String, String>, ImageError> {
+    let Some(contents) = engine
+        .read_file_from_image(image, spec::AGX_ENV_PATH)
+        .await?
+    else {
+        return Ok(BTreeMap::new());
+    };
+    serde_json::from_slice(&contents).map_err(|source| ImageError::AgxEnv {
+        path: spec::AGX_ENV_PATH,
+        source,
+    })
+}
+
+/// When the image was built: now, unless the tagged image already came from the same
+/// Dockerfile image (a rebuild that changed nothing keeps its first creation time).
+async fn creation_time(
+    engine: &Engine,
+    tag: &str,
+    dockerfile_image: &str,
+) -> Result<String, ImageError> {
+    if let Some(existing) = engine.inspect_image(tag).await?
+        && let Some(labels) = existing.config.and_then(|c| c.labels)
+        && labels.get(spec::LABEL_DOCKERFILE_IMAGE).map(String::as_str) == Some(dockerfile_image)
+        && let Some(created) = labels.get(oci_spec::image::ANNOTATION_CREATED)
+    {
+        return Ok(created.clone());
+    }
+    Ok(time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC time formats as RFC 3339"))
+}
+
+/// The project's git commit, when it is a git checkout and git is installed.
+fn git_revision(project_dir: &Path) -> Option<String> {
+    let git = which::which("git").ok()?;
+    let output = std::process::Command::new(git)
+        .args(["rev-parse", "--verify", "--quiet", "HEAD"])
+        .current_dir(project_dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let revision = String::from_utf8(output.stdout).ok()?.trim().to_string();
+    (output.status.success() && !revision.is_empty()).then_some(revision)
+}
+
+/// `name[:tag]` → (name, tag), `latest` when no tag is given (a registry port is not a tag).
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_into_name_and_tag() {
+        assert_eq!(split_reference("a/b:1.0"), ("a/b", "1.0"));
+        assert_eq!(split_reference("a/b"), ("a/b", "latest"));
+        assert_eq!(split_reference("host:5000/a"), ("host:5000/a", "latest"));
+        assert_eq!(split_reference("host:5000/a:t"), ("host:5000/a", "t"));
+    }
+
+    #[test]
+    fn a_failure_reads_with_step_and_lines() {
+        let text = describe_failure(&Failure {
+            step: Some(progress::Step {
+                number: 4,
+                total: 9,
+                instruction: "RUN false".into(),
+            }),
+            message: "returned a non-zero code: 1".into(),
+            last_lines: vec!["oops".into()],
+        });
+        assert_eq!(
+            text,
+            "the build failed at step 4/9 (RUN false): returned a non-zero code: 1\nits last lines of output:\n  | oops"
+        );
+    }
+}
