@@ -14,13 +14,15 @@ pub async fn run(config: &Config, args: &BuildArgs) -> Result<(), Error> {
         extra_tags: args.tags.clone(),
         quiet: args.quiet,
     };
+    let while_building = |source| Error::Build {
+        image: config.image_ref(),
+        source,
+    };
+    let inputs = image::Inputs::check(config).map_err(while_building)?;
     let engine = Engine::connect().await?;
-    let built = image::build(&engine, config, &request)
+    let built = image::build(&engine, config, inputs, &request)
         .await
-        .map_err(|source| Error::Build {
-            image: config.image_ref(),
-            source,
-        })?;
+        .map_err(while_building)?;
     if args.quiet {
         println!("{}", built.id);
     } else {

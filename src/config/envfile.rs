@@ -80,11 +80,14 @@ impl EnvFile {
         let mut search_from = 0;
         for item in dotenvy::from_read_iter(text.as_bytes()) {
             let (key, value) = item.map_err(|e| match e {
-                dotenvy::Error::LineParse(logical, _) => ConfigError::EnvFileMalformed {
-                    path: path.to_path_buf(),
-                    line: line_of_text(text, &logical, search_from),
-                    text: shorten(logical.lines().next().unwrap_or_default()),
-                },
+                dotenvy::Error::LineParse(logical, _) => {
+                    let line = line_of_text(text, &logical, search_from);
+                    ConfigError::EnvFileMalformed {
+                        path: path.to_path_buf(),
+                        line,
+                        text: shorten(text.lines().nth(line - 1).unwrap_or_default()),
+                    }
+                }
                 dotenvy::Error::Io(source) => ConfigError::EnvFileUnreadable {
                     path: path.to_path_buf(),
                     source,
@@ -145,13 +148,14 @@ fn line_of_key(text: &str, key: &str, from: usize) -> usize {
         .map_or(from.max(1), |(index, _)| index + 1)
 }
 
-/// The 1-based line at or after line `from` where the logical line `logical` starts.
+/// The 1-based line at or after line `from` holding the start of `logical` (dotenvy reports
+/// a whole logical line, or only the value part of it).
 fn line_of_text(text: &str, logical: &str, from: usize) -> usize {
-    let first = logical.lines().next().unwrap_or_default();
+    let first = logical.lines().next().unwrap_or_default().trim();
     text.lines()
         .enumerate()
         .skip(from)
-        .find(|(_, line)| *line == first || line.trim_end() == first.trim_end())
+        .find(|(_, line)| line.contains(first))
         .map_or(from + 1, |(index, _)| index + 1)
 }
 
@@ -201,6 +205,18 @@ mod tests {
             ConfigError::EnvFileMalformed { line, text, .. } => {
                 assert_eq!(line, 2);
                 assert_eq!(text, "this is not a setting");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unquoted_value_with_spaces_shows_its_whole_line() {
+        let err = parse("A=1\nIMAGE_NAME=Has Caps\n").unwrap_err();
+        match err {
+            ConfigError::EnvFileMalformed { line, text, .. } => {
+                assert_eq!(line, 2);
+                assert_eq!(text, "IMAGE_NAME=Has Caps");
             }
             other => panic!("unexpected {other:?}"),
         }

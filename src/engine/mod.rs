@@ -39,11 +39,7 @@ pub enum EngineError {
         source: BollardError,
     },
     #[error("the engine could not {operation}: {message}")]
-    Refused {
-        operation: String,
-        status: u16,
-        message: String,
-    },
+    Refused { operation: String, message: String },
     #[error("lost the connection to the engine while trying to {operation}: {source}")]
     Transport {
         operation: String,
@@ -55,12 +51,9 @@ pub enum EngineError {
 impl EngineError {
     fn from_bollard(operation: impl Into<String>, error: BollardError) -> Self {
         match error {
-            BollardError::DockerResponseServerError {
-                status_code,
-                message,
-            } => EngineError::Refused {
+            BollardError::DockerResponseServerError { message, .. }
+            | BollardError::DockerStreamError { error: message } => EngineError::Refused {
                 operation: operation.into(),
-                status: status_code,
                 message,
             },
             other => EngineError::Transport {
@@ -86,9 +79,15 @@ impl Engine {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let docker = Docker::connect_with_defaults().map_err(|source| EngineError::BadHost {
-            host: host.clone(),
-            source,
+        let docker = Docker::connect_with_defaults().map_err(|source| match source {
+            BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
+                host: host.clone(),
+                source,
+            },
+            source => EngineError::BadHost {
+                host: host.clone(),
+                source,
+            },
         })?;
         let docker =
             docker

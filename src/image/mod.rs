@@ -52,6 +52,12 @@ pub enum ImageError {
     OwnBinary(std::io::Error),
     #[error("{}", describe_failure(.0))]
     StepFailed(Failure),
+    #[error(
+        "the base image {image} is not on this engine and could not be pulled: {}\n\
+         Check BASE_IMAGE, or load the image into the engine (`docker load`)",
+        .failure.message
+    )]
+    BaseImageUnavailable { image: String, failure: Failure },
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
     #[error("the image's AGX environment in {path} is not a JSON object of strings: {source}")]
@@ -72,6 +78,7 @@ fn describe_failure(failure: &Failure) -> String {
         ),
         None => format!("the build failed: {}", failure.message),
     };
+
     if !failure.last_lines.is_empty() {
         text.push_str("\nits last lines of output:");
         for line in &failure.last_lines {
@@ -106,10 +113,32 @@ impl std::fmt::Display for BuiltImage {
     }
 }
 
+/// The project's inputs, checked before anything is sent to an engine.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub licenses: Vec<inputs::License>,
+    pub certificates: Vec<PathBuf>,
+}
+
+impl Inputs {
+    pub fn check(config: &Config) -> Result<Self, ImageError> {
+        let licenses = inputs::find_licenses(&config.project_dir)?;
+        if config.agx.is_some() && licenses.is_empty() {
+            return Err(ImageError::NoLicense(config.project_dir.clone()));
+        }
+        let certificates = inputs::find_certificates(config.extra_ca_certs.as_deref())?;
+        Ok(Inputs {
+            licenses,
+            certificates,
+        })
+    }
+}
+
 /// Builds the project's image and tags it `IMAGE_NAME:IMAGE_TAG` (and any extra tags).
 pub async fn build(
     engine: &Engine,
     config: &Config,
+    inputs: Inputs,
     request: &BuildRequest,
 ) -> Result<BuiltImage, ImageError> {
     let started = Instant::now();
@@ -120,12 +149,10 @@ pub async fn build(
     } else {
         Mode::Plain
     };
-
-    let licenses = inputs::find_licenses(&config.project_dir)?;
-    if config.agx.is_some() && licenses.is_empty() {
-        return Err(ImageError::NoLicense(config.project_dir.clone()));
-    }
-    let certificates = inputs::find_certificates(config.extra_ca_certs.as_deref())?;
+    let Inputs {
+        licenses,
+        certificates,
+    } = inputs;
     let agx_package = match &config.agx {
         Some(agx) => {
             let (agx, project_dir) = (agx.clone(), config.project_dir.clone());
@@ -177,7 +204,21 @@ pub async fn build(
         mode,
         "building",
     )
-    .await?;
+    .await
+    .map_err(|error| match error {
+        ImageError::StepFailed(failure)
+            if failure
+                .step
+                .as_ref()
+                .is_some_and(|step| step.instruction.starts_with("FROM")) =>
+        {
+            ImageError::BaseImageUnavailable {
+                image: spec::build_args(config, request)["BASE_IMAGE"].clone(),
+                failure,
+            }
+        }
+        other => other,
+    })?;
     let context_bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
 
     let agx_env = match &config.agx {

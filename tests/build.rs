@@ -1,0 +1,301 @@
+//! `devbox build` against the real engine, with the fast busybox image as the base.
+
+mod common;
+
+use common::{
+    BUSYBOX_IMAGE, FileServer, ImageCleanup, Project, assert_failure, assert_success, docker,
+    docker_ok, image_labels, stdout, unique_name,
+};
+
+const AGX_PACKAGE: &str = "agx-2.36.1.2-amd64-ubuntu_22.04.deb";
+
+/// A project whose own images/Dockerfile records the build context it was sent, and plays
+/// the part of the AGX installer by writing the environment file devbox reads.
+fn busybox_project(extra_env: &str) -> (Project, String) {
+    common::test_image("busybox");
+    let name = unique_name("build");
+    let project = Project::new(&format!(
+        "IMAGE_NAME={name}\nIMAGE_TAG=t1\nBASE_IMAGE={BUSYBOX_IMAGE}\n{extra_env}"
+    ));
+    project.write(
+        "images/Dockerfile",
+        r#"ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG AGX_VERSION
+ARG MARKER=unset
+COPY . /context/
+RUN echo "marker=${MARKER}" > /marker && mkdir -p /etc/devbox && \
+    if [ -n "${AGX_VERSION}" ]; then \
+      echo '{"AGX_DIR": "/opt/Algoryx/AGX-'"${AGX_VERSION}"'", "ODD": "a \"quoted\" $value"}' > /etc/devbox/agx-env.json; \
+    fi
+"#,
+    );
+    project.write("images/helper.sh", "echo helper\n");
+    project.write("src/main.py", "print('never in the context')\n");
+    project.write("data/big.bin", vec![0u8; 4 << 20]);
+    project.write("models/model.pt", "weights");
+    (project, name)
+}
+
+fn context_listing(image: &str) -> Vec<String> {
+    let listing = docker_ok(&["run", "--rm", image, "find", "/context"]);
+    let mut paths: Vec<String> = listing.lines().map(str::to_string).collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn the_context_holds_only_what_the_image_needs_and_labels_describe_it() {
+    let (project, name) = busybox_project("");
+    project.write("licenses/site.lic", "LICENSE-SECRET-CONTENT");
+    let certs = project.write(
+        "certs/proxy.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    project.write("requirements.txt", "numpy==2.0.0\n");
+    std::fs::write(
+        project.path().join(".env"),
+        format!(
+            "{}EXTRA_CA_CERTS={}\n",
+            std::fs::read_to_string(project.path().join(".env")).unwrap(),
+            certs.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("{name}:t1");
+    let extra = format!("{name}-extra:x");
+    let _cleanup = ImageCleanup(vec![image.clone(), extra.clone()]);
+
+    let output = project.devbox(&["build", "--build-arg", "MARKER=set", "-t", &extra]);
+    assert_success(&output);
+    let out = stdout(&output);
+    assert!(out.contains(&format!("built {image}, {extra}")), "{out}");
+    assert!(!out.contains("LICENSE-SECRET-CONTENT"), "{out}");
+
+    assert_eq!(
+        context_listing(&image),
+        vec![
+            "/context",
+            "/context/Dockerfile",
+            "/context/agx",
+            "/context/certs",
+            "/context/certs/00-proxy.crt",
+            "/context/devbox",
+            "/context/helper.sh",
+            "/context/licenses",
+            "/context/licenses/site.lic",
+            "/context/project-requirements.txt",
+        ]
+    );
+    assert_eq!(
+        docker_ok(&["run", "--rm", &image, "cat", "/marker"]),
+        "marker=set"
+    );
+    // The binary in the image is devbox itself, and runs in an image without a libc.
+    assert_eq!(
+        docker_ok(&["run", "--rm", &image, "/context/devbox", "--version"]),
+        format!("devbox {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &extra]),
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image])
+    );
+
+    let labels = image_labels(&image);
+    let license_digest = format!("sha256:{}", hex_sha256(b"LICENSE-SECRET-CONTENT"));
+    assert_eq!(
+        labels["io.devbox.license.site.lic"],
+        license_digest.as_str()
+    );
+    assert_eq!(labels["org.opencontainers.image.title"], name.as_str());
+    assert_eq!(labels["org.opencontainers.image.version"], "t1");
+    assert_eq!(labels["io.devbox.base-image"], BUSYBOX_IMAGE);
+    assert_eq!(labels["io.devbox.managed"], "true");
+    assert_eq!(
+        labels["io.devbox.requirements.sha256"],
+        hex_sha256(b"numpy==2.0.0\n").as_str()
+    );
+    let created = labels["org.opencontainers.image.created"].as_str().unwrap();
+    assert!(
+        created.starts_with("20") && created.ends_with('Z'),
+        "{created}"
+    );
+    assert!(!format!("{labels:?}").contains("LICENSE-SECRET-CONTENT"));
+}
+
+#[test]
+fn a_rebuild_that_changes_nothing_gives_the_same_image() {
+    let (project, name) = busybox_project("");
+    let image = format!("{name}:t1");
+    let _cleanup = ImageCleanup(vec![image.clone()]);
+    assert_success(&project.devbox(&["build", "-q"]));
+    let first = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    let output = project.devbox(&["build", "-q"]);
+    assert_success(&output);
+    assert_eq!(stdout(&output).trim(), first, "-q prints only the id");
+    assert_eq!(
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]),
+        first
+    );
+    // A change in the context does give a new image.
+    project.write("images/helper.sh", "echo changed\n");
+    assert_success(&project.devbox(&["build", "-q"]));
+    assert_ne!(
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]),
+        first
+    );
+}
+
+#[test]
+fn agx_is_downloaded_once_from_old_and_its_environment_is_set_for_every_process() {
+    let package = b"not really a deb, the busybox Dockerfile only copies it".to_vec();
+    let server = FileServer::start(vec![(
+        format!("/installers/old/{AGX_PACKAGE}"),
+        package.clone(),
+    )]);
+    let (project, name) = busybox_project(&format!(
+        "AGX_VERSION=2.36.1.2\nAGX_DISTRIBUTION=amd64-ubuntu_22.04\nAGX_DOWNLOAD_URL={}/installers/\n",
+        server.base_url
+    ));
+    project.write("agx.lic", "license");
+    let image = format!("{name}:t1");
+    let _cleanup = ImageCleanup(vec![image.clone()]);
+
+    assert_success(&project.devbox(&["build"]));
+    assert_eq!(
+        server.requests(),
+        vec![
+            format!("/installers/{AGX_PACKAGE}"),
+            format!("/installers/old/{AGX_PACKAGE}"),
+        ]
+    );
+    let cached = project.path().join(".cache/devbox/agx").join(AGX_PACKAGE);
+    assert_eq!(std::fs::read(&cached).unwrap(), package);
+    assert_eq!(
+        docker_ok(&[
+            "run",
+            "--rm",
+            &image,
+            "cat",
+            &format!("/context/agx/{AGX_PACKAGE}")
+        ]),
+        String::from_utf8(package).unwrap()
+    );
+    // Not only login shells: the variables are the image's own environment.
+    assert_eq!(
+        docker_ok(&["run", "--rm", &image, "sh", "-c", "echo \"$AGX_DIR\""]),
+        "/opt/Algoryx/AGX-2.36.1.2"
+    );
+    assert_eq!(
+        docker_ok(&["run", "--rm", &image, "sh", "-c", "echo \"$ODD\""]),
+        "a \"quoted\" $value"
+    );
+    let labels = image_labels(&image);
+    assert_eq!(labels["io.devbox.agx.version"], "2.36.1.2");
+    assert_eq!(labels["io.devbox.agx.distribution"], "amd64-ubuntu_22.04");
+
+    // The next build uses the cache and downloads nothing.
+    assert_success(&project.devbox(&["build"]));
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_failed_download_leaves_no_partial_file_and_names_both_urls() {
+    let server = FileServer::start(vec![]);
+    let (project, name) = busybox_project(&format!(
+        "AGX_VERSION=2.36.1.2\nAGX_DOWNLOAD_URL={}/installers\n",
+        server.base_url
+    ));
+    project.write("licenses/agx.lic", "license");
+    let err = assert_failure(&project.devbox(&["build"]));
+    assert!(
+        err.contains(&format!("{}/installers/{AGX_PACKAGE}", server.base_url)),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}/installers/old/{AGX_PACKAGE}", server.base_url)),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 404"), "{err}");
+    let cache = project.path().join(".cache/devbox/agx");
+    let left: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn a_failing_step_is_named_with_its_last_lines() {
+    let (project, name) = busybox_project("");
+    project.write(
+        "images/Dockerfile",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo first-line && echo last-words && exit 3\n",
+    );
+    let err = assert_failure(&project.devbox(&["build"]));
+    // ARG, FROM, RUN, and the builder's LABEL step for devbox's label.
+    assert!(err.contains("step 3/4"), "{err}");
+    assert!(err.contains("returned a non-zero code: 3"), "{err}");
+    assert!(err.contains("| last-words"), "{err}");
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success()
+    );
+    // forcerm: no intermediate container is left from the failed step.
+    let leftovers = docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("ancestor={BUSYBOX_IMAGE}"),
+        "--filter",
+        "status=exited",
+        "--format",
+        "{{.Command}}",
+    ]);
+    assert!(!leftovers.contains("last-words"), "{leftovers}");
+}
+
+#[test]
+fn a_base_image_that_is_nowhere_says_what_to_do() {
+    let (project, _name) = busybox_project("");
+    let output = project
+        .devbox_command(&["build"])
+        .env("BASE_IMAGE", "devbox-test/no-such-image:never")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("devbox-test/no-such-image"), "{err}");
+    assert!(err.contains("Check BASE_IMAGE"), "{err}");
+}
+
+#[test]
+fn the_static_binary_runs_in_an_image_without_a_libc() {
+    common::engine();
+    let name = unique_name("scratch");
+    let _cleanup = ImageCleanup(vec![name.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::devbox_binary(), dir.path().join("devbox")).unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY devbox /devbox\nENTRYPOINT [\"/devbox\"]\n",
+    )
+    .unwrap();
+    let build = docker(&["build", "-q", "-t", &name, dir.path().to_str().unwrap()]);
+    assert_success(&build);
+    assert_eq!(
+        docker_ok(&["run", "--rm", &name, "--version"]),
+        format!("devbox {}", env!("CARGO_PKG_VERSION"))
+    );
+    // Its configuration code works there too: init in an empty root, then config reads it.
+    let output = docker(&["run", "--rm", "--workdir", "/", &name, "-C", "/", "config"]);
+    let err = common::stderr(&output);
+    assert!(err.contains("devbox init"), "{err}");
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}

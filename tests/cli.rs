@@ -1,0 +1,231 @@
+//! The devbox binary end to end, without an engine: init, configuration errors, messages.
+
+mod common;
+
+use common::{Project, assert_failure, assert_success, devbox_binary, stderr, stdout};
+
+#[test]
+fn version_prints_the_crate_version() {
+    let output = std::process::Command::new(devbox_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert_eq!(
+        stdout(&output).trim(),
+        format!("devbox {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn init_creates_the_skeleton_and_never_overwrites() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join(".env"), "IMAGE_TAG=mine\n").unwrap();
+    let output = std::process::Command::new(devbox_binary())
+        .args(["init", "--images"])
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    assert_success(&output);
+    for folder in ["licenses", "src", "scripts", "models", "data", "images"] {
+        assert!(project.path().join(folder).is_dir(), "{folder} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(project.path().join(".env")).unwrap(),
+        "IMAGE_TAG=mine\n",
+        "an existing .env must be kept"
+    );
+    assert!(stdout(&output).contains("kept     .env (exists)"));
+    let dockerfile = std::fs::read_to_string(project.path().join("images/Dockerfile")).unwrap();
+    assert_eq!(
+        dockerfile,
+        std::fs::read_to_string(common::repo_root().join("images/Dockerfile")).unwrap()
+    );
+
+    // A second run changes nothing, and a fresh folder gets env.example as its .env.
+    std::fs::write(project.path().join("images/Dockerfile"), "FROM mine\n").unwrap();
+    assert_success(
+        &std::process::Command::new(devbox_binary())
+            .args(["init", "--images"])
+            .current_dir(project.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("images/Dockerfile")).unwrap(),
+        "FROM mine\n"
+    );
+    let fresh = tempfile::tempdir().unwrap();
+    assert_success(
+        &std::process::Command::new(devbox_binary())
+            .args(["-C", fresh.path().to_str().unwrap(), "init"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(fresh.path().join(".env")).unwrap(),
+        std::fs::read_to_string(common::repo_root().join("env.example")).unwrap()
+    );
+}
+
+#[test]
+fn config_shows_resolved_values_with_the_environment_winning() {
+    let project = Project::new("IMAGE_TAG=from-file\nSIMULATION_RATE=60\n");
+    let output = project
+        .devbox_command(&["config"])
+        .env("IMAGE_TAG", "from-env")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(text.contains("machine-boom-project:from-env"), "{text}");
+    assert!(text.contains("SIMULATION_RATE=60"), "{text}");
+}
+
+#[test]
+fn env_file_option_picks_another_file() {
+    let project = Project::new("IMAGE_TAG=default-file\n");
+    project.write("other.env", "IMAGE_TAG=other-file\n");
+    let output = project.devbox(&["--env-file", "other.env", "config"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains(":other-file"));
+}
+
+/// Each bad input: exit 1, one message naming the input and the fix, and no panic.
+#[test]
+fn bad_env_files_are_reported_by_file_line_and_key() {
+    let cases: &[(&[u8], &[&str])] = &[
+        (
+            b"IMAGE_TAG=ok\nAGX_VERSION=2.36\n",
+            &[".env line 2", "AGX_VERSION", "N.N.N.N"],
+        ),
+        (b"A=1\nnot a setting\n", &[".env line 2", "KEY=VALUE"]),
+        (b"A=1\nLONELY\n", &[".env line 2", "LONELY"]),
+        (b"A=\"open\nB=2\n", &[".env line 1", "close every quote"]),
+        (b"A=1\nA=2\n", &["A is set twice", "lines 1 and 2"]),
+        (b"A=1\nB=\xff\xfe\n", &[".env line 2", "not UTF-8"]),
+        (b"IMAGE_NAME=\"Has Caps\"\n", &["IMAGE_NAME", "lowercase"]),
+        (
+            b"IMAGE_NAME=has space\n",
+            &["line 1", "IMAGE_NAME=has space", "quote values"],
+        ),
+        (b"IMAGE_TAG=-bad\n", &["IMAGE_TAG", "tag"]),
+        (
+            b"PUBLISH_ADDRESS=everywhere\n",
+            &["PUBLISH_ADDRESS", "IP address"],
+        ),
+        (
+            b"CONTAINER_NAME=/bad\n",
+            &["CONTAINER_NAME", "container name"],
+        ),
+        (
+            b"AGX_VERSION=2.36.1.2\nAGX_DISTRIBUTION=\n",
+            &["AGX_DISTRIBUTION", "amd64-ubuntu_22.04"],
+        ),
+        (
+            b"AGX_VERSION=2.36.1.2\nAGX_DOWNLOAD_URL=ftp://x\n",
+            &["AGX_DOWNLOAD_URL", "http"],
+        ),
+        (
+            b"EXTRA_CA_CERTS=missing/ca.pem\n",
+            &["EXTRA_CA_CERTS", "does not exist"],
+        ),
+        (b"SRC_DIR=\n", &["SRC_DIR", "folder path"]),
+    ];
+    for (env, expected) in cases {
+        let project = Project::new("");
+        project.write(".env", env);
+        let before = std::fs::read(project.path().join(".env")).unwrap();
+        let output = project.devbox(&["build"]);
+        let err = assert_failure(&output);
+        for needle in *expected {
+            assert!(
+                err.contains(needle),
+                "for {:?}: expected {needle:?} in:\n{err}",
+                String::from_utf8_lossy(env)
+            );
+        }
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("devbox: error"))
+                .count(),
+            1
+        );
+        assert_eq!(std::fs::read(project.path().join(".env")).unwrap(), before);
+    }
+}
+
+#[test]
+fn a_very_long_line_gives_a_short_message() {
+    let project = Project::new("");
+    project.write(".env", format!("{}\n", "garbage ".repeat(100_000)));
+    let err = assert_failure(&project.devbox(&["config"]));
+    assert!(err.len() < 600, "{} bytes: {err}", err.len());
+}
+
+#[test]
+fn a_missing_env_file_says_how_to_make_one() {
+    let project = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(devbox_binary())
+        .arg("build")
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("devbox init"), "{err}");
+}
+
+#[test]
+fn a_missing_project_folder_is_named() {
+    let output = std::process::Command::new(devbox_binary())
+        .args(["-C", "/nonexistent/devbox-project", "build"])
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("/nonexistent/devbox-project"), "{err}");
+}
+
+#[test]
+fn an_unreachable_engine_says_how_to_start_one() {
+    let project = Project::new("");
+    let output = project
+        .devbox_command(&["build"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("cannot reach the Docker Engine"), "{err}");
+    assert!(err.contains("unix:///nonexistent/docker.sock"), "{err}");
+    assert!(err.contains("systemctl start docker"), "{err}");
+}
+
+#[test]
+fn agx_without_a_license_stops_before_the_build() {
+    let project = Project::new("AGX_VERSION=2.36.1.2\n");
+    // No engine is needed to refuse: the check comes first, even with none reachable.
+    let output = project
+        .devbox_command(&["build"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("no license file"), "{err}");
+    assert!(err.contains("licenses"), "{err}");
+}
+
+#[test]
+fn a_bad_build_arg_is_refused() {
+    let project = Project::new("");
+    let err = assert_failure(&project.devbox(&["build", "--build-arg", "=x"]));
+    assert!(err.contains("--build-arg"), "{err}");
+}
+
+#[test]
+fn in_container_names_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("cluster-join");
+    std::os::unix::fs::symlink(devbox_binary(), &link).unwrap();
+    let output = std::process::Command::new(&link).output().unwrap();
+    let err = stderr(&output);
+    assert!(err.contains("cluster-join"), "{err}");
+}
