@@ -16,7 +16,7 @@ pub async fn run(config: &Config, args: &BuildArgs) -> Result<(), Error> {
     };
     let while_building = |source| Error::Build {
         image: config.image_ref(),
-        source,
+        source: Box::new(source),
     };
     let inputs = image::Inputs::check(config).map_err(while_building)?;
     let engine = Engine::connect().await?;

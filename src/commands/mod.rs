@@ -21,7 +21,7 @@ pub enum Error {
     Build {
         image: String,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     #[error("{0}")]
     Usage(String),
