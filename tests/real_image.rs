@@ -1,0 +1,161 @@
+//! The real tier: devbox's own images/Dockerfile built on a Debian base made with debootstrap,
+//! with extra CA certificates, a license, and an AGX package fixture served over loopback.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{
+    DEBIAN_IMAGE, FileServer, ImageCleanup, Project, assert_success, docker, docker_ok,
+    image_labels, unique_name,
+};
+
+const AGX_VERSION: &str = "2.36.1.2";
+const AGX_DISTRIBUTION: &str = "amd64-ubuntu_22.04";
+
+/// The host's extra CA certificates (an intercepting proxy's), when it has any: pip inside
+/// the build reaches PyPI only if they are trusted in the image.
+fn host_ca_certificates() -> Option<&'static Path> {
+    let dir = Path::new("/usr/local/share/ca-certificates");
+    let has_certificates = std::fs::read_dir(dir).ok()?.any(|entry| {
+        entry
+            .map(|e| e.path().extension().is_some_and(|x| x == "crt"))
+            .unwrap_or(false)
+    });
+    has_certificates.then_some(dir)
+}
+
+fn make_agx_package(out: &Path) -> Vec<u8> {
+    let status = Command::new(common::repo_root().join("tests/fixtures/make-agx-deb"))
+        .args([AGX_VERSION, AGX_DISTRIBUTION])
+        .arg(out)
+        .status()
+        .expect("make-agx-deb runs");
+    assert!(status.success(), "make-agx-deb failed");
+    std::fs::read(out.join(format!("agx-{AGX_VERSION}-{AGX_DISTRIBUTION}.deb"))).unwrap()
+}
+
+#[test]
+fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
+    common::test_image("debian");
+    let fixture = tempfile::tempdir().unwrap();
+    let package = make_agx_package(fixture.path());
+    let server = FileServer::start(vec![(
+        format!("/installers/agx-{AGX_VERSION}-{AGX_DISTRIBUTION}.deb"),
+        package,
+    )]);
+    let name = unique_name("real");
+    let certificates = host_ca_certificates()
+        .map(|dir| format!("EXTRA_CA_CERTS={}\n", dir.display()))
+        .unwrap_or_default();
+    let project = Project::new(&format!(
+        "IMAGE_NAME={name}\nBASE_IMAGE={DEBIAN_IMAGE}\nAGX_VERSION={AGX_VERSION}\n\
+         AGX_DISTRIBUTION={AGX_DISTRIBUTION}\nAGX_DOWNLOAD_URL={}/installers/\n{certificates}",
+        server.base_url
+    ));
+    project.write("licenses/team.lic", "TEAM-LICENSE-CONTENT\n");
+    let image = format!("{name}:latest");
+    let without_agx = format!("{name}:no-agx");
+    let _cleanup = ImageCleanup(vec![image.clone(), without_agx.clone()]);
+
+    let output = project.devbox(&["build"]);
+    assert_success(&output);
+    let out = common::stdout(&output);
+    assert!(
+        out.contains("Step 1/"),
+        "plain progress shows the steps:\n{out}"
+    );
+    assert!(!out.contains("TEAM-LICENSE-CONTENT"));
+
+    // Non-interactive processes see AGX: a plain `run` and an `exec` into a running container.
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", image.as_str()];
+        all.extend_from_slice(args);
+        docker_ok(&all)
+    };
+    assert_eq!(
+        run(&["python3", "-c", "import agx; print(agx.__version__)"]),
+        AGX_VERSION
+    );
+    let container = docker_ok(&["run", "-d", "--label", "io.devbox.test=true", &image]);
+    let exec = docker(&[
+        "exec",
+        &container,
+        "python3",
+        "-c",
+        "import agx, os; print(agx.__version__, os.environ['AGX_DIR'])",
+    ]);
+    let _ = docker(&["rm", "-f", &container]);
+    assert_success(&exec);
+    assert_eq!(
+        common::stdout(&exec).trim(),
+        format!("{AGX_VERSION} /opt/Algoryx/AGX-{AGX_VERSION}")
+    );
+
+    assert_eq!(
+        run(&["cat", &format!("/opt/Algoryx/AGX-{AGX_VERSION}/team.lic")]),
+        "TEAM-LICENSE-CONTENT"
+    );
+    // libgomp1 is the fixture's dependency: installed means dependencies were resolved.
+    run(&["dpkg", "-s", "libgomp1"]);
+    for tool in ["jupyter", "ray", "x11vnc", "Xvfb", "python3", "pip"] {
+        run(&["sh", "-c", &format!("command -v {tool}")]);
+    }
+    for link in [
+        "start-vnc",
+        "start-jupyter",
+        "cluster-join",
+        "cluster-leave",
+    ] {
+        assert_eq!(
+            run(&["readlink", &format!("/usr/local/bin/{link}")]),
+            "devbox"
+        );
+    }
+    assert_eq!(
+        run(&["devbox", "--version"]),
+        format!("devbox {}", env!("CARGO_PKG_VERSION"))
+    );
+    if certificates.is_empty() {
+        eprintln!("no host CA certificates: the TLS check through the proxy is not exercised");
+    } else {
+        // Through the intercepting proxy, TLS works only with its CA trusted in the image.
+        run(&[
+            "python3",
+            "-c",
+            "import requests; requests.get('https://pypi.org/simple/pip/', timeout=30).raise_for_status()",
+        ]);
+    }
+
+    let labels = image_labels(&image);
+    assert_eq!(labels["io.devbox.agx.version"], AGX_VERSION);
+    assert_eq!(labels["io.devbox.agx.distribution"], AGX_DISTRIBUTION);
+    assert_eq!(labels["io.devbox.base-image"], DEBIAN_IMAGE);
+    assert!(
+        labels["io.devbox.license.team.lic"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // The same project without AGX builds too, and has none of it.
+    let output = project
+        .devbox_command(&["build"])
+        .env("AGX_VERSION", "")
+        .env("IMAGE_TAG", "no-agx")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let check = docker(&[
+        "run",
+        "--rm",
+        &without_agx,
+        "sh",
+        "-c",
+        "test ! -e /opt/Algoryx && cat /etc/devbox/agx-env.json",
+    ]);
+    assert_success(&check);
+    assert_eq!(common::stdout(&check).trim(), "{}");
+    assert!(!image_labels(&without_agx).contains_key("io.devbox.agx.version"));
+}
