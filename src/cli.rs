@@ -29,6 +29,16 @@ pub enum Command {
     /// Build the project's image (IMAGE_NAME:IMAGE_TAG) from images/, with the license files,
     /// extra CA certificates and AGX package.
     Build(BuildArgs),
+    /// Create and start the project's container, detached (idempotent).
+    Start(StartArgs),
+    /// A login shell in the running container, or one command (`devbox connect -- CMD ARGS…`).
+    Connect(ConnectArgs),
+    /// Stop and remove the container (leaving the Ray cluster first); the mounted folders stay.
+    Stop(StopArgs),
+    /// The container's state, image, ports as URLs, GPUs, networks, and the ssh tunnel line.
+    Status(StatusArgs),
+    /// The container's output.
+    Logs(LogsArgs),
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
     /// Secrets are shown as set or unset.
     Config,
@@ -62,4 +72,105 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// GPUs to give the container, as with docker: all, a count, or '"device=0,2"'.
+    #[arg(long, value_name = "REQUEST")]
+    pub gpus: Option<String>,
+
+    /// Attach to NET; created as an attachable overlay network when missing on a swarm manager.
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
+
+    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Publish a port, as with docker ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]); on
+    /// PUBLISH_ADDRESS when no IP is given. Replaces the default for 2059 or 2088.
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+
+    /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+
+    /// Give the container extended privileges (off unless asked).
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Set an environment variable in the container (KEY=VALUE, or KEY from this environment).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Replace a running container whose configuration or image changed.
+    #[arg(long)]
+    pub recreate: bool,
+
+    /// The container's main command instead of the image's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// The command to run instead of a shell.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(
+        short = 't',
+        long = "time",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub time: i32,
+
+    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (the shape is documented in the README).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Include the Jupyter token in the output.
+    #[arg(long)]
+    pub show_secrets: bool,
+
+    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep following new output.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+
+    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    #[arg(long)]
+    pub name: Option<String>,
 }

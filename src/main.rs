@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod container;
 mod context;
 mod engine;
 mod image;
@@ -15,10 +16,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if let Some(command) = incontainer::Command::from_argv0(&argv0) {
-        return report(incontainer::run(
-            command,
-            std::env::args_os().skip(1).collect(),
-        ));
+        let args = std::env::args_os().skip(1).collect();
+        return report(incontainer::run(command, args).map(|()| 0));
     }
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -26,13 +25,17 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    report(runtime.block_on(commands::run(cli)))
+    let result = runtime.block_on(commands::run(cli));
+    // A read of stdin may still be blocked in the runtime's pool: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(50));
+    report(result)
 }
 
 /// Prints an error with its causes once, each cause only when it adds something.
-fn report(result: Result<(), commands::Error>) -> ExitCode {
-    let Err(error) = result else {
-        return ExitCode::SUCCESS;
+fn report(result: Result<i32, commands::Error>) -> ExitCode {
+    let error = match result {
+        Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => error,
     };
     let mut printed = error.to_string();
     eprintln!("devbox: error: {printed}");

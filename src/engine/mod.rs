@@ -1,6 +1,14 @@
 //! The only code that talks to the Docker Engine (through bollard). Each call maps the
 //! engine's error to one that names what devbox was doing.
 
+mod containers;
+mod exec;
+mod networks;
+
+pub use containers::LogOutput;
+pub use exec::Exec;
+pub use networks::SwarmRole;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -16,9 +24,9 @@ use futures_util::{Stream, TryStreamExt};
 /// Label on everything devbox creates, so it can be found and cleaned up.
 pub const LABEL_MANAGED: &str = "io.devbox.managed";
 
-/// A build streams for as long as its slowest step (pip installing CUDA wheels): far longer
-/// than bollard's default two-minute request timeout.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
+/// Builds, interactive shells and followed logs last as long as they last: far longer than
+/// bollard's default two-minute request timeout.
+const LONG_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -68,8 +76,8 @@ impl EngineError {
 #[derive(Debug, Clone)]
 pub struct Engine {
     docker: Docker,
-    /// The same connection with a timeout long enough for a whole build.
-    build_docker: Docker,
+    /// The same connection without a practical timeout, for builds, execs and logs.
+    long_docker: Docker,
 }
 
 impl Engine {
@@ -97,10 +105,10 @@ impl Engine {
                     host: host.clone(),
                     source,
                 })?;
-        let build_docker = docker.clone().with_timeout(BUILD_TIMEOUT);
+        let long_docker = docker.clone().with_timeout(LONG_TIMEOUT);
         Ok(Engine {
             docker,
-            build_docker,
+            long_docker,
         })
     }
 
@@ -110,7 +118,7 @@ impl Engine {
         options: BuildImageOptions,
         context: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     ) -> impl Stream<Item = Result<BuildInfo, EngineError>> + '_ {
-        self.build_docker
+        self.long_docker
             .build_image(options, None, Some(bollard::body_try_stream(context)))
             .map_err(|e| EngineError::from_bollard("build the image", e))
     }

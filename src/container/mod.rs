@@ -1,0 +1,490 @@
+//! The dev container's life: start (idempotent, with drift detection), connect, stop, status
+//! and logs.
+
+pub mod options;
+mod ports;
+pub mod spec;
+pub mod status;
+mod terminal;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use bollard::models::{ContainerInspectResponse, ExecConfig};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, LABEL_MANAGED, LogOutput, SwarmRole};
+use options::OptionError;
+pub use spec::StartOptions;
+use spec::{ContainerSpec, HostFacts, LABEL_CONFIG, LABEL_CONFIG_HASH, LABEL_DOTENV};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Option(#[from] OptionError),
+    #[error("image {0} does not exist on this engine; build it with `devbox build`")]
+    ImageMissing(String),
+    #[error(
+        "a container named {0} exists and was not created by devbox; devbox leaves it alone. \
+         Remove or rename it (`docker rm -f {0}`), or choose another name with --name or CONTAINER_NAME"
+    )]
+    Foreign(String),
+    #[error(
+        "{name} is running with a different configuration:\n{}\nRun `devbox start --recreate` to replace it \
+         (the mounted folders are kept), or `devbox stop` first",
+        .differences.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    Drift {
+        name: String,
+        differences: Vec<String>,
+    },
+    #[error(
+        "port {port} on {address} is already in use by {holder}; stop it, or publish elsewhere with -p HOST_PORT:{container_port}"
+    )]
+    PortInUse {
+        port: u16,
+        address: String,
+        holder: String,
+        container_port: u16,
+    },
+    #[error(
+        "this engine cannot give the container GPUs: the NVIDIA Container Toolkit is missing or not \
+         configured for Docker ({message}).\nInstall it (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html): \
+         `sudo apt-get install -y nvidia-container-toolkit && sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, \
+         or start without --gpus"
+    )]
+    NoNvidiaRuntime { message: String },
+    #[error(
+        "network {network} does not exist and this engine is not a swarm manager, so devbox cannot create it as an overlay network.\n\
+         On the machine that leads the cluster: `docker swarm init --advertise-addr <its address>` and \
+         `docker network create --driver overlay --attachable {network}`;\n\
+         on the others: `docker swarm join --token <token> <manager address>:2377`"
+    )]
+    NoSwarm { network: String },
+    #[error(
+        "network {network} is a {driver} network that is not attachable: containers started by devbox cannot join it. \
+         Use an attachable overlay network (`docker network create --driver overlay --attachable NAME`)"
+    )]
+    NotAttachable { network: String, driver: String },
+    #[error("{0} is not running; start it with `devbox start`")]
+    NotRunning(String),
+    #[error("cannot create the folder {path} to mount: {source}")]
+    MountFolder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the terminal: {0}")]
+    Terminal(std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What `start` did.
+#[derive(Debug)]
+pub enum Started {
+    Created(ContainerSpec),
+    AlreadyRunning(ContainerSpec),
+}
+
+fn is_managed(container: &ContainerInspectResponse) -> bool {
+    labels_of(container)
+        .get(LABEL_MANAGED)
+        .is_some_and(|v| v == "true")
+}
+
+fn labels_of(container: &ContainerInspectResponse) -> std::collections::HashMap<String, String> {
+    container
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default()
+}
+
+fn is_running(container: &ContainerInspectResponse) -> bool {
+    container
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false)
+}
+
+/// This host's name (the default container name starts with it).
+pub fn this_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The user's login name, for the container's USER and HOME.
+pub fn login_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        })
+        .unwrap_or_else(|| {
+            if nix::unistd::getuid().is_root() {
+                "root"
+            } else {
+                "dev"
+            }
+            .to_string()
+        })
+}
+
+/// The facts `spec::container_spec` needs from this host and the engine.
+async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, ContainerError> {
+    let image_ref = config.image_ref();
+    let image = engine
+        .inspect_image(&image_ref)
+        .await?
+        .ok_or_else(|| ContainerError::ImageMissing(image_ref.clone()))?;
+    let image_path = image
+        .config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| {
+            env.iter()
+                .find_map(|e| e.strip_prefix("PATH=").map(String::from))
+        });
+    let info = engine.info().await?;
+    Ok(HostFacts {
+        hostname: this_hostname(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        user: login_name(),
+        memory_bytes: info.mem_total.unwrap_or(0),
+        image_id: image.id.unwrap_or_default(),
+        image_path,
+    })
+}
+
+/// The container as `start` would make it now (for drift and staleness checks).
+pub async fn wanted_spec(
+    engine: &Engine,
+    config: &Config,
+    options: &StartOptions,
+) -> Result<ContainerSpec, ContainerError> {
+    let host = host_facts(engine, config).await?;
+    Ok(spec::container_spec(config, options, &host))
+}
+
+pub async fn start(
+    engine: &Engine,
+    config: &Config,
+    options: &StartOptions,
+    recreate: bool,
+) -> Result<Started, ContainerError> {
+    let spec = wanted_spec(engine, config, options).await?;
+    if let Some(existing) = engine.inspect_container(&spec.name).await? {
+        if !is_managed(&existing) {
+            return Err(ContainerError::Foreign(spec.name));
+        }
+        let labels = labels_of(&existing);
+        if is_running(&existing) {
+            if labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash()) {
+                return Ok(Started::AlreadyRunning(spec));
+            }
+            if !recreate {
+                let started: BTreeMap<String, String> = labels
+                    .get(LABEL_CONFIG)
+                    .and_then(|json| serde_json::from_str(json).ok())
+                    .unwrap_or_default();
+                return Err(ContainerError::Drift {
+                    differences: spec::differences(&started, &spec.facets()),
+                    name: spec.name,
+                });
+            }
+            leave_cluster(engine, &spec.name).await;
+        }
+        engine.remove_container(&spec.name).await?;
+    }
+
+    if engine_is_local() {
+        for publish in &spec.publish {
+            if let Some(holder) = ports::holder_of(engine, publish).await? {
+                return Err(ContainerError::PortInUse {
+                    port: publish.host_port,
+                    address: publish
+                        .host_ip
+                        .map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
+                    holder,
+                    container_port: publish.container_port,
+                });
+            }
+        }
+    }
+    let created_network = match &spec.network {
+        Some(network) => ensure_network(engine, network).await?,
+        None => false,
+    };
+    for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
+        std::fs::create_dir_all(&mount.source).map_err(|source| ContainerError::MountFolder {
+            path: mount.source.clone(),
+            source,
+        })?;
+    }
+
+    let result = async {
+        engine
+            .create_container(&spec.name, spec.create_body())
+            .await?;
+        engine.start_container(&spec.name).await
+    }
+    .await;
+    if let Err(error) = result {
+        // Nothing half-made stays behind: not the container, not a network made for it.
+        let _ = engine.remove_container(&spec.name).await;
+        if created_network && let Some(network) = &spec.network {
+            let _ = engine.remove_network(network).await;
+        }
+        return Err(explain_start_error(error, spec.gpus.is_some()));
+    }
+    Ok(Started::Created(spec))
+}
+
+fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {
+    match error {
+        EngineError::Refused { message, .. }
+            if asked_for_gpus
+                && (message.contains("could not select device driver")
+                    || message.contains("nvidia")
+                    || message.contains("unknown or invalid runtime")) =>
+        {
+            ContainerError::NoNvidiaRuntime { message }
+        }
+        other => other.into(),
+    }
+}
+
+/// Makes sure `network` can be joined; returns whether devbox created it now.
+async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, ContainerError> {
+    let role = Engine::swarm_role(&engine.info().await?);
+    match engine.inspect_network(network).await? {
+        Some(existing) => {
+            let driver = existing.driver.clone().unwrap_or_default();
+            let swarm_scoped = existing.scope.as_deref() == Some("swarm");
+            if swarm_scoped && existing.attachable != Some(true) {
+                return Err(ContainerError::NotAttachable {
+                    network: network.to_string(),
+                    driver,
+                });
+            }
+            Ok(false)
+        }
+        // A worker sees an overlay network only once a container of its own attaches: let the
+        // engine resolve it through the managers.
+        None if role == SwarmRole::Worker => Ok(false),
+        None if role == SwarmRole::Manager => {
+            engine.create_overlay_network(network).await?;
+            eprintln!("created attachable overlay network {network}");
+            Ok(true)
+        }
+        None => Err(ContainerError::NoSwarm {
+            network: network.to_string(),
+        }),
+    }
+}
+
+/// Whether the engine runs on this host (so a local port check means something).
+fn engine_is_local() -> bool {
+    std::env::var("DOCKER_HOST")
+        .map(|host| host.is_empty() || host.starts_with("unix://"))
+        .unwrap_or(true)
+}
+
+/// The running container named `name`, or why not.
+async fn running(engine: &Engine, name: &str) -> Result<ContainerInspectResponse, ContainerError> {
+    match engine.inspect_container(name).await? {
+        Some(container) if !is_managed(&container) => {
+            Err(ContainerError::Foreign(name.to_string()))
+        }
+        Some(container) if is_running(&container) => Ok(container),
+        _ => Err(ContainerError::NotRunning(name.to_string())),
+    }
+}
+
+/// Says once on stderr when the container no longer matches the `.env` or the image.
+pub async fn warn_if_stale(engine: &Engine, config: &Config, container: &ContainerInspectResponse) {
+    let started: BTreeMap<String, String> = labels_of(container)
+        .get(LABEL_DOTENV)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    let mut stale = spec::differences(&started, &spec::dotenv_digests(&config.values));
+    if let Ok(Some(image)) = engine.inspect_image(&config.image_ref()).await
+        && image.id.is_some()
+        && image.id != container.image
+    {
+        stale.push(format!("image {} rebuilt", config.image_ref()));
+    }
+    if !stale.is_empty() {
+        eprintln!(
+            "devbox: note: {} is stale, the .env or the image changed since it started ({}); \
+             `devbox start --recreate` applies the changes",
+            container
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches('/'),
+            stale.join(", ")
+        );
+    }
+}
+
+/// `devbox connect`: a login shell, or one command, in the running container.
+pub async fn connect(
+    engine: &Engine,
+    config: &Config,
+    name: &str,
+    command: &[String],
+) -> Result<i64, ContainerError> {
+    let container = running(engine, name).await?;
+    warn_if_stale(engine, config, &container).await;
+    let stdin_is_tty = std::io::stdin().is_terminal();
+    let tty = stdin_is_tty && (command.is_empty() || std::io::stdout().is_terminal());
+    let cmd = if command.is_empty() {
+        vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"
+                .to_string(),
+        ]
+    } else {
+        command.to_vec()
+    };
+    let size = if tty { terminal::size() } else { None };
+    let exec = engine
+        .exec(
+            name,
+            ExecConfig {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                cmd: Some(cmd),
+                working_dir: Some("/mnt/src".into()),
+                console_size: size.map(|(rows, cols)| vec![rows as usize, cols as usize]),
+                ..Default::default()
+            },
+        )
+        .await?;
+    if tty {
+        terminal::run_interactive(engine, exec).await
+    } else {
+        pipe(engine, exec).await
+    }
+}
+
+/// A command with its streams piped: stdin until EOF (then closed), stdout and stderr apart.
+async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, ContainerError> {
+    let crate::engine::Exec {
+        id,
+        mut output,
+        mut input,
+    } = exec;
+    let feed = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if input.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = input.shutdown().await;
+    });
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = output.next().await {
+        match chunk? {
+            LogOutput::StdErr { message } => stderr.write_all(&message).await,
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                stdout.write_all(&message).await
+            }
+            LogOutput::StdIn { .. } => Ok(()),
+        }
+        .map_err(ContainerError::Terminal)?;
+    }
+    stdout.flush().await.map_err(ContainerError::Terminal)?;
+    feed.abort();
+    Ok(engine.exec_exit_code(&id).await?.unwrap_or(0))
+}
+
+/// Leaves the Ray cluster from inside the container, when devbox's command is there; a
+/// container that is in no cluster, or has no such command, has nothing to leave.
+async fn leave_cluster(engine: &Engine, name: &str) {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "if command -v ray >/dev/null 2>&1 && [ -x /usr/local/bin/cluster-leave ]; then exec /usr/local/bin/cluster-leave; fi"
+                .into(),
+        ]),
+        ..Default::default()
+    };
+    if let Ok(mut exec) = engine.exec(name, config).await {
+        while let Some(Ok(chunk)) = exec.output.next().await {
+            eprint!("{chunk}");
+        }
+    }
+}
+
+/// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove.
+pub async fn stop(
+    engine: &Engine,
+    name: &str,
+    timeout_seconds: i32,
+) -> Result<bool, ContainerError> {
+    let Some(container) = engine.inspect_container(name).await? else {
+        return Ok(false);
+    };
+    if !is_managed(&container) {
+        return Err(ContainerError::Foreign(name.to_string()));
+    }
+    if is_running(&container) {
+        leave_cluster(engine, name).await;
+        engine.stop_container(name, timeout_seconds).await?;
+    }
+    engine.remove_container(name).await?;
+    Ok(true)
+}
+
+/// `devbox logs`: the container's output, streamed as it comes.
+pub async fn logs(
+    engine: &Engine,
+    name: &str,
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<(), ContainerError> {
+    match engine.inspect_container(name).await? {
+        Some(container) if !is_managed(&container) => {
+            return Err(ContainerError::Foreign(name.to_string()));
+        }
+        Some(_) => {}
+        None => return Err(ContainerError::NotRunning(name.to_string())),
+    }
+    let mut stream = std::pin::pin!(engine.logs(name, follow, tail));
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = stream.next().await {
+        match chunk? {
+            LogOutput::StdErr { message } => stderr.write_all(&message).await,
+            other => stdout.write_all(&other.into_bytes()).await,
+        }
+        .map_err(ContainerError::Terminal)?;
+        stdout.flush().await.map_err(ContainerError::Terminal)?;
+    }
+    Ok(())
+}

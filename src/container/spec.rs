@@ -1,0 +1,573 @@
+//! Pure functions from the configuration, `devbox start`'s options and a few facts about the
+//! host to the container that is created: its name, environment, mounts, ports, GPUs, and the
+//! labels that let devbox recognise it and tell when it has gone stale.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+};
+use sha2::{Digest, Sha256};
+
+use super::options::{GpuRequest, Protocol, Publish, Volume};
+use crate::config::Config;
+use crate::engine::LABEL_MANAGED;
+
+pub const VNC_PORT: u16 = 2059;
+pub const JUPYTER_PORT: u16 = 2088;
+/// Ray's own services and its workers: open to the cluster network, never published.
+pub const RAY_PORTS: [(u16, u16); 2] = [(2092, 2099), (10000, 20000)];
+pub const DEFAULT_SHM_BYTES: i64 = 16 << 30;
+
+pub const LABEL_PROJECT: &str = "io.devbox.project";
+pub const LABEL_CONFIG_HASH: &str = "io.devbox.config-hash";
+/// The configuration's facets (secrets only as digests), to say what changed.
+pub const LABEL_CONFIG: &str = "io.devbox.config";
+/// The `.env` the container was started with, as digests per key, to tell when it is stale.
+pub const LABEL_DOTENV: &str = "io.devbox.dotenv";
+
+/// What `devbox start` was asked for beyond the `.env`.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub name: Option<String>,
+    pub gpus: Option<GpuRequest>,
+    pub network: Option<String>,
+    pub volumes: Vec<Volume>,
+    pub publish: Vec<Publish>,
+    pub shm_size: Option<i64>,
+    pub privileged: bool,
+    pub env: Vec<(String, String)>,
+    pub command: Vec<String>,
+}
+
+/// Facts about the host and image that shape the container.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    /// The engine host's memory, to keep /dev/shm within it.
+    pub memory_bytes: i64,
+    pub image_id: String,
+    /// The image's PATH, extended with the user's own bin folder.
+    pub image_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub project: String,
+    pub user: Option<String>,
+    pub home: String,
+    pub env: BTreeMap<String, String>,
+    /// Digests of the `.env`'s values alone (without `-e` and devbox's own variables).
+    pub dotenv: BTreeMap<String, String>,
+    pub mounts: Vec<Volume>,
+    pub publish: Vec<Publish>,
+    pub shm_size: i64,
+    /// Set when the default /dev/shm size was lowered to fit the host's memory.
+    pub shm_clamped_from: Option<i64>,
+    pub gpus: Option<GpuRequest>,
+    pub network: Option<String>,
+    pub privileged: bool,
+    pub command: Vec<String>,
+}
+
+/// The container's name: `--name`, else `CONTAINER_NAME`, else `<hostname>-<image name>`.
+pub fn container_name(config: &Config, options: &StartOptions, hostname: &str) -> String {
+    options
+        .name
+        .clone()
+        .or_else(|| config.container_name.clone())
+        .unwrap_or_else(|| {
+            let image = config
+                .image_name
+                .rsplit('/')
+                .next()
+                .unwrap_or(&config.image_name);
+            let host: String = hostname
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("{host}-{image}")
+        })
+}
+
+pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts) -> ContainerSpec {
+    let name = container_name(config, options, &host.hostname);
+    let root = host.uid == 0;
+    let home = if root {
+        "/root".to_string()
+    } else {
+        format!("/home/{}", host.user)
+    };
+
+    let mut publish: Vec<Publish> = [VNC_PORT, JUPYTER_PORT]
+        .into_iter()
+        .filter(|port| !options.publish.iter().any(|p| p.container_port == *port))
+        .map(|port| Publish {
+            host_ip: Some(config.publish_address),
+            host_port: port,
+            container_port: port,
+            protocol: Protocol::Tcp,
+        })
+        .collect();
+    publish.extend(options.publish.iter().map(|p| Publish {
+        host_ip: p.host_ip.or(Some(config.publish_address)),
+        ..p.clone()
+    }));
+    publish.sort();
+
+    let host_port_of = |container_port: u16| {
+        publish
+            .iter()
+            .find(|p| p.container_port == container_port)
+            .map(|p| p.host_port.to_string())
+            .unwrap_or_default()
+    };
+    let mut env: BTreeMap<String, String> = config.values.clone();
+    env.extend(options.env.iter().cloned());
+    env.insert("USER".into(), host.user.clone());
+    env.insert("HOME".into(), home.clone());
+    env.insert("DEVBOX_CONTAINER_NAME".into(), name.clone());
+    env.insert(
+        "DEVBOX_PUBLISH_ADDRESS".into(),
+        config.publish_address.to_string(),
+    );
+    env.insert("DEVBOX_VNC_HOST_PORT".into(), host_port_of(VNC_PORT));
+    env.insert(
+        "DEVBOX_JUPYTER_HOST_PORT".into(),
+        host_port_of(JUPYTER_PORT),
+    );
+    if !root {
+        // The image's Python environment belongs to root: the user's own packages go into
+        // the (writable) home, and its bin folder goes on PATH.
+        env.insert("PIP_USER".into(), "1".into());
+        if let Some(path) = &host.image_path {
+            env.insert("PATH".into(), format!("{home}/.local/bin:{path}"));
+        }
+    }
+    if options.gpus.is_some() {
+        env.insert(
+            "NVIDIA_DRIVER_CAPABILITIES".into(),
+            "compute,utility,graphics,display".into(),
+        );
+    }
+
+    let mounts = [
+        (&config.mounts.src, "/mnt/src"),
+        (&config.mounts.scripts, "/mnt/scripts"),
+        (&config.mounts.models, "/mnt/models"),
+        (&config.mounts.data, "/mnt/data"),
+    ]
+    .into_iter()
+    .map(|(source, target)| Volume {
+        source: source.to_string_lossy().into_owned(),
+        target: target.to_string(),
+        read_only: false,
+    })
+    .chain(options.volumes.iter().cloned())
+    .collect();
+
+    let (shm_size, shm_clamped_from) = match options.shm_size {
+        Some(size) => (size, None),
+        None if host.memory_bytes > 0 && DEFAULT_SHM_BYTES > host.memory_bytes / 2 => {
+            (host.memory_bytes / 2, Some(DEFAULT_SHM_BYTES))
+        }
+        None => (DEFAULT_SHM_BYTES, None),
+    };
+
+    ContainerSpec {
+        name,
+        image: config.image_ref(),
+        image_id: host.image_id.clone(),
+        project: config.project_dir.to_string_lossy().into_owned(),
+        user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
+        home,
+        env,
+        dotenv: dotenv_digests(&config.values),
+        mounts,
+        publish,
+        shm_size,
+        shm_clamped_from,
+        gpus: options.gpus.clone(),
+        network: options.network.clone(),
+        privileged: options.privileged,
+        command: options.command.clone(),
+    }
+}
+
+impl ContainerSpec {
+    /// What the container is, facet by facet; secrets only as digests.
+    pub fn facets(&self) -> BTreeMap<String, String> {
+        let mut facets = BTreeMap::from([
+            ("image".to_string(), self.image_id.clone()),
+            (
+                "user".to_string(),
+                self.user.clone().unwrap_or_else(|| "root".into()),
+            ),
+            ("shm-size".to_string(), self.shm_size.to_string()),
+            ("privileged".to_string(), self.privileged.to_string()),
+            (
+                "network".to_string(),
+                self.network.clone().unwrap_or_default(),
+            ),
+            ("command".to_string(), self.command.join(" ")),
+            (
+                "gpus".to_string(),
+                self.gpus
+                    .as_ref()
+                    .map(|g| format!("{g:?}"))
+                    .unwrap_or_default(),
+            ),
+        ]);
+        for mount in &self.mounts {
+            facets.insert(
+                format!("mount {}", mount.target),
+                format!(
+                    "{}{}",
+                    mount.source,
+                    if mount.read_only { ":ro" } else { "" }
+                ),
+            );
+        }
+        for port in &self.publish {
+            facets.insert(
+                format!("port {}/{}", port.container_port, port.protocol.as_str()),
+                format!(
+                    "{}:{}",
+                    port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    port.host_port
+                ),
+            );
+        }
+        facets.extend(dotenv_digests(&self.env));
+        facets
+    }
+
+    pub fn config_hash(&self) -> String {
+        let facets = serde_json::to_vec(&self.facets()).expect("facets serialise");
+        short_digest(&facets)
+    }
+
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_PROJECT.to_string(), self.project.clone()),
+            (LABEL_CONFIG_HASH.to_string(), self.config_hash()),
+            (
+                LABEL_CONFIG.to_string(),
+                serde_json::to_string(&self.facets()).expect("facets serialise"),
+            ),
+            (
+                LABEL_DOTENV.to_string(),
+                serde_json::to_string(&self.dotenv).expect("digests serialise"),
+            ),
+        ])
+    }
+
+    pub fn create_body(&self) -> ContainerCreateBody {
+        let mut exposed: Vec<String> = RAY_PORTS
+            .iter()
+            .flat_map(|(start, end)| *start..=*end)
+            .map(|port| format!("{port}/tcp"))
+            .collect();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for port in &self.publish {
+            let key = format!("{}/{}", port.container_port, port.protocol.as_str());
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .as_mut()
+                .expect("always Some")
+                .push(PortBinding {
+                    host_ip: port.host_ip.map(|ip| ip.to_string()),
+                    host_port: Some(if port.host_port == 0 {
+                        String::new()
+                    } else {
+                        port.host_port.to_string()
+                    }),
+                });
+        }
+        let binds = self
+            .mounts
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}:{}{}",
+                    m.source,
+                    m.target,
+                    if m.read_only { ":ro" } else { "" }
+                )
+            })
+            .collect();
+        let tmpfs = self.user.as_ref().map(|user| {
+            let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+            HashMap::from([(
+                self.home.clone(),
+                format!("rw,exec,nosuid,nodev,mode=0755,uid={uid},gid={gid}"),
+            )])
+        });
+        let device_requests = self.gpus.as_ref().map(|gpus| {
+            vec![DeviceRequest {
+                driver: Some(gpus.driver.clone()),
+                count: Some(gpus.count),
+                device_ids: Some(gpus.device_ids.clone()),
+                capabilities: Some(vec![gpus.capabilities.clone()]),
+                options: Some(gpus.options.iter().cloned().collect()),
+            }]
+        });
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            hostname: Some(self.name.chars().take(63).collect()),
+            user: self.user.clone(),
+            env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: (!self.command.is_empty()).then(|| self.command.clone()),
+            working_dir: Some("/mnt/src".into()),
+            labels: Some(self.labels()),
+            exposed_ports: Some(exposed),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                tmpfs,
+                port_bindings: Some(bindings),
+                shm_size: Some(self.shm_size),
+                init: Some(true),
+                privileged: Some(self.privileged),
+                device_requests,
+                network_mode: self.network.clone(),
+                ..Default::default()
+            }),
+            networking_config: self.network.as_ref().map(|network| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![self.name.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// `env KEY` → a digest of the value: comparable, and no secret in a label.
+pub fn dotenv_digests(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|(key, value)| (format!("env {key}"), short_digest(value.as_bytes())))
+        .collect()
+}
+
+/// What differs between the facets a container was started with and the wanted ones.
+pub fn differences(
+    started: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut keys: Vec<&String> = started.keys().chain(wanted.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| match (started.get(key), wanted.get(key)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(_), Some(_)) if key.starts_with("env ") => Some(format!("{key}: changed")),
+            (Some(a), Some(b)) if key == "image" => Some(format!(
+                "image: {} → {} (rebuilt)",
+                short_image(a),
+                short_image(b)
+            )),
+            (Some(a), Some(b)) => Some(format!("{key}: {a} → {b}")),
+            (None, Some(_)) => Some(format!("{key}: added")),
+            (Some(_), None) => Some(format!("{key}: removed")),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+fn short_image(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+fn short_digest(data: &[u8]) -> String {
+    hex::encode(&Sha256::digest(data)[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::options::{parse_gpus, parse_publish};
+
+    fn load_config(env: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), env).unwrap();
+        let config = Config::load_with(dir.path(), None, |_| None).unwrap();
+        (dir, config)
+    }
+
+    fn host(uid: u32) -> HostFacts {
+        HostFacts {
+            hostname: "gpu01.lab".into(),
+            uid,
+            gid: uid,
+            user: "ada".into(),
+            memory_bytes: 64 << 30,
+            image_id: "sha256:aaaa".into(),
+            image_path: Some("/opt/venv/bin:/usr/bin:/bin".into()),
+        }
+    }
+
+    #[test]
+    fn the_default_name_is_host_and_image() {
+        let (_d, config) = load_config("IMAGE_NAME=team/boom\n");
+        assert_eq!(
+            container_name(&config, &StartOptions::default(), "gpu01.lab"),
+            "gpu01.lab-boom"
+        );
+        let (_d, named) = load_config("CONTAINER_NAME=mine\n");
+        assert_eq!(
+            container_name(&named, &StartOptions::default(), "h"),
+            "mine"
+        );
+        let options = StartOptions {
+            name: Some("flag".into()),
+            ..Default::default()
+        };
+        assert_eq!(container_name(&named, &options, "h"), "flag");
+    }
+
+    #[test]
+    fn a_user_container_publishes_on_the_publish_address_with_env_mounts_and_home() {
+        let (dir, config) = load_config("SIMULATION_SEED=7\nPUBLISH_ADDRESS=127.0.0.1\n");
+        let options = StartOptions {
+            env: vec![("EXTRA".into(), "1".into())],
+            publish: parse_publish("2089:2088").unwrap(),
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &options, &host(1000));
+        assert_eq!(spec.user.as_deref(), Some("1000:1000"));
+        assert_eq!(spec.home, "/home/ada");
+        assert_eq!(spec.env["SIMULATION_SEED"], "7");
+        assert_eq!(spec.env["EXTRA"], "1");
+        assert_eq!(spec.env["USER"], "ada");
+        assert_eq!(spec.env["PIP_USER"], "1");
+        assert_eq!(
+            spec.env["PATH"],
+            "/home/ada/.local/bin:/opt/venv/bin:/usr/bin:/bin"
+        );
+        assert_eq!(spec.env["DEVBOX_JUPYTER_HOST_PORT"], "2089");
+        assert_eq!(spec.env["DEVBOX_VNC_HOST_PORT"], "2059");
+        let ports: Vec<(u16, u16)> = spec
+            .publish
+            .iter()
+            .map(|p| (p.host_port, p.container_port))
+            .collect();
+        assert_eq!(ports, vec![(2059, 2059), (2089, 2088)]);
+        assert!(
+            spec.publish
+                .iter()
+                .all(|p| p.host_ip == Some("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            spec.mounts[0].source,
+            dir.path().join("src").to_string_lossy()
+        );
+        assert_eq!(spec.mounts[3].target, "/mnt/data");
+
+        let body = spec.create_body();
+        let host_config = body.host_config.as_ref().unwrap();
+        assert_eq!(host_config.init, Some(true));
+        assert_eq!(host_config.privileged, Some(false));
+        assert!(host_config.tmpfs.as_ref().unwrap()["/home/ada"].contains("uid=1000"));
+        let exposed = body.exposed_ports.as_ref().unwrap();
+        assert!(
+            exposed.contains(&"2099/tcp".to_string()) && exposed.contains(&"20000/tcp".to_string())
+        );
+        assert!(
+            !host_config
+                .port_bindings
+                .as_ref()
+                .unwrap()
+                .contains_key("2099/tcp")
+        );
+        assert_eq!(body.hostname.as_deref(), Some(spec.name.as_str()));
+    }
+
+    #[test]
+    fn root_keeps_the_image_user_and_home() {
+        let (_d, config) = load_config("");
+        let spec = container_spec(&config, &StartOptions::default(), &host(0));
+        assert_eq!(spec.user, None);
+        assert_eq!(spec.home, "/root");
+        assert!(!spec.env.contains_key("PIP_USER"));
+        assert!(spec.create_body().host_config.unwrap().tmpfs.is_none());
+    }
+
+    #[test]
+    fn shm_is_clamped_to_half_the_host_memory_and_says_so() {
+        let (_d, config) = load_config("");
+        let mut small = host(0);
+        small.memory_bytes = 8 << 30;
+        let spec = container_spec(&config, &StartOptions::default(), &small);
+        assert_eq!(spec.shm_size, 4 << 30);
+        assert_eq!(spec.shm_clamped_from, Some(DEFAULT_SHM_BYTES));
+        let asked = StartOptions {
+            shm_size: Some(1 << 30),
+            ..Default::default()
+        };
+        assert_eq!(
+            container_spec(&config, &asked, &small).shm_clamped_from,
+            None
+        );
+    }
+
+    #[test]
+    fn gpus_become_a_device_request_with_graphics() {
+        let (_d, config) = load_config("");
+        let options = StartOptions {
+            gpus: Some(parse_gpus("device=0,2").unwrap()),
+            ..Default::default()
+        };
+        let body = container_spec(&config, &options, &host(0)).create_body();
+        let request = &body.host_config.unwrap().device_requests.unwrap()[0];
+        assert_eq!(
+            request.device_ids.as_deref(),
+            Some(&["0".to_string(), "2".to_string()][..])
+        );
+        assert!(request.capabilities.as_ref().unwrap()[0].contains(&"graphics".to_string()));
+    }
+
+    #[test]
+    fn a_changed_setting_changes_the_hash_and_is_named_without_its_value() {
+        let (_d, config) = load_config("JUPYTER_TOKEN=secret-one\n");
+        let first = container_spec(&config, &StartOptions::default(), &host(0));
+        let mut changed_config = config.clone();
+        changed_config
+            .values
+            .insert("JUPYTER_TOKEN".into(), "secret-two".into());
+        let mut facts = host(0);
+        facts.image_id = "sha256:bbbb".into();
+        let second = container_spec(&changed_config, &StartOptions::default(), &facts);
+        assert_ne!(first.config_hash(), second.config_hash());
+        let diff = differences(&first.facets(), &second.facets());
+        assert_eq!(
+            diff,
+            vec!["env JUPYTER_TOKEN: changed", "image: aaaa → bbbb (rebuilt)"]
+        );
+        assert!(!first.labels()[LABEL_CONFIG].contains("secret-one"));
+        assert_eq!(
+            first.config_hash(),
+            container_spec(&config, &StartOptions::default(), &host(0)).config_hash()
+        );
+    }
+}

@@ -1,0 +1,720 @@
+//! `devbox start/connect/stop/status/logs` against the real engine, with the busybox image
+//! tagged as each test's project image.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{
+    BUSYBOX_IMAGE, ImageCleanup, Project, assert_failure, assert_success, docker, docker_ok,
+    stderr, stdout, unique_name,
+};
+
+/// A project whose image is the busybox test image, and clean-up of its container.
+struct Dev {
+    project: Project,
+    name: String,
+    _image: ImageCleanup,
+}
+
+impl Dev {
+    fn new(extra_env: &str) -> Dev {
+        common::test_image("busybox");
+        let name = unique_name("ctr");
+        docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{name}:latest")]);
+        // Ports 0 keep parallel tests apart: the engine picks free host ports.
+        let project = Project::new(&format!(
+            "IMAGE_NAME={name}\nCONTAINER_NAME={name}\nSIMULATION_SEED=42\n{extra_env}"
+        ));
+        Dev {
+            project,
+            _image: ImageCleanup(vec![format!("{name}:latest")]),
+            name,
+        }
+    }
+
+    /// `devbox start` with the default ports moved to free ones (tests run in parallel).
+    fn start(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["start", "-p", "127.0.0.1::2059", "-p", "127.0.0.1::2088"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--") {
+            args.extend_from_slice(&["--", "sleep", "100000"]);
+        }
+        self.project.devbox(&args)
+    }
+
+    fn inspect(&self, format: &str) -> String {
+        docker_ok(&["container", "inspect", "--format", format, &self.name])
+    }
+
+    fn exists(&self) -> bool {
+        docker(&["container", "inspect", &self.name])
+            .status
+            .success()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+#[test]
+fn start_gives_the_container_everything_it_was_asked_for() {
+    let dev = Dev::new("JUPYTER_TOKEN=tok\n");
+    dev.project.write("cache/keep.txt", "x");
+    let output = dev.start(&[
+        "-e",
+        "EXTRA=1",
+        "-v",
+        "./cache:/cache:ro",
+        "-p",
+        "127.0.0.1::8888",
+        "--shm-size",
+        "256m",
+    ]);
+    assert_success(&output);
+    assert!(stdout(&output).contains(&format!("started {}", dev.name)));
+
+    assert_eq!(dev.inspect("{{.State.Running}}"), "true");
+    assert_eq!(dev.inspect("{{.Config.Hostname}}"), dev.name);
+    assert_eq!(dev.inspect("{{.HostConfig.Init}}"), "true");
+    // Not privileged unless asked (this sandbox's engine cannot start privileged containers;
+    // the flag's request is unit-tested).
+    assert_eq!(dev.inspect("{{.HostConfig.Privileged}}"), "false");
+    assert_eq!(
+        dev.inspect("{{.HostConfig.ShmSize}}"),
+        (256 << 20).to_string()
+    );
+    assert_eq!(dev.inspect("{{.Config.WorkingDir}}"), "/mnt/src");
+    assert_eq!(
+        dev.inspect("{{index .Config.Labels \"io.devbox.managed\"}}"),
+        "true"
+    );
+    let env = dev.inspect("{{json .Config.Env}}");
+    for expected in [
+        "SIMULATION_SEED=42",
+        "EXTRA=1",
+        "JUPYTER_TOKEN=tok",
+        "USER=",
+        "HOME=",
+    ] {
+        assert!(env.contains(expected), "{expected} missing from {env}");
+    }
+    let binds = dev.inspect("{{json .HostConfig.Binds}}");
+    let root = dev.project.path().display().to_string();
+    for (folder, target) in [
+        ("src", "/mnt/src"),
+        ("scripts", "/mnt/scripts"),
+        ("models", "/mnt/models"),
+        ("data", "/mnt/data"),
+    ] {
+        assert!(
+            binds.contains(&format!("{root}/{folder}:{target}")),
+            "{folder} in {binds}"
+        );
+        assert!(
+            dev.project.path().join(folder).is_dir(),
+            "{folder} was not created"
+        );
+    }
+    assert!(
+        binds.contains(&format!("{root}/cache:/cache:ro")),
+        "{binds}"
+    );
+    // Published on loopback; Ray's ports exposed, not published.
+    let ports = dev.inspect("{{json .HostConfig.PortBindings}}");
+    for port in ["2059/tcp", "2088/tcp", "8888/tcp"] {
+        assert!(
+            ports.contains(&format!("\"{port}\":[{{\"HostIp\":\"127.0.0.1\"")),
+            "{port} in {ports}"
+        );
+    }
+    assert!(!ports.contains("2099"), "{ports}");
+    let exposed = dev.inspect("{{json .Config.ExposedPorts}}");
+    for port in ["2092/tcp", "2099/tcp", "10000/tcp", "20000/tcp"] {
+        assert!(exposed.contains(port), "{port} not exposed");
+    }
+
+    let status = dev.project.devbox(&["status", "--json"]);
+    assert_success(&status);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["image_current"], true);
+    assert!(
+        json["ssh_tunnel"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh -N -L ")
+    );
+    assert!(
+        !stdout(&status).contains("tok"),
+        "no secret without --show-secrets"
+    );
+    let jupyter_port = json["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["container_port"] == 2088)
+        .unwrap()["host_port"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        docker_ok(&["port", &dev.name, "2088/tcp"]),
+        format!("127.0.0.1:{jupyter_port}")
+    );
+}
+
+#[test]
+fn connect_runs_commands_with_the_start_environment_exit_codes_and_stdin() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    let output = dev.project.devbox(&[
+        "connect",
+        "--",
+        "sh",
+        "-c",
+        "echo $SIMULATION_SEED $PWD; exit 7",
+    ]);
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "42 /mnt/src\n");
+
+    let mut child = dev
+        .project
+        .devbox_command(&["connect", "--", "sh", "-c", "wc -c; echo err >&2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = vec![b'x'; 300_000];
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output);
+    assert_eq!(stdout(&output).trim(), "300000");
+    assert_eq!(stderr(&output), "err\n");
+
+    // The .env is what start gave the container; a changed one is reported as stale.
+    dev.project.write(
+        ".env",
+        format!(
+            "{}SIMULATION_SEED=43\n",
+            std::fs::read_to_string(dev.project.path().join(".env"))
+                .unwrap()
+                .replace("SIMULATION_SEED=42\n", "")
+        ),
+    );
+    let output = dev
+        .project
+        .devbox(&["connect", "--", "sh", "-c", "echo $SIMULATION_SEED"]);
+    assert_success(&output);
+    assert_eq!(stdout(&output), "42\n");
+    let err = stderr(&output);
+    assert!(
+        err.contains("stale") && err.contains("env SIMULATION_SEED: changed"),
+        "{err}"
+    );
+    assert_eq!(err.matches("stale").count(), 1);
+}
+
+#[test]
+fn start_is_idempotent_detects_drift_and_recreates_only_when_asked() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    let id = dev.inspect("{{.Id}}");
+    let again = dev.start(&[]);
+    assert_success(&again);
+    assert!(
+        stdout(&again).contains("already running"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(dev.inspect("{{.Id}}"), id);
+
+    let drift = dev.start(&["-e", "NEW=1"]);
+    let err = assert_failure(&drift);
+    assert!(
+        err.contains("env NEW: added") && err.contains("--recreate"),
+        "{err}"
+    );
+    assert_eq!(dev.inspect("{{.Id}}"), id, "not touched without --recreate");
+
+    // A rebuilt image is drift too.
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &format!("{}:latest", dev.name), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {BUSYBOX_IMAGE}\nLABEL rebuilt=yes\n").as_bytes())
+        .unwrap();
+    assert!(build.wait().unwrap().success());
+    let err = assert_failure(&dev.start(&["-e", "NEW=1"]));
+    assert!(err.contains("(rebuilt)"), "{err}");
+
+    let recreated = dev.start(&["-e", "NEW=1", "--recreate"]);
+    assert_success(&recreated);
+    assert_ne!(dev.inspect("{{.Id}}"), id);
+    assert!(dev.inspect("{{json .Config.Env}}").contains("NEW=1"));
+}
+
+#[test]
+fn stop_removes_the_container_and_keeps_the_folders() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    let made = dev.project.devbox(&[
+        "connect",
+        "--",
+        "sh",
+        "-c",
+        "echo kept > /mnt/data/result.txt",
+    ]);
+    assert_success(&made);
+    let started = Instant::now();
+    let output = dev.project.devbox(&["stop", "-t", "3"]);
+    assert_success(&output);
+    // `sleep` ignores nothing: the init forwards SIGTERM and it ends well before the timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!dev.exists(), "the container is removed");
+    assert_eq!(
+        std::fs::read_to_string(dev.project.path().join("data/result.txt")).unwrap(),
+        "kept\n"
+    );
+    let again = dev.project.devbox(&["stop"]);
+    assert_success(&again);
+    assert!(stdout(&again).contains("not running"));
+    let err = assert_failure(&dev.project.devbox(&["connect", "--", "true"]));
+    assert!(
+        err.contains("not running") && err.contains("devbox start"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_stream_the_containers_output() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; done; echo oops >&2; sleep 100000",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = dev.project.devbox(&["logs"]);
+        assert_success(&output);
+        if stdout(&output) == "line1\nline2\nline3\n" && stderr(&output) == "oops\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logs: {:?} / {:?}",
+            stdout(&output),
+            stderr(&output)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tail = dev.project.devbox(&["logs", "--tail", "1"]);
+    assert_success(&tail);
+    assert_eq!(
+        stdout(&tail).lines().count() + stderr(&tail).lines().count(),
+        1
+    );
+    let mut follow = dev
+        .project
+        .devbox_command(&["logs", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"line1\n");
+    assert!(follow.try_wait().unwrap().is_none(), "-f keeps following");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+}
+
+#[test]
+fn a_taken_port_is_reported_with_its_holder_before_anything_is_created() {
+    let dev = Dev::new("");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let output = dev.project.devbox(&[
+        "start",
+        "-p",
+        "127.0.0.1::2059",
+        "-p",
+        &format!("127.0.0.1:{port}:2088"),
+    ]);
+    let err = assert_failure(&output);
+    assert!(
+        err.contains(&format!(
+            "port {port} on 127.0.0.1 is already in use by process"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!dev.exists());
+
+    // Held by another container: named.
+    let other = Dev::new("");
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert_success(&other.project.devbox(&[
+        "start",
+        "-p",
+        "127.0.0.1::2059",
+        "-p",
+        &format!("127.0.0.1:{free}:2088"),
+        "--",
+        "sleep",
+        "100000",
+    ]));
+    let err = assert_failure(&dev.project.devbox(&[
+        "start",
+        "-p",
+        "127.0.0.1::2059",
+        "-p",
+        &format!("127.0.0.1:{free}:2088"),
+    ]));
+    assert!(
+        err.contains(&format!("in use by container {}", other.name)),
+        "{err}"
+    );
+    assert!(!dev.exists());
+}
+
+#[test]
+fn refusals_leave_nothing_behind() {
+    let dev = Dev::new("");
+    // A container of the same name that devbox did not make is never touched.
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &dev.name,
+        "--label",
+        "io.devbox.test=true",
+        BUSYBOX_IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    let id = dev.inspect("{{.Id}}");
+    let err = assert_failure(&dev.start(&[]));
+    assert!(err.contains("not created by devbox"), "{err}");
+    let err = assert_failure(&dev.project.devbox(&["stop"]));
+    assert!(err.contains("not created by devbox"), "{err}");
+    assert_eq!(dev.inspect("{{.Id}}"), id);
+    assert_eq!(dev.inspect("{{.State.Running}}"), "true");
+    docker_ok(&["rm", "-f", &dev.name]);
+
+    // No NVIDIA runtime on this engine: the request is refused and explained.
+    let err = assert_failure(&dev.start(&["--gpus", "all"]));
+    assert!(err.contains("NVIDIA Container Toolkit"), "{err}");
+    assert!(err.contains("nvidia-ctk runtime configure"), "{err}");
+    assert!(!dev.exists());
+
+    // Bad option values: named, nothing created.
+    for (args, needle) in [
+        (vec!["--gpus", "count=0"], "--gpus"),
+        (vec!["-p", "99999:2088"], "-p/--publish"),
+        (vec!["-v", "./missing:/x"], "does not exist"),
+        (vec!["--shm-size", "lots"], "--shm-size"),
+        (vec!["--name", "bad name"], "bad name"),
+    ] {
+        let err = assert_failure(&dev.project.devbox(&[&["start"][..], &args].concat()));
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!dev.exists());
+    }
+    // An image that does not exist: say how to make it.
+    let output = dev
+        .project
+        .devbox_command(&["start"])
+        .env("IMAGE_TAG", "never-built")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("devbox build"), "{err}");
+    assert!(!dev.exists());
+}
+
+/// Outside a swarm a missing network is explained; on a manager it is made as an attachable
+/// overlay network, and removed again when the container cannot start.
+#[test]
+fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
+    let dev = Dev::new("");
+    let network = unique_name("net");
+    let in_swarm = || docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active";
+    let joined_here = if in_swarm() {
+        false
+    } else {
+        let err = assert_failure(&dev.start(&["--network", &network]));
+        assert!(err.contains("docker swarm init"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "docker network create --driver overlay --attachable {network}"
+            )),
+            "{err}"
+        );
+        assert!(!dev.exists());
+        assert!(!docker(&["network", "inspect", &network]).status.success());
+        docker_ok(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        true
+    };
+    struct Cleanup(String, bool);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = docker(&["network", "rm", &self.0]);
+            if self.1 {
+                let _ = docker(&["swarm", "leave", "--force"]);
+            }
+        }
+    }
+    let _cleanup = Cleanup(network.clone(), joined_here);
+
+    // A refused start removes the network it made.
+    let err = assert_failure(&dev.start(&["--network", &network, "--gpus", "all"]));
+    assert!(err.contains("NVIDIA Container Toolkit"), "{err}");
+    // The swarm's view of its networks settles within moments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while docker(&["network", "inspect", &network]).status.success() {
+        assert!(Instant::now() < deadline, "network {network} left behind");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let output = dev.start(&["--network", &network]);
+    assert_success(&output);
+    let made = docker_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}}",
+        &network,
+    ]);
+    assert_eq!(made, "overlay true true");
+    let status = dev.project.devbox(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(json["networks"][0]["name"], network.as_str());
+    assert!(!json["networks"][0]["address"].as_str().unwrap().is_empty());
+    assert_success(&dev.project.devbox(&["stop"]));
+}
+
+#[test]
+fn files_made_inside_belong_to_the_user_who_started_the_container() {
+    let dev = Dev::new("");
+    let uid = 4321;
+    chown_tree(dev.project.path(), uid);
+    let socket_group = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .unwrap();
+    let as_user = |args: &[&str]| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                format!("--groups={socket_group}"),
+            ])
+            .arg(common::devbox_binary())
+            .args(args)
+            .current_dir(dev.project.path())
+            .env("USER", "researcher")
+            .stdin(Stdio::null());
+        for key in common::KNOWN_KEYS {
+            command.env_remove(key);
+        }
+        command.output().unwrap()
+    };
+    assert_success(&as_user(&[
+        "start",
+        "-p",
+        "127.0.0.1::2059",
+        "-p",
+        "127.0.0.1::2088",
+        "--",
+        "sleep",
+        "100000",
+    ]));
+    let output = as_user(&[
+        "connect",
+        "--",
+        "sh",
+        "-c",
+        "id -u; echo $HOME; touch /mnt/src/made-inside $HOME/home-writable",
+    ]);
+    assert_success(&output);
+    assert_eq!(stdout(&output), format!("{uid}\n/home/researcher\n"));
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(dev.project.path().join("src/made-inside")).unwrap(),
+    );
+    assert_eq!(owner, uid);
+}
+
+fn chown_tree(path: &std::path::Path, uid: u32) {
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{uid}")])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The interactive shell through a pseudo-terminal: typing, window resizes, Ctrl-C to the
+/// container, Ctrl-D to leave, and the terminal as it was afterwards.
+#[test]
+fn connect_without_a_command_is_a_real_terminal() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    rustix::termios::tcsetwinsize(
+        &pty.slave,
+        rustix::termios::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+    let mut child = dev
+        .project
+        .devbox_command(&["connect"])
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .unwrap();
+    let mut terminal = Terminal::new(pty.master);
+
+    terminal.send("stty size; echo ready-$((40+2))\r");
+    let shown = terminal.expect("ready-42");
+    assert!(shown.contains("30 100"), "{shown}");
+
+    rustix::termios::tcsetwinsize(
+        &pty.slave,
+        rustix::termios::Winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGWINCH,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    terminal.send("stty size\r");
+    terminal.expect("40 120");
+
+    terminal.send("sleep 1000\r");
+    std::thread::sleep(Duration::from_millis(500));
+    terminal.send("\x03");
+    terminal.expect("^C");
+    terminal.send("echo after-$((1+1))\r");
+    terminal.expect("after-2");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "Ctrl-C went to the container, not devbox"
+    );
+
+    terminal.send("\x04");
+    let status = wait_for(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", terminal.seen);
+    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_eq!(
+        after.local_flags, before.local_flags,
+        "the terminal is restored"
+    );
+    assert_eq!(after.input_flags, before.input_flags);
+}
+
+struct Terminal {
+    master: std::fs::File,
+    seen: String,
+}
+
+impl Terminal {
+    fn new(master: OwnedFd) -> Terminal {
+        let file = std::fs::File::from(master);
+        rustix::io::ioctl_fionbio(&file, true).unwrap();
+        Terminal {
+            master: file,
+            seen: String::new(),
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits for `needle`; returns the output up to and including it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buffer = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {needle:?}; saw:\n{}",
+                self.seen
+            );
+            match self.master.read(&mut buffer) {
+                Ok(n) if n > 0 => {
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    // Answer the shell's cursor-position query as a terminal would.
+                    if text.contains("\x1b[6n") {
+                        self.send("\x1b[1;1R");
+                    }
+                    self.seen.push_str(&text);
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        // Later expectations look at later output only.
+        let end = self.seen.find(needle).unwrap() + needle.len();
+        self.seen.drain(..end).collect()
+    }
+}
+
+fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("devbox connect did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
