@@ -528,60 +528,35 @@ fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
 fn files_made_inside_belong_to_the_user_who_started_the_container() {
     let dev = Dev::new("");
     let uid = 4321;
-    chown_tree(dev.project.path(), uid);
-    let socket_group = std::fs::metadata("/var/run/docker.sock")
-        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
-        .unwrap();
-    let as_user = |args: &[&str]| {
-        let mut command = std::process::Command::new("setpriv");
-        command
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={uid}"),
-                format!("--groups={socket_group}"),
-            ])
-            .arg(common::devbox_binary())
-            .args(args)
-            .current_dir(dev.project.path())
-            .env("USER", "researcher")
-            .stdin(Stdio::null());
-        for key in common::KNOWN_KEYS {
-            command.env_remove(key);
-        }
-        command.output().unwrap()
-    };
-    assert_success(&as_user(&[
-        "start",
-        "-p",
-        "127.0.0.1::2059",
-        "-p",
-        "127.0.0.1::2088",
-        "--",
-        "sleep",
-        "100000",
-    ]));
-    let output = as_user(&[
-        "connect",
-        "--",
-        "sh",
-        "-c",
-        "id -u; echo $HOME; touch /mnt/src/made-inside $HOME/home-writable",
-    ]);
+    assert_success(&dev.project.devbox_as(
+        uid,
+        &[
+            "start",
+            "-p",
+            "127.0.0.1::2059",
+            "-p",
+            "127.0.0.1::2088",
+            "--",
+            "sleep",
+            "100000",
+        ],
+    ));
+    let output = dev.project.devbox_as(
+        uid,
+        &[
+            "connect",
+            "--",
+            "sh",
+            "-c",
+            "id -u; echo $HOME; touch /mnt/src/made-inside $HOME/home-writable",
+        ],
+    );
     assert_success(&output);
     assert_eq!(stdout(&output), format!("{uid}\n/home/researcher\n"));
     let owner = std::os::unix::fs::MetadataExt::uid(
         &std::fs::metadata(dev.project.path().join("src/made-inside")).unwrap(),
     );
     assert_eq!(owner, uid);
-}
-
-fn chown_tree(path: &std::path::Path, uid: u32) {
-    let status = std::process::Command::new("chown")
-        .args(["-R", &format!("{uid}:{uid}")])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// The interactive shell through a pseudo-terminal: typing, window resizes, Ctrl-C to the

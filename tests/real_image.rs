@@ -11,6 +11,15 @@ use common::{
     image_labels, unique_name,
 };
 
+/// Removes the container when dropped.
+struct ContainerCleanup(String);
+
+impl Drop for ContainerCleanup {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
 const AGX_VERSION: &str = "2.36.1.2";
 const AGX_DISTRIBUTION: &str = "amd64-ubuntu_22.04";
 
@@ -138,6 +147,50 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
             .unwrap()
             .starts_with("sha256:")
     );
+
+    // Started by devbox as an ordinary user, the tools still work: Jupyter, Ray, AGX, and pip
+    // installing into the user's own home.
+    let uid = 4321;
+    let started = project.devbox_as(
+        uid,
+        &[
+            "start",
+            "-p",
+            "127.0.0.1::2059",
+            "-p",
+            "127.0.0.1::2088",
+            "--name",
+            &name,
+        ],
+    );
+    assert_success(&started);
+    let _container = ContainerCleanup(name.clone());
+    let pip_target = if certificates.is_empty() {
+        ""
+    } else {
+        "&& pip install --user --no-deps cowsay==6.1 && python3 -c 'import cowsay; print(cowsay.__file__)'"
+    };
+    let inside = project.devbox_as(
+        uid,
+        &[
+            "connect",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "id -u && jupyter --version >/dev/null && python3 -c 'import ray, agx' {pip_target}"
+            ),
+        ],
+    );
+    assert_success(&inside);
+    let out = common::stdout(&inside);
+    assert!(out.starts_with(&format!("{uid}\n")), "{out}");
+    if !certificates.is_empty() {
+        assert!(out.contains("/home/researcher/.local/lib/python3"), "{out}");
+    }
+    assert_success(&project.devbox_as(uid, &["stop", "--name", &name]));
 
     // The same project without AGX builds too, and has none of it.
     let output = project

@@ -80,6 +80,37 @@ impl Project {
         self.devbox_command(args).output().expect("devbox runs")
     }
 
+    /// `devbox ARGS` as the unprivileged user `uid` (owning the project folder), allowed to
+    /// use the engine's socket.
+    pub fn devbox_as(&self, uid: u32, args: &[&str]) -> Output {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(self.path())
+            .status()
+            .expect("chown runs");
+        assert!(status.success());
+        let socket_group = std::os::unix::fs::MetadataExt::gid(
+            &std::fs::metadata("/var/run/docker.sock").expect("the engine's socket"),
+        );
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                format!("--groups={socket_group}"),
+            ])
+            .arg(devbox_binary())
+            .args(args)
+            .current_dir(self.path())
+            .env("USER", "researcher")
+            .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            .stdin(Stdio::null());
+        for key in KNOWN_KEYS {
+            command.env_remove(key);
+        }
+        command.output().expect("devbox runs")
+    }
+
     pub fn devbox_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(devbox_binary());
         // The process environment overrides the .env: keep the test's own settings in charge.
