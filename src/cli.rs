@@ -17,6 +17,11 @@ pub struct Cli {
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
+    /// The docker CLI context naming the engine to use (default: DOCKER_HOST, DOCKER_CONTEXT,
+    /// the docker CLI's current context, the local socket).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,9 +44,25 @@ pub enum Command {
     Status(StatusArgs),
     /// The container's output.
     Logs(LogsArgs),
+    /// Docker Swarm for several machines: init, join, leave.
+    #[command(subcommand)]
+    Swarm(SwarmCommand),
+    /// devbox's attachable overlay networks: create, ls, rm.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// The Ray cluster across machines: up, down, status.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Check everything devbox needs (engine, disk, GPUs, swarm, .env, licenses, image, ports,
+    /// /dev/shm) and say how to fix each problem. Exit code 0 only when nothing is wrong.
+    Doctor(DoctorArgs),
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
     /// Secrets are shown as set or unset.
     Config,
+    /// The commands of the container: start-vnc, start-jupyter, cluster-join, cluster-leave,
+    /// cluster-status.
+    #[command(flatten)]
+    InContainer(crate::incontainer::Subcommand),
 }
 
 #[derive(Debug, Args)]
@@ -173,4 +194,80 @@ pub struct LogsArgs {
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Make this engine a swarm manager and print the line that joins other machines.
+    Init {
+        /// The address the other machines reach this one at.
+        #[arg(long, value_name = "ADDRESS")]
+        advertise_addr: Option<String>,
+    },
+    /// Join this engine to a swarm as a worker.
+    Join {
+        /// The worker join token `devbox swarm init` printed.
+        #[arg(long)]
+        token: String,
+        /// The manager's address, ADDRESS[:2377].
+        #[arg(value_name = "MANAGER")]
+        manager: String,
+        /// The address the other machines reach this one at.
+        #[arg(long, value_name = "ADDRESS")]
+        advertise_addr: Option<String>,
+    },
+    /// Leave the swarm (a manager only with --force: that ends the swarm).
+    Leave {
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create an attachable overlay network (on a swarm manager).
+    Create {
+        name: String,
+        /// Address range, e.g. 10.213.0.0/24.
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// Packet size for links with a smaller MTU (VPNs, some clouds).
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// List devbox's networks.
+    Ls,
+    /// Remove one of devbox's networks (refused while containers use it).
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start (or reuse) the container on CLUSTER_NETWORK and join the Ray cluster.
+    Up(ClusterUpArgs),
+    /// Leave the Ray cluster and stop the container.
+    Down(StopArgs),
+    /// The cluster's nodes, as the container sees them.
+    Status {
+        /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    #[command(flatten)]
+    pub start: StartArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON: a list of checks with name, level (ok, info, warn, fail), detail and fix.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not check for GPUs (a machine without them).
+    #[arg(long)]
+    pub no_gpus: bool,
 }

@@ -1,23 +1,25 @@
 //! devbox: parse the command line (or the name it was called by), run it, report the error.
 
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod container;
 mod context;
+mod doctor;
 mod engine;
 mod image;
 mod incontainer;
+mod network;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    if let Some(command) = incontainer::Command::from_argv0(&argv0) {
-        let args = std::env::args_os().skip(1).collect();
-        return report(incontainer::run(command, args).map(|()| 0));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((command, args)) = incontainer::invocation(&argv) {
+        return incontainer::run(command, args);
     }
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -48,5 +50,5 @@ fn report(result: Result<i32, commands::Error>) -> ExitCode {
         }
         source = cause.source();
     }
-    ExitCode::FAILURE
+    ExitCode::from(error.exit_code())
 }

@@ -299,3 +299,65 @@ fn hex_sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+#[test]
+fn ctrl_c_during_a_build_cancels_it_and_leaves_nothing() {
+    use std::io::BufRead;
+    let (project, name) = busybox_project("");
+    let marker = unique_name("sleeping");
+    project.write(
+        "images/Dockerfile",
+        format!("ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 60\n"),
+    );
+    let mut child = project
+        .devbox_command(&["build"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains(&marker) {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        common::stderr(&output)
+    );
+    assert!(
+        common::stderr(&output).contains("interrupted"),
+        "{}",
+        common::stderr(&output)
+    );
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success()
+    );
+    // The engine stops and removes the step's container.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = docker_ok(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"]);
+        if !left.contains(&marker) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build's container is still there:\n{left}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // And the next build works.
+    project.write("images/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n");
+    let _cleanup = ImageCleanup(vec![format!("{name}:t1")]);
+    assert_success(&project.devbox(&["build", "-q"]));
+}

@@ -171,6 +171,31 @@ fn start_gives_the_container_everything_it_was_asked_for() {
 }
 
 #[test]
+fn a_wide_publish_address_is_warned_about_once() {
+    let dev = Dev::new("PUBLISH_ADDRESS=0.0.0.0\n");
+    // No address given: PUBLISH_ADDRESS applies (free host ports: tests run in parallel).
+    let start = || {
+        dev.project.devbox(&[
+            "start", "-p", "::2059", "-p", "::2088", "--", "sleep", "100000",
+        ])
+    };
+    let output = start();
+    assert_success(&output);
+    let err = stderr(&output);
+    assert_eq!(err.matches("open to every machine").count(), 1, "{err}");
+    assert!(
+        dev.inspect("{{json .HostConfig.PortBindings}}")
+            .contains("\"HostIp\":\"0.0.0.0\"")
+    );
+    let again = start();
+    assert_success(&again);
+    assert!(
+        !stderr(&again).contains("open to every machine"),
+        "warned again"
+    );
+}
+
+#[test]
 fn connect_runs_commands_with_the_start_environment_exit_codes_and_stdin() {
     let dev = Dev::new("");
     assert_success(&dev.start(&[]));
@@ -631,6 +656,44 @@ fn connect_without_a_command_is_a_real_terminal() {
         "the terminal is restored"
     );
     assert_eq!(after.input_flags, before.input_flags);
+}
+
+/// A dropped ssh connection (SIGHUP) ends the session and leaves the terminal as it was.
+#[test]
+fn a_hangup_during_connect_restores_the_terminal() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+    let mut child = dev
+        .project
+        .devbox_command(&["connect"])
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .unwrap();
+    let mut terminal = Terminal::new(pty.master);
+    terminal.send("echo in-$((2+3))\r");
+    terminal.expect("in-5");
+    let raw = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_ne!(
+        raw.local_flags, before.local_flags,
+        "raw mode while connected"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let status = wait_for(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    assert_eq!(
+        after.local_flags, before.local_flags,
+        "the terminal is restored"
+    );
 }
 
 struct Terminal {

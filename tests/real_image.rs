@@ -180,13 +180,37 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
             "sh",
             "-c",
             &format!(
-                "id -u && jupyter --version >/dev/null && python3 -c 'import ray, agx' {pip_target}"
+                "id -u && cat /opt/Algoryx/AGX-{AGX_VERSION}/team.lic && jupyter --version >/dev/null \
+                 && python3 -c 'import ray, agx' {pip_target}"
             ),
         ],
     );
     assert_success(&inside);
     let out = common::stdout(&inside);
-    assert!(out.starts_with(&format!("{uid}\n")), "{out}");
+    assert!(
+        out.starts_with(&format!("{uid}\nTEAM-LICENSE-CONTENT\n")),
+        "{out}"
+    );
+    // Readable by root and the container's user, by no one else.
+    assert_eq!(
+        run(&[
+            "stat",
+            "-c",
+            "%a %U %g",
+            &format!("/opt/Algoryx/AGX-{AGX_VERSION}/team.lic")
+        ]),
+        "640 root 2090"
+    );
+    let other = docker(&[
+        "run",
+        "--rm",
+        "--user",
+        "5555:5555",
+        &image,
+        "cat",
+        &format!("/opt/Algoryx/AGX-{AGX_VERSION}/team.lic"),
+    ]);
+    assert!(!other.status.success(), "another user read the license");
     if !certificates.is_empty() {
         assert!(out.contains("/home/researcher/.local/lib/python3"), "{out}");
     }

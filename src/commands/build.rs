@@ -3,10 +3,10 @@
 use super::Error;
 use crate::cli::BuildArgs;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Target};
 use crate::image::{self, BuildRequest};
 
-pub async fn run(config: &Config, args: &BuildArgs) -> Result<(), Error> {
+pub async fn run(config: &Config, target: &Target, args: &BuildArgs) -> Result<(), Error> {
     let request = BuildRequest {
         no_cache: args.no_cache,
         pull: args.pull,
@@ -19,7 +19,7 @@ pub async fn run(config: &Config, args: &BuildArgs) -> Result<(), Error> {
         source: Box::new(source),
     };
     let inputs = image::Inputs::check(config).map_err(while_building)?;
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect(target).await?;
     let built = image::build(&engine, config, inputs, &request)
         .await
         .map_err(while_building)?;

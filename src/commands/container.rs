@@ -6,11 +6,11 @@ use crate::config::Config;
 use crate::container::options::{self, OptionError};
 use crate::container::spec::{self, StartOptions};
 use crate::container::{self, Started, status};
-use crate::engine::Engine;
+use crate::engine::{Engine, Target};
 use crate::image::progress::format_size;
 
 /// The container's name for a command that finds an existing one.
-fn name_of(config: &Config, name: &Option<String>) -> String {
+pub(super) fn name_of(config: &Config, name: &Option<String>) -> String {
     let options = StartOptions {
         name: name.clone(),
         ..Default::default()
@@ -18,10 +18,13 @@ fn name_of(config: &Config, name: &Option<String>) -> String {
     spec::container_name(config, &options, &container::this_hostname())
 }
 
-fn start_options(config: &Config, args: &StartArgs) -> Result<StartOptions, OptionError> {
+pub(super) fn start_options(
+    config: &Config,
+    args: &StartArgs,
+) -> Result<StartOptions, OptionError> {
     let env_lookup = |key: &str| std::env::var(key).ok();
     Ok(StartOptions {
-        name: args.name.clone(),
+        name: args.name.as_deref().map(options::parse_name).transpose()?,
         gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
         network: args.network.clone(),
         volumes: args
@@ -52,14 +55,14 @@ fn start_options(config: &Config, args: &StartArgs) -> Result<StartOptions, Opti
     })
 }
 
-pub async fn start(config: &Config, args: &StartArgs) -> Result<i32, Error> {
+pub async fn start(config: &Config, target: &Target, args: &StartArgs) -> Result<i32, Error> {
     let name = name_of(config, &args.name);
     let context = |source| Error::Container {
         doing: format!("starting {name}"),
         source: Box::new(source),
     };
     let options = start_options(config, args).map_err(|e| context(e.into()))?;
-    let engine = Engine::connect().await?;
+    let engine = Engine::connect(target).await?;
     match container::start(&engine, config, &options, args.recreate)
         .await
         .map_err(context)?
@@ -75,6 +78,19 @@ pub async fn start(config: &Config, args: &StartArgs) -> Result<i32, Error> {
                     format_size(from)
                 );
             }
+            let wide: Vec<String> = spec
+                .publish
+                .iter()
+                .filter(|p| p.host_ip.is_none_or(|ip| !ip.is_loopback()))
+                .map(|p| p.host_port.to_string())
+                .collect();
+            if !wide.is_empty() {
+                eprintln!(
+                    "warning: port(s) {} are open to every machine that can reach this one; \
+                     PUBLISH_ADDRESS=127.0.0.1 and the ssh tunnel `devbox status` prints keep them private",
+                    wide.join(", ")
+                );
+            }
             println!("started {} from {}", spec.name, spec.image);
             let status = status::status(&engine, config, &spec.name, false)
                 .await
@@ -85,8 +101,8 @@ pub async fn start(config: &Config, args: &StartArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-pub async fn connect(config: &Config, args: &ConnectArgs) -> Result<i32, Error> {
-    let engine = Engine::connect().await?;
+pub async fn connect(config: &Config, target: &Target, args: &ConnectArgs) -> Result<i32, Error> {
+    let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     let code = container::connect(&engine, config, &name, &args.command)
         .await
@@ -97,8 +113,8 @@ pub async fn connect(config: &Config, args: &ConnectArgs) -> Result<i32, Error> 
     Ok(i32::try_from(code).unwrap_or(1))
 }
 
-pub async fn stop(config: &Config, args: &StopArgs) -> Result<i32, Error> {
-    let engine = Engine::connect().await?;
+pub async fn stop(config: &Config, target: &Target, args: &StopArgs) -> Result<i32, Error> {
+    let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     let stopped = container::stop(&engine, &name, args.time)
         .await
@@ -114,8 +130,8 @@ pub async fn stop(config: &Config, args: &StopArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-pub async fn status(config: &Config, args: &StatusArgs) -> Result<i32, Error> {
-    let engine = Engine::connect().await?;
+pub async fn status(config: &Config, target: &Target, args: &StatusArgs) -> Result<i32, Error> {
+    let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     let status = status::status(&engine, config, &name, args.show_secrets)
         .await
@@ -134,8 +150,8 @@ pub async fn status(config: &Config, args: &StatusArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-pub async fn logs(config: &Config, args: &LogsArgs) -> Result<i32, Error> {
-    let engine = Engine::connect().await?;
+pub async fn logs(config: &Config, target: &Target, args: &LogsArgs) -> Result<i32, Error> {
+    let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     container::logs(&engine, &name, args.follow, args.tail)
         .await

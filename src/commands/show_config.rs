@@ -41,6 +41,7 @@ pub fn render(config: &Config) -> String {
                 .clone()
                 .unwrap_or_else(|| "none".to_string()),
         ),
+        ("cluster network", config.cluster_network.clone()),
         ("publish address", config.publish_address.to_string()),
         ("Jupyter token", secret(&config.jupyter_token)),
         ("VNC password", secret(&config.vnc_password)),

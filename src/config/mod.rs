@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use envfile::{EnvFile, Origin};
+pub(crate) use validate::is_container_name;
 
 /// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
 pub const KNOWN_KEYS: &[(&str, &str)] = &[
@@ -24,6 +25,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("EXTRA_CA_CERTS", ""),
     ("CONTAINER_NAME", ""),
     ("CLUSTER_HEAD_NAME", ""),
+    ("CLUSTER_NETWORK", "devbox-cluster"),
     ("PUBLISH_ADDRESS", "127.0.0.1"),
     ("JUPYTER_TOKEN", ""),
     ("VNC_PASSWORD", ""),
@@ -124,6 +126,8 @@ pub struct Config {
     pub extra_ca_certs: Option<PathBuf>,
     pub container_name: Option<String>,
     pub cluster_head_name: Option<String>,
+    /// The attachable overlay network the cluster's containers share.
+    pub cluster_network: String,
     pub publish_address: IpAddr,
     pub jupyter_token: Option<String>,
     pub vnc_password: Option<String>,

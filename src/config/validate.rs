@@ -121,6 +121,13 @@ pub(super) fn resolve(
         ));
     }
 
+    let cluster_network = setting("CLUSTER_NETWORK");
+    if !is_container_name(&cluster_network.value) {
+        return Err(cluster_network.invalid(
+            "a network name: letters, digits, _ . and -, starting with a letter or digit",
+        ));
+    }
+
     let publish_address = setting("PUBLISH_ADDRESS");
     let publish_ip: IpAddr = publish_address.value.parse().map_err(|_| {
         publish_address.invalid(
@@ -165,6 +172,7 @@ pub(super) fn resolve(
         extra_ca_certs,
         container_name: container_name.non_empty().map(str::to_string),
         cluster_head_name: cluster_head_name.non_empty().map(str::to_string),
+        cluster_network: cluster_network.value,
         publish_address: publish_ip,
         jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
         vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
@@ -268,7 +276,7 @@ fn is_tag(value: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn is_container_name(value: &str) -> bool {
+pub(crate) fn is_container_name(value: &str) -> bool {
     let mut chars = value.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && value.len() <= 128

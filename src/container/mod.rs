@@ -3,6 +3,7 @@
 
 pub mod options;
 mod ports;
+pub use ports::holder_of as port_holder;
 pub mod spec;
 pub mod status;
 mod terminal;
@@ -76,6 +77,8 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("interrupted; nothing was left half-made")]
+    Interrupted,
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     #[error(transparent)]
@@ -206,7 +209,7 @@ pub async fn start(
         engine.remove_container(&spec.name).await?;
     }
 
-    if engine_is_local() {
+    if engine.target().is_local() {
         for publish in &spec.publish {
             if let Some(holder) = ports::holder_of(engine, publish).await? {
                 return Err(ContainerError::PortInUse {
@@ -224,27 +227,40 @@ pub async fn start(
         Some(network) => ensure_network(engine, network).await?,
         None => false,
     };
+    let mut made_folders = Vec::new();
     for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
-        std::fs::create_dir_all(&mount.source).map_err(|source| ContainerError::MountFolder {
+        let path = std::path::Path::new(&mount.source);
+        if !path.exists() {
+            made_folders.push(path.to_path_buf());
+        }
+        std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
             path: mount.source.clone(),
             source,
         })?;
     }
 
-    let result = async {
+    let create_and_start = async {
         engine
             .create_container(&spec.name, spec.create_body())
             .await?;
         engine.start_container(&spec.name).await
-    }
-    .await;
+    };
+    // Ctrl-C here must not leave a container that exists but never started.
+    let result = tokio::select! {
+        result = create_and_start => result.map_err(|e| explain_start_error(e, spec.gpus.is_some())),
+        _ = tokio::signal::ctrl_c() => Err(ContainerError::Interrupted),
+    };
     if let Err(error) = result {
-        // Nothing half-made stays behind: not the container, not a network made for it.
+        // Nothing half-made stays behind: not the container, not a network or folder made
+        // for it (a folder only while still empty).
+        for folder in made_folders.iter().rev() {
+            let _ = std::fs::remove_dir(folder);
+        }
         let _ = engine.remove_container(&spec.name).await;
         if created_network && let Some(network) = &spec.network {
             let _ = engine.remove_network(network).await;
         }
-        return Err(explain_start_error(error, spec.gpus.is_some()));
+        return Err(error);
     }
     Ok(Started::Created(spec))
 }
@@ -282,7 +298,7 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
         // engine resolve it through the managers.
         None if role == SwarmRole::Worker => Ok(false),
         None if role == SwarmRole::Manager => {
-            engine.create_overlay_network(network).await?;
+            engine.create_overlay_network(network, None, None).await?;
             eprintln!("created attachable overlay network {network}");
             Ok(true)
         }
@@ -290,13 +306,6 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
             network: network.to_string(),
         }),
     }
-}
-
-/// Whether the engine runs on this host (so a local port check means something).
-fn engine_is_local() -> bool {
-    std::env::var("DOCKER_HOST")
-        .map(|host| host.is_empty() || host.starts_with("unix://"))
-        .unwrap_or(true)
 }
 
 /// The running container named `name`, or why not.

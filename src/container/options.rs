@@ -401,6 +401,19 @@ pub fn parse_size(value: &str) -> Result<i64, OptionError> {
     Ok(bytes as i64)
 }
 
+/// `--name`: a container name the engine accepts.
+pub fn parse_name(value: &str) -> Result<String, OptionError> {
+    if crate::config::is_container_name(value) {
+        Ok(value.to_string())
+    } else {
+        Err(bad(
+            "--name",
+            value,
+            "a container name is letters, digits, _ . and -, starting with a letter or digit",
+        ))
+    }
+}
+
 /// `KEY=VALUE` for `-e/--env` (`KEY` alone takes the value from devbox's environment).
 pub fn parse_env(
     value: &str,

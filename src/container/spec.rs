@@ -18,6 +18,8 @@ pub const JUPYTER_PORT: u16 = 2088;
 /// Ray's own services and its workers: open to the cluster network, never published.
 pub const RAY_PORTS: [(u16, u16); 2] = [(2092, 2099), (10000, 20000)];
 pub const DEFAULT_SHM_BYTES: i64 = 16 << 30;
+/// The group that may read the AGX license files in the image (see images/Dockerfile).
+pub const LICENSE_GROUP_ID: &str = "2090";
 
 pub const LABEL_PROJECT: &str = "io.devbox.project";
 pub const LABEL_CONFIG_HASH: &str = "io.devbox.config-hash";
@@ -342,6 +344,10 @@ impl ContainerSpec {
                 port_bindings: Some(bindings),
                 shm_size: Some(self.shm_size),
                 init: Some(true),
+                group_add: self
+                    .user
+                    .is_some()
+                    .then(|| vec![LICENSE_GROUP_ID.to_string()]),
                 privileged: Some(self.privileged),
                 device_requests,
                 network_mode: self.network.clone(),
@@ -487,6 +493,10 @@ mod tests {
         let body = spec.create_body();
         let host_config = body.host_config.as_ref().unwrap();
         assert_eq!(host_config.init, Some(true));
+        assert_eq!(
+            host_config.group_add,
+            Some(vec![LICENSE_GROUP_ID.to_string()])
+        );
         assert_eq!(host_config.privileged, Some(false));
         assert!(host_config.tmpfs.as_ref().unwrap()["/home/ada"].contains("uid=1000"));
         let exposed = body.exposed_ports.as_ref().unwrap();

@@ -63,6 +63,9 @@ pub async fn run_interactive(engine: &Engine, exec: Exec) -> Result<i64, Contain
         }
     });
     let mut resized = signal(SignalKind::window_change()).map_err(ContainerError::Terminal)?;
+    // The terminal closing (ssh dropped) or a kill: restore the terminal, then end.
+    let mut hung_up = signal(SignalKind::hangup()).map_err(ContainerError::Terminal)?;
+    let mut terminated = signal(SignalKind::terminate()).map_err(ContainerError::Terminal)?;
     let mut stdout = tokio::io::stdout();
     let outcome: Result<(), ContainerError> = loop {
         tokio::select! {
@@ -76,6 +79,8 @@ pub async fn run_interactive(engine: &Engine, exec: Exec) -> Result<i64, Contain
                     let _ = stdout.flush().await;
                 }
             },
+            _ = hung_up.recv() => break Err(ContainerError::Interrupted),
+            _ = terminated.recv() => break Err(ContainerError::Interrupted),
             _ = resized.recv() => {
                 if let Some((rows, columns)) = size() {
                     let _ = engine.resize_exec(&id, rows, columns).await;

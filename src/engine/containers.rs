@@ -133,4 +133,67 @@ impl Engine {
             .logs(name, Some(options))
             .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
     }
+
+    /// Runs `command` in a fresh container of `image` (with every GPU when `gpus`) and
+    /// returns its exit code and output; the container is removed whatever happens.
+    pub async fn run_to_end(
+        &self,
+        image: &str,
+        command: &[&str],
+        gpus: bool,
+    ) -> Result<(i64, String), EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(command.iter().map(|c| c.to_string()).collect()),
+            labels: Some(std::collections::HashMap::from([(
+                super::LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            host_config: Some(bollard::models::HostConfig {
+                device_requests: gpus.then(|| {
+                    vec![bollard::models::DeviceRequest {
+                        count: Some(-1),
+                        capabilities: Some(vec![vec!["gpu".to_string(), "utility".to_string()]]),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("create a container from {image}"), e)
+            })?;
+        let result = self.run_created(&created.id).await;
+        self.remove_container(&created.id).await?;
+        result
+    }
+
+    async fn run_created(&self, id: &str) -> Result<(i64, String), EngineError> {
+        self.start_container(id).await?;
+        let mut code = 0;
+        let mut waits = self
+            .long_docker
+            .wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+        while let Some(result) = futures_util::StreamExt::next(&mut waits).await {
+            match result {
+                Ok(response) => code = response.status_code,
+                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => return Err(EngineError::from_bollard("wait for the container", e)),
+            }
+        }
+        let output: Vec<LogOutput> = self.logs(id, false, None).try_collect().await?;
+        let text = output
+            .into_iter()
+            .map(|chunk| String::from_utf8_lossy(&chunk.into_bytes()).into_owned())
+            .collect();
+        Ok((code, text))
+    }
 }

@@ -4,10 +4,13 @@
 mod containers;
 mod exec;
 mod networks;
+mod swarm;
+mod target;
 
 pub use containers::LogOutput;
 pub use exec::Exec;
 pub use networks::SwarmRole;
+pub use target::Target;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,7 +43,14 @@ pub enum EngineError {
         #[source]
         source: BollardError,
     },
-    #[error("DOCKER_HOST={host:?} is not an engine address devbox can use: {source}")]
+    #[error(
+        "there is no docker context named {name}: `docker context ls` lists them, \
+         `docker context create {name} --docker host=ssh://user@machine` makes one"
+    )]
+    UnknownContext { name: String },
+    #[error(
+        "{host:?} is not an engine address devbox can use (unix://, tcp:// or ssh://): {source}"
+    )]
     BadHost {
         host: String,
         #[source]
@@ -78,16 +88,14 @@ pub struct Engine {
     docker: Docker,
     /// The same connection without a practical timeout, for builds, execs and logs.
     long_docker: Docker,
+    target: Target,
 }
 
 impl Engine {
-    /// Connects the way the docker CLI does: `DOCKER_HOST`, else the default socket.
-    pub async fn connect() -> Result<Self, EngineError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let docker = Docker::connect_with_defaults().map_err(|source| match source {
+    /// Connects to the engine `target` names and negotiates the API version.
+    pub async fn connect(target: &Target) -> Result<Self, EngineError> {
+        let host = target.host.clone();
+        let docker = Docker::connect_with_host(&host).map_err(|source| match source {
             BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
                 host: host.clone(),
                 source,
@@ -109,7 +117,12 @@ impl Engine {
         Ok(Engine {
             docker,
             long_docker,
+            target: target.clone(),
         })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Starts a build with the classic builder; the context is streamed from `context`.

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{LocalNodeState, NetworkCreateRequest, NetworkInspect, SystemInfo};
+use bollard::models::{
+    Ipam, IpamConfig, LocalNodeState, Network, NetworkCreateRequest, NetworkInspect, SystemInfo,
+};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
 
 use super::{Engine, EngineError, LABEL_MANAGED};
 
@@ -57,7 +60,12 @@ impl Engine {
     }
 
     /// Creates an attachable overlay network carrying devbox's label.
-    pub async fn create_overlay_network(&self, name: &str) -> Result<(), EngineError> {
+    pub async fn create_overlay_network(
+        &self,
+        name: &str,
+        subnet: Option<&str>,
+        mtu: Option<u32>,
+    ) -> Result<(), EngineError> {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("overlay".into()),
@@ -66,6 +74,16 @@ impl Engine {
                 LABEL_MANAGED.to_string(),
                 "true".to_string(),
             )])),
+            ipam: subnet.map(|subnet| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            options: mtu.map(|mtu| {
+                HashMap::from([("com.docker.network.driver.mtu".to_string(), mtu.to_string())])
+            }),
             ..Default::default()
         };
         self.docker
@@ -73,6 +91,18 @@ impl Engine {
             .await
             .map(drop)
             .map_err(|e| EngineError::from_bollard(format!("create network {name}"), e))
+    }
+
+    /// The networks devbox made.
+    pub async fn devbox_networks(&self) -> Result<Vec<Network>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard("list networks", e))
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {

@@ -58,6 +58,8 @@ pub enum ImageError {
         .failure.message
     )]
     BaseImageUnavailable { image: String, failure: Failure },
+    #[error("interrupted: the engine cancelled the build and nothing was tagged")]
+    Interrupted,
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
     #[error("the image's AGX environment in {path} is not a JSON object of strings: {source}")]
@@ -281,7 +283,17 @@ async fn run_build(
 ) -> Result<String, ImageError> {
     let mut progress = Progress::new(mode, label);
     let mut messages = std::pin::pin!(engine.build(options, context));
-    while let Some(message) = messages.next().await {
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            // Dropping the request makes the engine cancel the build; nothing is tagged.
+            _ = &mut interrupted => {
+                progress.failure("interrupted".into());
+                return Err(ImageError::Interrupted);
+            }
+        };
+        let Some(message) = message else { break };
         match message {
             Ok(info) => progress.update(&info).map_err(ImageError::StepFailed)?,
             Err(EngineError::Refused { message, .. }) => {

@@ -1,9 +1,16 @@
-//! The commands devbox answers to inside the container, by the name it is called with.
+//! The commands devbox answers to inside the container, by the name it is called with
+//! (`start-jupyter …`, through the image's links) or as `devbox start-jupyter …`.
+
+mod cluster;
+pub mod dns;
+mod jupyter;
+mod process;
+pub mod status;
+mod vnc;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
-
-use crate::commands::Error;
+use std::process::ExitCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -23,13 +30,18 @@ impl Command {
         ("cluster-status", Command::ClusterStatus),
     ];
 
-    /// The command named by the program's file name, when it is one of these.
-    pub fn from_argv0(argv0: &OsStr) -> Option<Command> {
-        let name = Path::new(argv0).file_name()?.to_str()?;
+    /// The command with this name.
+    pub fn named(name: &OsStr) -> Option<Command> {
+        let name = name.to_str()?;
         Self::ALL
             .iter()
             .find(|(known, _)| *known == name)
             .map(|(_, command)| *command)
+    }
+
+    /// The command named by the program's file name, when it is one of these.
+    pub fn from_argv0(argv0: &OsStr) -> Option<Command> {
+        Self::named(Path::new(argv0).file_name()?)
     }
 
     pub fn name(self) -> &'static str {
@@ -41,19 +53,222 @@ impl Command {
     }
 }
 
-/// The in-container commands are not part of this release; say so plainly instead of
-/// pretending.
-pub fn run(command: Command, _args: Vec<OsString>) -> Result<(), Error> {
-    Err(Error::Usage(format!(
-        "`{}` is not available in devbox {} yet; the in-container commands come in a later release",
-        command.name(),
-        env!("CARGO_PKG_VERSION")
-    )))
+/// The in-container command that `argv` calls for, with its arguments: `start-vnc ARGS…` (by
+/// the program's name) or `devbox start-vnc ARGS…`. Their arguments are not devbox's: they go
+/// to Jupyter, x11vnc or `ray start` untouched, which is why they are taken before clap sees
+/// them.
+pub fn invocation(argv: &[OsString]) -> Option<(Command, Vec<OsString>)> {
+    let (argv0, rest) = argv.split_first()?;
+    if let Some(command) = Command::from_argv0(argv0) {
+        return Some((command, rest.to_vec()));
+    }
+    let (first, args) = rest.split_first()?;
+    Command::named(first).map(|command| (command, args.to_vec()))
+}
+
+/// The same commands as subcommands of `devbox`, for its help (and for `devbox -C DIR
+/// start-vnc`, where a global option comes first). Arguments are passed through untouched.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Subcommand {
+    /// In the container: a VNC desktop on port 2059 (Xvfb when DISPLAY is unset, then x11vnc;
+    /// VNC_PASSWORD or a generated password). Arguments go to x11vnc.
+    #[command(disable_help_flag = true)]
+    StartVnc {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "X11VNC_ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// In the container: Jupyter Notebook on port 2088, rooted at /mnt/src/notebooks
+    /// (JUPYTER_TOKEN or a generated token). Arguments go to Jupyter.
+    #[command(disable_help_flag = true)]
+    StartJupyter {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "JUPYTER_ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// In the container: join the Ray cluster (the head when --head is given or the hostname
+    /// is CLUSTER_HEAD_NAME). Other arguments go to `ray start`.
+    #[command(disable_help_flag = true)]
+    ClusterJoin {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// In the container: leave the Ray cluster (stop Ray on this node, gracefully first).
+    #[command(disable_help_flag = true)]
+    ClusterLeave {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// In the container: the nodes of the Ray cluster: address, alive or dead, CPUs, GPUs,
+    /// memory.
+    #[command(disable_help_flag = true)]
+    ClusterStatus {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
+}
+
+impl Subcommand {
+    pub fn into_parts(self) -> (Command, Vec<OsString>) {
+        match self {
+            Subcommand::StartVnc { args } => (Command::StartVnc, args),
+            Subcommand::StartJupyter { args } => (Command::StartJupyter, args),
+            Subcommand::ClusterJoin { args } => (Command::ClusterJoin, args),
+            Subcommand::ClusterLeave { args } => (Command::ClusterLeave, args),
+            Subcommand::ClusterStatus { args } => (Command::ClusterStatus, args),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} is not installed in this image: no `{program}` on PATH ({hint})")]
+    Missing {
+        what: String,
+        program: String,
+        hint: String,
+    },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs an in-container command and gives the exit code: the foreground program's own (Jupyter,
+/// x11vnc, `ray start`), or 1 after an error, printed once with its causes.
+pub fn run(command: Command, args: Vec<OsString>) -> ExitCode {
+    ExitCode::from(execute(command, args))
+}
+
+/// `devbox [global options] start-vnc …` through clap: the same, its exit code returned
+/// (errors are printed already).
+pub fn run_subcommand(subcommand: Subcommand) -> i32 {
+    let (command, args) = subcommand.into_parts();
+    execute(command, args).into()
+}
+
+fn execute(command: Command, args: Vec<OsString>) -> u8 {
+    let result = match command {
+        Command::StartJupyter => jupyter::run(args),
+        Command::StartVnc => vnc::run(args),
+        Command::ClusterJoin => cluster::join(args),
+        Command::ClusterLeave => cluster::leave(args),
+        Command::ClusterStatus => status::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            report(command, &error);
+            1
+        }
+    }
+}
+
+fn report(command: Command, error: &Error) {
+    let mut printed = error.to_string();
+    eprintln!("{}: error: {printed}", command.name());
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !printed.contains(&text) {
+            eprintln!("  caused by: {text}");
+            printed = text;
+        }
+        source = cause.source();
+    }
+}
+
+/// A setting from the environment; empty counts as unset (as `.env` files write it).
+fn env_value(key: &str) -> Option<String> {
+    std::env::var(key)
+        .ok()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// `--name=VALUE` or `--name VALUE` among `args`: the last one, as the programs read them.
+fn option_value(args: &[OsString], names: &[&str]) -> Option<String> {
+    let mut found = None;
+    let mut args = args.iter().filter_map(|arg| arg.to_str());
+    while let Some(arg) = args.next() {
+        for name in names {
+            if arg == *name {
+                found = args.next().map(str::to_string);
+            } else if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+                found = Some(value.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Where the host publishes a container port, as `devbox start` told the container:
+/// (address, port) to print in URLs, or the container's own address and port without it.
+fn published(host_port_key: &str, container_port: u16) -> (String, u16, bool) {
+    let address = env_value("DEVBOX_PUBLISH_ADDRESS");
+    let host_port = env_value(host_port_key).and_then(|port| port.parse::<u16>().ok());
+    match (address, host_port) {
+        (Some(address), Some(port)) => {
+            // Published on every address: the host itself reaches it on loopback.
+            let shown = match address.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+                other if other.contains(':') && !other.starts_with('[') => format!("[{other}]"),
+                other => other.to_string(),
+            };
+            (shown, port, true)
+        }
+        _ => (own_address(), container_port, false),
+    }
+}
+
+/// This container's address on its network: its hostname in /etc/hosts, as Docker writes it.
+fn own_address() -> String {
+    let hostname = hostname();
+    dns::Resolver::system()
+        .lookup_ipv4(&hostname)
+        .ok()
+        .and_then(|addresses| addresses.into_iter().find(|a| !a.is_loopback()))
+        .map(|address| address.to_string())
+        .unwrap_or(hostname)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
 
     #[test]
     fn commands_are_known_by_file_name() {
@@ -63,5 +278,50 @@ mod tests {
         );
         assert_eq!(Command::from_argv0(OsStr::new("devbox")), None);
         assert_eq!(Command::ClusterJoin.name(), "cluster-join");
+    }
+
+    #[test]
+    fn invocations_by_link_and_by_subcommand() {
+        assert_eq!(
+            invocation(&os(&[
+                "/usr/local/bin/cluster-join",
+                "--head",
+                "--num-cpus",
+                "1"
+            ])),
+            Some((Command::ClusterJoin, os(&["--head", "--num-cpus", "1"])))
+        );
+        assert_eq!(
+            invocation(&os(&["devbox", "start-jupyter", "--help"])),
+            Some((Command::StartJupyter, os(&["--help"])))
+        );
+        assert_eq!(invocation(&os(&["devbox", "build", "start-vnc"])), None);
+        assert_eq!(invocation(&os(&["devbox"])), None);
+    }
+
+    #[test]
+    fn the_last_option_value_counts_in_both_spellings() {
+        let args = os(&["--port", "1", "x", "--ServerApp.port=3", "--portal=9"]);
+        assert_eq!(
+            option_value(&args, &["--port", "--ServerApp.port"]),
+            Some("3".into())
+        );
+        assert_eq!(option_value(&args, &["--ip"]), None);
+        assert_eq!(option_value(&os(&["--port"]), &["--port"]), None);
+    }
+
+    #[test]
+    fn subcommands_carry_everything_after_their_name() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: Subcommand,
+        }
+        let cli = Cli::try_parse_from(["devbox", "start-vnc", "-viewonly", "--help", "x"]).unwrap();
+        assert_eq!(
+            cli.command.into_parts(),
+            (Command::StartVnc, os(&["-viewonly", "--help", "x"]))
+        );
     }
 }

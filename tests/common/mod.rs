@@ -23,6 +23,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "EXTRA_CA_CERTS",
     "CONTAINER_NAME",
     "CLUSTER_HEAD_NAME",
+    "CLUSTER_NETWORK",
     "PUBLISH_ADDRESS",
     "JUPYTER_TOKEN",
     "VNC_PASSWORD",

@@ -1,0 +1,526 @@
+//! `devbox doctor`: every check a user needs before they lose an hour, each problem with its
+//! fix. Failures make the exit code non-zero; warnings and information do not.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, KNOWN_KEYS};
+use crate::container::options::{Protocol, Publish};
+use crate::container::spec::{DEFAULT_SHM_BYTES, JUPYTER_PORT, VNC_PORT};
+use crate::engine::{Engine, SwarmRole, Target};
+use crate::image::{self, progress::format_size, spec as image_spec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub level: Level,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn check(
+    name: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name,
+        level,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+/// Free space below this on the engine's data folder is a warning: one image is ~10 GB.
+const MIN_FREE_BYTES: u64 = 20_000_000_000;
+/// /dev/shm below this starves Ray's object store.
+const MIN_SHM_BYTES: i64 = 2 << 30;
+
+/// Runs every check; the configuration is loaded here so that a bad `.env` is one failed check
+/// among the others rather than the end of the report.
+pub async fn run(config: Result<Config, ConfigError>, target: &Target, gpus: bool) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match config {
+        Ok(config) => {
+            checks.push(check(".env", Level::Ok, "every key is valid", None));
+            let unknown: Vec<&String> = config
+                .values
+                .keys()
+                .filter(|key| !KNOWN_KEYS.iter().any(|(known, _)| known == key))
+                .collect();
+            if !unknown.is_empty() {
+                checks.push(check(
+                    ".env",
+                    Level::Info,
+                    format!(
+                        "keys for the project's own code, passed into the container: {}",
+                        unknown
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None,
+                ));
+            }
+            Some(config)
+        }
+        Err(error) => {
+            checks.push(check(".env", Level::Fail, error.to_string(), None));
+            None
+        }
+    };
+    let licenses = config.as_ref().map(license_check);
+    if let Some((check, _)) = &licenses {
+        checks.push(check.clone());
+    }
+
+    let engine = match Engine::connect(target).await {
+        Ok(engine) => engine,
+        Err(error) => {
+            checks.push(check("engine", Level::Fail, error.to_string(), None));
+            return checks;
+        }
+    };
+    let info = match engine.info().await {
+        Ok(info) => info,
+        Err(error) => {
+            checks.push(check("engine", Level::Fail, error.to_string(), None));
+            return checks;
+        }
+    };
+    checks.push(check(
+        "engine",
+        Level::Ok,
+        format!(
+            "Docker Engine {} at {} ({} CPUs, {} memory)",
+            info.server_version.clone().unwrap_or_default(),
+            target.host,
+            info.ncpu.unwrap_or(0),
+            format_size(info.mem_total.unwrap_or(0))
+        ),
+        None,
+    ));
+    if let Some(root) = info
+        .docker_root_dir
+        .as_deref()
+        .filter(|_| target.is_local())
+    {
+        checks.push(disk_check(root));
+    }
+    checks.push(gpu_check(&engine, &info, config.as_ref(), gpus).await);
+    checks.extend(swarm_checks(&info));
+    if let Some(config) = &config {
+        checks.extend(
+            image_checks(
+                &engine,
+                config,
+                licenses.map(|(_, l)| l).unwrap_or_default(),
+            )
+            .await,
+        );
+        if target.is_local() {
+            checks.extend(port_checks(&engine, config).await);
+        }
+        checks.push(shm_check(info.mem_total.unwrap_or(0)));
+    }
+    checks
+}
+
+fn license_check(config: &Config) -> (Check, Vec<image::inputs::License>) {
+    match image::Inputs::check(config) {
+        Ok(inputs) if inputs.licenses.is_empty() => (
+            check(
+                "licenses",
+                Level::Info,
+                "no license file (needed only with AGX_VERSION)",
+                None,
+            ),
+            Vec::new(),
+        ),
+        Ok(inputs) => (
+            check(
+                "licenses",
+                Level::Ok,
+                format!(
+                    "{} readable",
+                    inputs
+                        .licenses
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None,
+            ),
+            inputs.licenses,
+        ),
+        Err(error) => (
+            check("licenses", Level::Fail, error.to_string(), None),
+            Vec::new(),
+        ),
+    }
+}
+
+fn disk_check(root: &str) -> Check {
+    match nix::sys::statvfs::statvfs(root) {
+        Ok(stats) => {
+            let free = stats.blocks_available() * stats.fragment_size();
+            let detail = format!("{} free under {root}", format_size(free as i64));
+            if free < MIN_FREE_BYTES {
+                check(
+                    "disk",
+                    Level::Warn,
+                    detail,
+                    Some("free space: `docker system prune` removes stopped containers and unused images".into()),
+                )
+            } else {
+                check("disk", Level::Ok, detail, None)
+            }
+        }
+        Err(error) => check(
+            "disk",
+            Level::Info,
+            format!("cannot read the free space of {root}: {error}"),
+            None,
+        ),
+    }
+}
+
+async fn gpu_check(
+    engine: &Engine,
+    info: &bollard::models::SystemInfo,
+    config: Option<&Config>,
+    wanted: bool,
+) -> Check {
+    let nvidia_runtime = info
+        .runtimes
+        .as_ref()
+        .is_some_and(|runtimes| runtimes.contains_key("nvidia"));
+    let cdi = info.cdi_spec_dirs.as_ref().is_some_and(|dirs| {
+        dirs.iter()
+            .any(|d| std::path::Path::new(d).join("nvidia.yaml").exists())
+    });
+    if !wanted {
+        return check("gpus", Level::Info, "not checked (--no-gpus)", None);
+    }
+    if !nvidia_runtime && !cdi {
+        return check(
+            "gpus",
+            Level::Fail,
+            "the engine has no NVIDIA runtime and no NVIDIA CDI devices: containers get no GPU",
+            Some(
+                "install the NVIDIA Container Toolkit: `sudo apt-get install -y nvidia-container-toolkit && \
+                 sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` \
+                 (or run `devbox doctor --no-gpus` on a machine without GPUs)"
+                    .into(),
+            ),
+        );
+    }
+    let Some(config) = config else {
+        return check("gpus", Level::Ok, "the engine has the NVIDIA runtime", None);
+    };
+    match engine
+        .run_to_end(&config.image_ref(), &["nvidia-smi", "-L"], true)
+        .await
+    {
+        Ok((0, output)) => {
+            let count = output.lines().filter(|l| l.starts_with("GPU ")).count();
+            check(
+                "gpus",
+                Level::Ok,
+                format!("a container of {} sees {count} GPU(s)", config.image_ref()),
+                None,
+            )
+        }
+        Ok((code, output)) => check(
+            "gpus",
+            Level::Fail,
+            format!(
+                "`nvidia-smi -L` in a GPU container exited {code}: {}",
+                output.trim()
+            ),
+            Some(
+                "check the driver on the host (`nvidia-smi`) and the toolkit's configuration"
+                    .into(),
+            ),
+        ),
+        Err(error) => check(
+            "gpus",
+            Level::Fail,
+            format!("a GPU container could not run: {error}"),
+            None,
+        ),
+    }
+}
+
+fn swarm_checks(info: &bollard::models::SystemInfo) -> Vec<Check> {
+    let role = Engine::swarm_role(info);
+    if role == SwarmRole::None {
+        return vec![check(
+            "swarm",
+            Level::Info,
+            "this engine is in no swarm (needed only for a cluster of several machines)",
+            None,
+        )];
+    }
+    let swarm = info.swarm.as_ref();
+    let mut checks = vec![check(
+        "swarm",
+        Level::Ok,
+        format!(
+            "{} of a swarm of {} machine(s)",
+            if role == SwarmRole::Manager {
+                "manager"
+            } else {
+                "worker"
+            },
+            swarm.and_then(|s| s.nodes).unwrap_or(0)
+        ),
+        None,
+    )];
+    let own = swarm.and_then(|s| s.node_addr.clone()).unwrap_or_default();
+    for peer in swarm
+        .and_then(|s| s.remote_managers.clone())
+        .unwrap_or_default()
+    {
+        let Some(addr) = peer.addr.filter(|a| !a.starts_with(&format!("{own}:"))) else {
+            continue;
+        };
+        let reachable = addr
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|a: SocketAddr| {
+                TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok()
+            });
+        checks.push(if reachable {
+            check(
+                "swarm peer",
+                Level::Ok,
+                format!("manager {addr} answers"),
+                None,
+            )
+        } else {
+            check(
+                "swarm peer",
+                Level::Fail,
+                format!("manager {addr} does not answer"),
+                Some(format!(
+                    "open {} between the machines",
+                    crate::network::SWARM_PORTS
+                )),
+            )
+        });
+    }
+    checks
+}
+
+async fn image_checks(
+    engine: &Engine,
+    config: &Config,
+    licenses: Vec<image::inputs::License>,
+) -> Vec<Check> {
+    let reference = config.image_ref();
+    let image = match engine.inspect_image(&reference).await {
+        Ok(Some(image)) => image,
+        Ok(None) => {
+            return vec![check(
+                "image",
+                Level::Fail,
+                format!("{reference} is not built"),
+                Some("`devbox build`".into()),
+            )];
+        }
+        Err(error) => return vec![check("image", Level::Fail, error.to_string(), None)],
+    };
+    let labels: BTreeMap<String, String> = image
+        .config
+        .and_then(|c| c.labels)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut stale = Vec::new();
+    let in_image: BTreeMap<&str, &str> = labels
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.strip_prefix(image_spec::LABEL_LICENSE_PREFIX)?,
+                v.as_str(),
+            ))
+        })
+        .collect();
+    let on_disk: BTreeMap<&str, String> = licenses
+        .iter()
+        .map(|l| (l.name.as_str(), format!("sha256:{}", l.sha256)))
+        .collect();
+    if in_image
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect::<BTreeMap<_, _>>()
+        != on_disk
+    {
+        stale.push("the license files differ from those in the image".to_string());
+    }
+    if labels.get(image_spec::LABEL_BASE_IMAGE) != Some(&config.base_image) {
+        stale.push(format!("BASE_IMAGE is now {}", config.base_image));
+    }
+    if labels.get(image_spec::LABEL_AGX_VERSION) != config.agx.as_ref().map(|a| &a.version) {
+        stale.push("AGX_VERSION changed".into());
+    }
+    if stale.is_empty() {
+        vec![check(
+            "image",
+            Level::Ok,
+            format!("{reference} is built and current"),
+            None,
+        )]
+    } else {
+        vec![check(
+            "image",
+            Level::Warn,
+            format!("{reference} is stale: {}", stale.join("; ")),
+            Some("`devbox build`".into()),
+        )]
+    }
+}
+
+async fn port_checks(engine: &Engine, config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for port in [VNC_PORT, JUPYTER_PORT] {
+        let publish = Publish {
+            host_ip: Some(config.publish_address),
+            host_port: port,
+            container_port: port,
+            protocol: Protocol::Tcp,
+        };
+        checks.push(
+            match crate::container::port_holder(engine, &publish).await {
+                Ok(None) => check(
+                    "port",
+                    Level::Ok,
+                    format!("{}:{port} is free", config.publish_address),
+                    None,
+                ),
+                Ok(Some(holder))
+                    if holder.starts_with("container ") && holder.contains(&config.image_name) =>
+                {
+                    check(
+                        "port",
+                        Level::Ok,
+                        format!("{port} is published by {holder}"),
+                        None,
+                    )
+                }
+                Ok(Some(holder)) => check(
+                    "port",
+                    Level::Fail,
+                    format!("{}:{port} is in use by {holder}", config.publish_address),
+                    Some(format!("stop it, or start with -p HOST_PORT:{port}")),
+                ),
+                Err(error) => check("port", Level::Warn, error.to_string(), None),
+            },
+        );
+    }
+    checks
+}
+
+fn shm_check(memory: i64) -> Check {
+    let planned = if memory > 0 {
+        DEFAULT_SHM_BYTES.min(memory / 2)
+    } else {
+        DEFAULT_SHM_BYTES
+    };
+    if planned < MIN_SHM_BYTES {
+        check(
+            "shm",
+            Level::Warn,
+            format!("/dev/shm would be {}: small for Ray's object store", format_size(planned)),
+            Some("give the engine's host more memory, or Ray a smaller object store (--object-store-memory)".into()),
+        )
+    } else {
+        check(
+            "shm",
+            Level::Ok,
+            format!(
+                "/dev/shm will be {} for Ray's object store",
+                format_size(planned)
+            ),
+            None,
+        )
+    }
+}
+
+/// The report for people.
+pub fn render(checks: &[Check]) -> String {
+    let mut text = String::new();
+    for c in checks {
+        let mark = match c.level {
+            Level::Ok => "ok  ",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        text.push_str(&format!("{mark} {:<10} {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            text.push_str(&format!("     {:<10} fix: {fix}\n", ""));
+        }
+    }
+    let failed = checks.iter().filter(|c| c.level == Level::Fail).count();
+    text.push_str(&if failed == 0 {
+        "nothing is wrong\n".to_string()
+    } else {
+        format!("{failed} problem(s)\n")
+    });
+    text
+}
+
+pub fn passed(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.level != Level::Fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_passes_only_without_failures() {
+        let checks = vec![
+            check("engine", Level::Ok, "fine", None),
+            check("swarm", Level::Info, "none", None),
+            check("disk", Level::Warn, "low", Some("prune".into())),
+        ];
+        assert!(passed(&checks));
+        assert!(render(&checks).ends_with("nothing is wrong\n"));
+        let mut failing = checks.clone();
+        failing.push(check("gpus", Level::Fail, "none", Some("install".into())));
+        assert!(!passed(&failing));
+        let text = render(&failing);
+        assert!(
+            text.contains("FAIL gpus") && text.contains("fix: install"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&failing).unwrap();
+        assert_eq!(json[3]["level"], "fail");
+    }
+
+    #[test]
+    fn shm_is_judged_against_rays_needs() {
+        assert_eq!(shm_check(64 << 30).level, Level::Ok);
+        assert_eq!(shm_check(2 << 30).level, Level::Warn);
+    }
+}

@@ -1,0 +1,61 @@
+//! The engine's swarm: init, join, leave, and the join tokens.
+
+use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
+use bollard::query_parameters::LeaveSwarmOptionsBuilder;
+
+use super::{Engine, EngineError};
+
+impl Engine {
+    /// Makes this engine a swarm manager; returns its node id.
+    pub async fn init_swarm(&self, advertise_addr: Option<&str>) -> Result<String, EngineError> {
+        let request = SwarmInitRequest {
+            listen_addr: Some("0.0.0.0:2377".into()),
+            advertise_addr: advertise_addr.map(String::from),
+            ..Default::default()
+        };
+        self.docker
+            .init_swarm(request)
+            .await
+            .map_err(|e| EngineError::from_bollard("make this engine a swarm manager", e))
+    }
+
+    /// The worker join token (only a manager can tell).
+    pub async fn worker_join_token(&self) -> Result<String, EngineError> {
+        let swarm = self
+            .docker
+            .inspect_swarm()
+            .await
+            .map_err(|e| EngineError::from_bollard("read the swarm's join token", e))?;
+        Ok(swarm
+            .join_tokens
+            .and_then(|tokens| tokens.worker)
+            .unwrap_or_default())
+    }
+
+    pub async fn join_swarm(
+        &self,
+        manager: &str,
+        token: &str,
+        advertise_addr: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let request = SwarmJoinRequest {
+            listen_addr: Some("0.0.0.0:2377".into()),
+            advertise_addr: advertise_addr.map(String::from),
+            remote_addrs: Some(vec![manager.to_string()]),
+            join_token: Some(token.to_string()),
+            ..Default::default()
+        };
+        self.long_docker
+            .join_swarm(request)
+            .await
+            .map_err(|e| EngineError::from_bollard(format!("join the swarm of {manager}"), e))
+    }
+
+    pub async fn leave_swarm(&self, force: bool) -> Result<(), EngineError> {
+        let options = LeaveSwarmOptionsBuilder::default().force(force).build();
+        self.docker
+            .leave_swarm(Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard("leave the swarm", e))
+    }
+}

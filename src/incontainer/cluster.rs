@@ -1,0 +1,741 @@
+//! `cluster-join [--head] [--wait SECONDS] [ray start args…]` and `cluster-leave`: Ray on this
+//! container, with every port it opens pinned inside what the container exposes to the
+//! cluster's network (Ray's services in 2092-2099, its workers in 10000-20000), and the head's
+//! name resolved by devbox itself, whatever the image's C library.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::dns::Resolver;
+use super::process::{self, ProcessInfo};
+use super::{Error, env_value, hostname};
+
+/// The head's GCS: `ray.init(address="<head>:2099")` and workers connect here.
+pub const GCS_PORT: u16 = 2099;
+pub const NODE_MANAGER_PORT: u16 = 2098;
+pub const OBJECT_MANAGER_PORT: u16 = 2097;
+pub const RUNTIME_ENV_AGENT_PORT: u16 = 2096;
+pub const DASHBOARD_AGENT_GRPC_PORT: u16 = 2095;
+pub const DASHBOARD_AGENT_LISTEN_PORT: u16 = 2094;
+/// The head's Ray Client server (`ray.init("ray://<head>:2093")`).
+pub const CLIENT_SERVER_PORT: u16 = 2093;
+pub const METRICS_EXPORT_PORT: u16 = 2092;
+/// Workers bind here; the top of the range is kept for the head's HTTP servers below.
+pub const MIN_WORKER_PORT: u16 = 10000;
+pub const MAX_WORKER_PORT: u16 = 19996;
+/// The dashboard, when asked for with `--include-dashboard=true` (off by default).
+pub const DASHBOARD_PORT: u16 = 19997;
+/// Prometheus endpoints of the head's dashboard and autoscaler processes (set through the
+/// environment: `ray start` has no option for them).
+pub const DASHBOARD_METRICS_PORT: u16 = 19998;
+pub const AUTOSCALER_METRICS_PORT: u16 = 19999;
+// The head's HTTP ports lie above the workers' range, still inside what the container opens.
+const _: () = assert!(
+    MAX_WORKER_PORT < DASHBOARD_PORT
+        && DASHBOARD_PORT < DASHBOARD_METRICS_PORT
+        && DASHBOARD_METRICS_PORT < AUTOSCALER_METRICS_PORT
+        && AUTOSCALER_METRICS_PORT <= 20000
+);
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(120);
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+const RAY_HINT: &str = "the devbox image installs it with `ray[default]` in images/requirements.txt; \
+                        a custom image needs it in its requirements too";
+const CURRENT_CLUSTER: &str = "/tmp/ray/ray_current_cluster";
+
+const JOIN_HELP: &str = "\
+Usage: cluster-join [--head] [--wait SECONDS] [RAY_START_ARGS...]
+
+Starts Ray on this container and joins the cluster.
+  Head    with --head, or when this container's hostname is CLUSTER_HEAD_NAME:
+          listens on port 2099, so programs use ray.init(address=\"<head>:2099\").
+  Worker  otherwise: joins the head CLUSTER_HEAD_NAME:2099, waiting for it to answer.
+
+Options:
+  --head            be the head, whatever the hostname
+  --wait SECONDS    how long a worker waits for its head (default 120; 0: try once)
+  -h, --help        this help
+
+Every Ray port is pinned inside 2092-2099 and 10000-20000. GPUs visible in the container
+are offered to Ray. Other arguments go to `ray start` after devbox's own (and so win),
+e.g. --num-cpus 4 --object-store-memory 2000000000.";
+
+const LEAVE_HELP: &str = "\
+Usage: cluster-leave [--grace-period SECONDS]
+
+Stops Ray on this node: running work gets the grace period (default 30 seconds), then
+what is left is killed. Not being in a cluster is not an error.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOptions {
+    pub head: bool,
+    pub wait: Duration,
+    pub help: bool,
+    pub ray_args: Vec<OsString>,
+}
+
+/// devbox's own options, wherever they stand; everything else is for `ray start`.
+pub fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, Error> {
+    let mut options = JoinOptions {
+        head: false,
+        wait: DEFAULT_WAIT,
+        help: false,
+        ray_args: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--head") => options.head = true,
+            Some("-h" | "--help") => options.help = true,
+            Some("--wait") => {
+                let value = args.next().unwrap_or_default();
+                options.wait = parse_seconds("--wait", &value.to_string_lossy())?;
+            }
+            Some(text) if text.starts_with("--wait=") => {
+                options.wait = parse_seconds("--wait", &text["--wait=".len()..])?;
+            }
+            _ => options.ray_args.push(arg),
+        }
+    }
+    Ok(options)
+}
+
+fn parse_seconds(option: &str, value: &str) -> Result<Duration, Error> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| Error::Usage(format!("{option} takes a number of seconds, not {value:?}")))
+}
+
+/// Whom this node is in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Head,
+    Worker { head: String, port: u16 },
+}
+
+/// The head when asked for or when this container is the one CLUSTER_HEAD_NAME names (host
+/// names compare without regard to case); else a worker of that head (`NAME[:PORT]`).
+pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<Role, Error> {
+    if head_flag {
+        return Ok(Role::Head);
+    }
+    let Some(head_name) = head_name else {
+        return Err(Error::Usage(
+            "CLUSTER_HEAD_NAME is not set: set it in the project's .env to the head container's \
+             name (and `devbox start` again), or pass --head to make this container the head"
+                .into(),
+        ));
+    };
+    let (name, port) = match head_name.rsplit_once(':') {
+        Some((name, port)) => (
+            name,
+            port.parse::<u16>().map_err(|_| {
+                Error::Usage(format!(
+                    "CLUSTER_HEAD_NAME={head_name:?}: expected NAME or NAME:PORT"
+                ))
+            })?,
+        ),
+        None => (head_name, GCS_PORT),
+    };
+    if name.trim_end_matches('.').eq_ignore_ascii_case(hostname) {
+        Ok(Role::Head)
+    } else {
+        Ok(Role::Worker {
+            head: name.to_string(),
+            port,
+        })
+    }
+}
+
+/// `ray start`'s arguments for this node: every port pinned; the user's arguments after.
+pub fn ray_start_args(
+    head_address: Option<SocketAddr>,
+    node_ip: Option<Ipv4Addr>,
+    gpus: Option<u32>,
+    extra: &[OsString],
+) -> Vec<OsString> {
+    let mut args: Vec<String> = vec!["start".into()];
+    match head_address {
+        None => args.extend([
+            "--head".into(),
+            format!("--port={GCS_PORT}"),
+            "--include-dashboard=false".into(),
+        ]),
+        Some(address) => args.push(format!("--address={address}")),
+    }
+    args.extend([
+        // Only the head serves these two, but Ray checks every node's ports against its
+        // worker range: left to their defaults (10001, 8265) they would clash or stray.
+        format!("--ray-client-server-port={CLIENT_SERVER_PORT}"),
+        format!("--dashboard-port={DASHBOARD_PORT}"),
+        format!("--node-manager-port={NODE_MANAGER_PORT}"),
+        format!("--object-manager-port={OBJECT_MANAGER_PORT}"),
+        format!("--runtime-env-agent-port={RUNTIME_ENV_AGENT_PORT}"),
+        format!("--dashboard-agent-grpc-port={DASHBOARD_AGENT_GRPC_PORT}"),
+        format!("--dashboard-agent-listen-port={DASHBOARD_AGENT_LISTEN_PORT}"),
+        format!("--metrics-export-port={METRICS_EXPORT_PORT}"),
+        format!("--min-worker-port={MIN_WORKER_PORT}"),
+        format!("--max-worker-port={MAX_WORKER_PORT}"),
+        "--disable-usage-stats".into(),
+    ]);
+    if let Some(ip) = node_ip {
+        args.push(format!("--node-ip-address={ip}"));
+    }
+    if let Some(gpus) = gpus {
+        args.push(format!("--num-gpus={gpus}"));
+    }
+    let mut args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// The environment for `ray start`: the ports it has no option for.
+pub fn ray_start_env() -> [(&'static str, String); 2] {
+    [
+        ("DASHBOARD_METRIC_PORT", DASHBOARD_METRICS_PORT.to_string()),
+        (
+            "AUTOSCALER_METRIC_PORT",
+            AUTOSCALER_METRICS_PORT.to_string(),
+        ),
+    ]
+}
+
+/// How many GPUs to offer Ray: CUDA_VISIBLE_DEVICES when set (Ray refuses more than it
+/// lists), else what nvidia-smi lists, else NVIDIA_VISIBLE_DEVICES (`all`: the /dev/nvidiaN
+/// devices). `None`: say nothing and let Ray see none.
+pub fn gpu_count(
+    cuda_visible: Option<&str>,
+    nvidia_smi: Option<&str>,
+    nvidia_visible: Option<&str>,
+    devices: usize,
+) -> Option<u32> {
+    let count_list = |list: &str| -> u32 {
+        list.split(',')
+            .map(str::trim)
+            .take_while(|entry| !entry.is_empty() && !entry.starts_with('-'))
+            .count() as u32
+    };
+    let positive = |n: u32| (n > 0).then_some(n);
+    if let Some(list) = cuda_visible {
+        return positive(count_list(list));
+    }
+    if let Some(listing) = nvidia_smi {
+        let n = listing
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .count() as u32;
+        if n > 0 {
+            return Some(n);
+        }
+    }
+    match nvidia_visible.map(str::trim) {
+        None | Some("" | "void" | "none") => None,
+        Some("all") => positive(devices as u32),
+        Some(list) => positive(count_list(list)),
+    }
+}
+
+fn detect_gpus() -> Option<u32> {
+    let nvidia_smi = which::which("nvidia-smi")
+        .ok()
+        .and_then(|smi| {
+            Command::new(smi)
+                .args(["--query-gpu=uuid", "--format=csv,noheader"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+        })
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
+    let devices = std::fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| {
+                    entry.file_name().to_str().is_some_and(|name| {
+                        name.strip_prefix("nvidia")
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    gpu_count(
+        std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
+        nvidia_smi.as_deref(),
+        std::env::var("NVIDIA_VISIBLE_DEVICES").ok().as_deref(),
+        devices,
+    )
+}
+
+/// "2:05": minutes and seconds left, rounded up (a countdown shows 0:00 only at the end).
+pub fn format_countdown(left: Duration) -> String {
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    format!("{}:{:02}", seconds / 60, seconds % 60)
+}
+
+pub fn waiting_line(head: &str, port: u16, left: Duration, problem: &str) -> String {
+    format!(
+        "cluster-join: waiting for the Ray head {head}:{port} ({problem}), {} left",
+        format_countdown(left)
+    )
+}
+
+/// Waits for the head's GCS port to accept a connection, resolving its name anew each time
+/// (its container may not exist yet). Returns the address that answered.
+fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, Error> {
+    let resolver = Resolver::system();
+    let started = Instant::now();
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut last_printed: Option<Instant> = None;
+    let mut shown = false;
+    loop {
+        let problem = match resolver.lookup_ipv4(head) {
+            Ok(addresses) => {
+                let mut problem = String::new();
+                for address in addresses {
+                    let target = SocketAddr::from((address, port));
+                    match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+                        Ok(_) => {
+                            if shown && on_terminal {
+                                eprintln!();
+                            }
+                            if shown {
+                                eprintln!("cluster-join: the Ray head answers at {target}");
+                            }
+                            return Ok(address);
+                        }
+                        Err(error) => problem = format!("{address}: {error}"),
+                    }
+                }
+                problem
+            }
+            Err(error) => error.to_string(),
+        };
+        let elapsed = started.elapsed();
+        if elapsed >= limit {
+            if shown && on_terminal {
+                eprintln!();
+            }
+            return Err(Error::Failed(format!(
+                "the Ray head at {head}:{port} did not answer within {} ({problem}); start it \
+                 first (`cluster-join` in the container {head}), or wait longer with --wait SECONDS",
+                format_countdown(limit)
+            )));
+        }
+        let line = waiting_line(head, port, limit - elapsed, &problem);
+        if on_terminal {
+            eprint!("\r\x1b[K{line}");
+            shown = true;
+        } else if last_printed.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            eprintln!("{line}");
+            last_printed = Some(Instant::now());
+            shown = true;
+        }
+        std::thread::sleep(Duration::from_secs(1).min(limit - elapsed));
+    }
+}
+
+/// Whether `ip` is one of this container's own addresses.
+fn is_local(ip: Ipv4Addr) -> bool {
+    UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// The address the head announces: the one its name resolves to on the cluster's network.
+/// Left to Ray, it would take the interface of the default route, which in a container on an
+/// overlay network is the host-only docker_gwbridge that other machines cannot reach.
+fn head_node_ip(head_name: Option<&str>, hostname: &str) -> Option<Ipv4Addr> {
+    let resolver = Resolver::system();
+    let names = head_name
+        .map(|name| name.rsplit_once(':').map_or(name, |(name, _)| name))
+        .into_iter()
+        .chain([hostname]);
+    for name in names {
+        if let Ok(addresses) = resolver.lookup_ipv4(name) {
+            if let Some(address) = addresses
+                .into_iter()
+                .find(|address| !address.is_loopback() && is_local(*address))
+            {
+                return Some(address);
+            }
+        }
+    }
+    None
+}
+
+/// This container's address on the way to `head`.
+fn address_towards(head: SocketAddr) -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect(head).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+/// The processes Ray runs on a node (what `ray stop` looks for).
+pub fn is_ray_process(comm: &str, cmdline: &str) -> bool {
+    const BY_NAME: &[&str] = &["raylet", "gcs_server", "plasma_store"];
+    const BY_COMMAND: &[&str] = &[
+        "ray/autoscaler/_private/monitor.py",
+        "ray.util.client.server",
+        "default_worker.py",
+        "setup_worker.py",
+        "log_monitor.py",
+        "ray/dashboard/dashboard.py",
+        "ray/dashboard/agent.py",
+        "runtime_env/agent/main.py",
+        "ray_process_reaper.py",
+        "io.ray.runtime.runner.worker.DefaultWorker",
+    ];
+    BY_NAME.contains(&comm)
+        || comm.starts_with("ray::")
+        || BY_COMMAND.iter().any(|keyword| cmdline.contains(keyword))
+}
+
+pub fn ray_processes() -> Vec<ProcessInfo> {
+    process::processes()
+        .into_iter()
+        .filter(|p| is_ray_process(&p.comm, &p.cmdline))
+        .collect()
+}
+
+pub fn raylet() -> Option<ProcessInfo> {
+    process::processes()
+        .into_iter()
+        .find(|p| p.comm == "raylet")
+}
+
+fn current_cluster() -> Option<String> {
+    std::fs::read_to_string(CURRENT_CLUSTER)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
+pub fn join(args: Vec<OsString>) -> Result<u8, Error> {
+    let options = parse_join_args(args)?;
+    if options.help {
+        println!("{JOIN_HELP}");
+        return Ok(0);
+    }
+    let ray = process::find_program("ray", "Ray", RAY_HINT)?;
+    if let Some(raylet) = raylet() {
+        let cluster = current_cluster()
+            .map(|address| format!(" at {address}"))
+            .unwrap_or_default();
+        println!(
+            "cluster-join: this node is already in the Ray cluster{cluster} (raylet pid {}); \
+             nothing started. To join anew: cluster-leave, then cluster-join.",
+            raylet.pid
+        );
+        return Ok(0);
+    }
+    let hostname = hostname();
+    let head_name = env_value("CLUSTER_HEAD_NAME");
+    let role = role(options.head, &hostname, head_name.as_deref())?;
+    let gpus = detect_gpus();
+    let (head_address, node_ip) = match &role {
+        Role::Head => (None, head_node_ip(head_name.as_deref(), &hostname)),
+        Role::Worker { head, port } => {
+            let ip = wait_for_head(head, *port, options.wait)?;
+            let address = SocketAddr::from((ip, *port));
+            (Some(address), address_towards(address))
+        }
+    };
+    let args = ray_start_args(head_address, node_ip, gpus, &options.ray_args);
+    match &role {
+        Role::Head => println!(
+            "cluster-join: starting the Ray head on {} (GCS port {GCS_PORT}{})",
+            node_ip.map_or_else(|| hostname.clone(), |ip| format!("{hostname}, {ip}")),
+            gpus.map(|n| format!(", {n} GPU(s)")).unwrap_or_default()
+        ),
+        Role::Worker { head, port } => println!(
+            "cluster-join: joining the Ray head {head}:{port} ({}){}",
+            head_address.map(|a| a.ip().to_string()).unwrap_or_default(),
+            gpus.map(|n| format!(" with {n} GPU(s)"))
+                .unwrap_or_default()
+        ),
+    }
+    let status = Command::new(&ray)
+        .args(&args)
+        .envs(ray_start_env())
+        .status()
+        .map_err(|source| Error::Io {
+            action: "cannot run `ray start`".into(),
+            source,
+        })?;
+    if !status.success() {
+        return Err(Error::Failed(format!(
+            "`ray start` failed ({status}); its messages are above"
+        )));
+    }
+    match role {
+        Role::Head => println!(
+            "cluster-join: this node is the Ray head. Workers join with `cluster-join` where \
+             CLUSTER_HEAD_NAME={hostname}; programs connect with ray.init(address=\"{hostname}:{GCS_PORT}\")."
+        ),
+        Role::Worker { head, port } => {
+            println!("cluster-join: joined the Ray cluster of {head}:{port}.")
+        }
+    }
+    Ok(0)
+}
+
+pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
+    let mut grace = DEFAULT_GRACE;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-h" | "--help") => {
+                println!("{LEAVE_HELP}");
+                return Ok(0);
+            }
+            Some("--grace-period") => {
+                let value = args.next().unwrap_or_default();
+                grace = parse_seconds("--grace-period", &value.to_string_lossy())?;
+            }
+            Some(text) if text.starts_with("--grace-period=") => {
+                grace = parse_seconds("--grace-period", &text["--grace-period=".len()..])?;
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "unexpected argument {arg:?}\n\n{LEAVE_HELP}"
+                )));
+            }
+        }
+    }
+    if ray_processes().is_empty() {
+        println!("cluster-leave: not in a Ray cluster: no Ray process runs on this node");
+        return Ok(0);
+    }
+    match which::which("ray") {
+        Ok(ray) => {
+            println!(
+                "cluster-leave: stopping Ray on this node (a grace period of {}s, then by force)",
+                grace.as_secs()
+            );
+            let _ = Command::new(&ray)
+                .args(["stop", &format!("--grace-period={}", grace.as_secs())])
+                .status();
+            if !ray_processes().is_empty() {
+                let _ = Command::new(&ray).args(["stop", "--force"]).status();
+            }
+        }
+        Err(_) => eprintln!("cluster-leave: no `ray` on PATH: ending Ray's processes directly"),
+    }
+    // Whatever `ray stop` did not end (or could not, without `ray`).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = ray_processes();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let list = left
+                .iter()
+                .map(|p| format!("{} ({})", p.pid, p.comm))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::Failed(format!(
+                "Ray processes are still running after SIGKILL: {list}"
+            )));
+        }
+        for p in &left {
+            if kill(Pid::from_raw(p.pid), Signal::SIGKILL) == Err(nix::errno::Errno::EPERM) {
+                return Err(Error::Failed(format!(
+                    "Ray process {} ({}) belongs to another user: run cluster-leave as the \
+                     user that joined (`devbox connect` uses the same user as `devbox start`)",
+                    p.pid, p.comm
+                )));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("cluster-leave: Ray stopped: no Ray process is left on this node");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::RangeInclusive;
+
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn devbox_takes_its_options_wherever_they_are_and_passes_the_rest() {
+        let options = parse_join_args(os(&[
+            "--num-cpus",
+            "1",
+            "--head",
+            "--wait=5",
+            "--resources={}",
+        ]))
+        .unwrap();
+        assert!(options.head);
+        assert_eq!(options.wait, Duration::from_secs(5));
+        assert_eq!(
+            strings(&options.ray_args),
+            ["--num-cpus", "1", "--resources={}"]
+        );
+        let options = parse_join_args(os(&["--wait", "0"])).unwrap();
+        assert!(!options.head);
+        assert_eq!(options.wait, Duration::ZERO);
+        assert!(parse_join_args(os(&["--wait", "soon"])).is_err());
+        assert!(parse_join_args(os(&["-h"])).unwrap().help);
+    }
+
+    #[test]
+    fn the_head_is_named_or_asked_for() {
+        assert_eq!(role(true, "anything", None).unwrap(), Role::Head);
+        assert_eq!(
+            role(false, "lab-1-runner", Some("lab-1-runner")).unwrap(),
+            Role::Head
+        );
+        assert_eq!(
+            role(false, "Lab-1-Runner", Some("lab-1-runner.")).unwrap(),
+            Role::Head
+        );
+        assert_eq!(
+            role(false, "lab-2-runner", Some("lab-1-runner")).unwrap(),
+            Role::Worker {
+                head: "lab-1-runner".into(),
+                port: 2099
+            }
+        );
+        assert_eq!(
+            role(false, "w", Some("h:6379")).unwrap(),
+            Role::Worker {
+                head: "h".into(),
+                port: 6379
+            }
+        );
+        let error = role(false, "w", None).unwrap_err().to_string();
+        assert!(error.contains("CLUSTER_HEAD_NAME"), "{error}");
+        assert!(role(false, "w", Some("h:port")).is_err());
+    }
+
+    /// Every port number among the arguments: inside the container's open ranges.
+    fn ports(args: &[String]) -> Vec<u16> {
+        args.iter()
+            .filter(|arg| arg.contains("port"))
+            .filter_map(|arg| arg.rsplit_once('=')?.1.parse().ok())
+            .collect()
+    }
+
+    /// What the container opens to the cluster's network.
+    const SERVICE_PORTS: RangeInclusive<u16> = 2092..=2099;
+    const WORKER_PORTS: RangeInclusive<u16> = 10000..=20000;
+
+    #[test]
+    fn every_port_is_pinned_inside_the_open_ranges() {
+        let in_ranges = |port: &u16| SERVICE_PORTS.contains(port) || WORKER_PORTS.contains(port);
+        let head = strings(&ray_start_args(
+            None,
+            Some(Ipv4Addr::new(10, 0, 1, 2)),
+            None,
+            &[],
+        ));
+        let head_ports = ports(&head);
+        assert_eq!(head_ports.len(), 11, "{head:?}");
+        assert!(head_ports.iter().all(in_ranges), "{head_ports:?}");
+        for (_, port) in ray_start_env() {
+            assert!(in_ranges(&port.parse().unwrap()));
+        }
+        assert!(head.contains(&"--port=2099".to_string()));
+        assert!(head.contains(&"--head".to_string()));
+        assert!(head.contains(&"--node-ip-address=10.0.1.2".to_string()));
+
+        let address = SocketAddr::from((Ipv4Addr::new(10, 0, 1, 2), 2099));
+        let worker = strings(&ray_start_args(
+            Some(address),
+            None,
+            Some(2),
+            &os(&["--num-cpus", "1", "--object-manager-port=9"]),
+        ));
+        assert_eq!(worker[1], "--address=10.0.1.2:2099");
+        assert!(!worker.contains(&"--head".to_string()));
+        assert!(!worker.iter().any(|a| a.starts_with("--port=")));
+        let worker_ports = ports(&worker[..worker.len() - 3]);
+        assert_eq!(worker_ports.len(), 10, "{worker:?}");
+        assert!(worker_ports.iter().all(in_ranges), "{worker_ports:?}");
+        assert!(worker.contains(&"--num-gpus=2".to_string()));
+        // The user's arguments come last, so they win.
+        assert_eq!(
+            &worker[worker.len() - 3..],
+            ["--num-cpus", "1", "--object-manager-port=9"]
+        );
+    }
+
+    #[test]
+    fn gpus_from_cuda_then_nvidia_smi_then_the_runtimes_variable() {
+        let smi = "GPU-aaa\nGPU-bbb\n";
+        assert_eq!(gpu_count(Some("1"), Some(smi), Some("all"), 4), Some(1));
+        assert_eq!(gpu_count(Some(""), Some(smi), None, 4), None);
+        assert_eq!(gpu_count(Some("0,2,-1,3"), None, None, 0), Some(2));
+        assert_eq!(gpu_count(None, Some(smi), Some("0"), 4), Some(2));
+        assert_eq!(gpu_count(None, Some(""), Some("all"), 3), Some(3));
+        assert_eq!(gpu_count(None, None, Some("GPU-1,GPU-2"), 0), Some(2));
+        assert_eq!(gpu_count(None, None, Some("void"), 2), None);
+        assert_eq!(gpu_count(None, None, Some("all"), 0), None);
+        assert_eq!(gpu_count(None, None, None, 8), None);
+    }
+
+    #[test]
+    fn the_countdown_shows_minutes_and_seconds_rounded_up() {
+        assert_eq!(format_countdown(Duration::from_secs(120)), "2:00");
+        assert_eq!(format_countdown(Duration::from_millis(64_200)), "1:05");
+        assert_eq!(format_countdown(Duration::from_secs(9)), "0:09");
+        assert_eq!(format_countdown(Duration::ZERO), "0:00");
+        assert_eq!(
+            waiting_line("head", 2099, Duration::from_secs(75), "connection refused"),
+            "cluster-join: waiting for the Ray head head:2099 (connection refused), 1:15 left"
+        );
+    }
+
+    #[test]
+    fn ray_processes_are_recognised_by_name_or_command() {
+        assert!(is_ray_process(
+            "raylet",
+            "/opt/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --x"
+        ));
+        assert!(is_ray_process("gcs_server", ""));
+        assert!(is_ray_process("ray::IDLE", "ray::IDLE"));
+        assert!(is_ray_process(
+            "python3",
+            "/opt/venv/bin/python3 -u /opt/venv/lib/python3.11/site-packages/ray/_private/log_monitor.py --x"
+        ));
+        assert!(is_ray_process(
+            "python3",
+            "python3 -m ray.util.client.server --port=2093"
+        ));
+        assert!(!is_ray_process("python3", "python3 my_monitor.py"));
+        assert!(!is_ray_process("python3", "python3 train.py --ray"));
+        assert!(!is_ray_process("bash", "bash"));
+    }
+
+    #[test]
+    fn a_local_address_is_one_this_host_can_bind() {
+        assert!(is_local(Ipv4Addr::LOCALHOST));
+        assert!(!is_local(Ipv4Addr::new(203, 0, 113, 7)));
+        let towards = address_towards(SocketAddr::from((Ipv4Addr::LOCALHOST, 2099)));
+        assert_eq!(towards, Some(Ipv4Addr::LOCALHOST));
+    }
+}

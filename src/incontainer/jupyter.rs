@@ -1,0 +1,272 @@
+//! `start-jupyter [jupyter args…]`: Jupyter Notebook in the foreground on 0.0.0.0:2088, rooted
+//! at /mnt/src/notebooks, never open (JUPYTER_TOKEN or a fresh random token); once it answers,
+//! the URL to open on the host.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::process::{self, Forwarder};
+use super::{Error, env_value, option_value, published};
+
+pub const PORT: u16 = 2088;
+pub const ROOT: &str = "/mnt/src/notebooks";
+/// How long to wait for the server to answer before saying so (it keeps running).
+const READY_WITHIN: Duration = Duration::from_secs(120);
+const HINT: &str = "the devbox image installs it with `notebook` in images/requirements.txt; \
+                    a custom image needs it in its requirements too";
+
+pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
+    let jupyter = process::find_program("jupyter", "Jupyter", HINT)?;
+    process::find_program("jupyter-notebook", "Jupyter Notebook", HINT)?;
+    std::fs::create_dir_all(ROOT).map_err(|source| Error::Io {
+        action: format!("cannot create the notebooks folder {ROOT}"),
+        source,
+    })?;
+    let (token, generated) = match env_value("JUPYTER_TOKEN") {
+        Some(token) => (token, false),
+        None => (hex(&process::random_bytes(24)?), true),
+    };
+    let port = effective_port(&extra);
+    if process::is_listening(port) {
+        return Err(Error::Failed(format!(
+            "port {port} is taken already (a Jupyter started earlier is still running?): \
+             stop it first, or pass --ServerApp.port=PORT"
+        )));
+    }
+    let base_url = option_value(&extra, &["--ServerApp.base_url", "--NotebookApp.base_url"])
+        .unwrap_or_else(|| "/".into());
+    let is_root = nix::unistd::geteuid().is_root();
+
+    let mut command = Command::new(jupyter);
+    command
+        .args(notebook_args(Path::new(ROOT), PORT, is_root, &extra))
+        // Jupyter reads its token from the environment: not on a command line `ps` shows.
+        .env("JUPYTER_TOKEN", &token);
+    if generated {
+        println!("start-jupyter: a fresh token for this server (set JUPYTER_TOKEN to choose one)");
+    }
+    let forwarder = Forwarder::start()?;
+    let mut child = process::spawn_group(&mut command, "Jupyter")?;
+    forwarder.add(&child);
+    if let Some(signal) = forwarder.received() {
+        process::signal_group(&child, signal);
+    }
+
+    let stopped = Arc::new(AtomicBool::new(false));
+    let announcer = {
+        let stopped = stopped.clone();
+        let status_url = format!("http://127.0.0.1:{port}{}api/status", slashed(&base_url));
+        let open_url = open_url(port, &base_url, &token);
+        std::thread::spawn(move || announce_when_ready(&status_url, &token, &open_url, &stopped))
+    };
+    let status = child.wait().map_err(|source| Error::Io {
+        action: "cannot wait for Jupyter".into(),
+        source,
+    })?;
+    stopped.store(true, Ordering::SeqCst);
+    let _ = announcer.join();
+    // Anything Jupyter left in its process group goes with it.
+    process::signal_group(&child, Signal::SIGKILL);
+    drop(forwarder);
+    Ok(process::exit_code(status))
+}
+
+/// `jupyter` arguments: devbox's settings first, the user's after them (so they win).
+pub fn notebook_args(root: &Path, port: u16, is_root: bool, extra: &[OsString]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "notebook".to_string(),
+        "--ServerApp.ip=0.0.0.0".to_string(),
+        format!("--ServerApp.port={port}"),
+        // Another port than the published one would be unreachable: fail instead.
+        "--ServerApp.port_retries=0".to_string(),
+        format!("--ServerApp.root_dir={}", root.display()),
+        "--ServerApp.open_browser=False".to_string(),
+        // No "shut down? (y/n)" on Ctrl-C: devbox forwards it once, and it means stop.
+        "--JupyterApp.answer_yes=True".to_string(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    if is_root {
+        args.push("--ServerApp.allow_root=True".into());
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
+/// The port Jupyter listens on: 2088 unless the user's arguments say otherwise.
+pub fn effective_port(extra: &[OsString]) -> u16 {
+    option_value(extra, &["--port", "--ServerApp.port", "--NotebookApp.port"])
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(PORT)
+}
+
+fn slashed(base_url: &str) -> String {
+    let trimmed = base_url.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        format!("/{trimmed}/")
+    }
+}
+
+/// The URL to open on the host: the published address and port when `devbox start` said
+/// them (and Jupyter listens on the published port), else the container's own.
+fn open_url(port: u16, base_url: &str, token: &str) -> String {
+    let (host, host_port, _) = published("DEVBOX_JUPYTER_HOST_PORT", PORT);
+    let host_port = if port == PORT { host_port } else { port };
+    let host = if port == PORT {
+        host
+    } else {
+        super::own_address()
+    };
+    format_url(&host, host_port, base_url, token)
+}
+
+pub fn format_url(host: &str, port: u16, base_url: &str, token: &str) -> String {
+    format!(
+        "http://{host}:{port}{}tree?token={}",
+        slashed(base_url),
+        percent_encode(token)
+    )
+}
+
+/// Everything but RFC 3986's unreserved characters, percent-encoded.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Polls Jupyter's API with the token until it answers, then prints where to open it.
+fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &AtomicBool) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .http_status_as_error(false)
+            .build(),
+    );
+    let started = Instant::now();
+    while !stopped.load(Ordering::SeqCst) {
+        if started.elapsed() > READY_WITHIN {
+            eprintln!(
+                "start-jupyter: Jupyter has not answered on {status_url} within {}s; it keeps running",
+                READY_WITHIN.as_secs()
+            );
+            return;
+        }
+        let answer = agent
+            .get(status_url)
+            .header("Authorization", &format!("token {token}"))
+            .call();
+        match answer.map(|response| response.status().as_u16()) {
+            Ok(200) => {
+                println!("{}", ready_message(open_url));
+                return;
+            }
+            Ok(status @ (401 | 403)) => {
+                eprintln!(
+                    "start-jupyter: Jupyter answers but refuses its token ({status}): was the token overridden by an argument?"
+                );
+                return;
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+fn ready_message(open_url: &str) -> String {
+    let (address, _, is_published) = published("DEVBOX_JUPYTER_HOST_PORT", PORT);
+    let note = if !is_published {
+        "(the container's own address: `devbox start` publishes the port on the host)".to_string()
+    } else if address.starts_with("127.") || address == "[::1]" {
+        "(published on the host's loopback: from another machine, forward it with ssh -L first)"
+            .to_string()
+    } else {
+        format!("(published on {address})")
+    };
+    format!("\nJupyter Notebook is ready. Open on the host:\n\n    {open_url}\n\n{note}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<&str> {
+        args.iter().map(|arg| arg.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn devbox_settings_first_then_the_users() {
+        let extra = vec![
+            OsString::from("--ServerApp.port=9999"),
+            OsString::from("--debug"),
+        ];
+        let args = notebook_args(Path::new(ROOT), PORT, true, &extra);
+        assert_eq!(
+            strings(&args),
+            vec![
+                "notebook",
+                "--ServerApp.ip=0.0.0.0",
+                "--ServerApp.port=2088",
+                "--ServerApp.port_retries=0",
+                "--ServerApp.root_dir=/mnt/src/notebooks",
+                "--ServerApp.open_browser=False",
+                "--JupyterApp.answer_yes=True",
+                "--ServerApp.allow_root=True",
+                "--ServerApp.port=9999",
+                "--debug",
+            ]
+        );
+        let as_user = notebook_args(Path::new(ROOT), PORT, false, &[]);
+        assert!(!strings(&as_user).contains(&"--ServerApp.allow_root=True"));
+        assert!(
+            !strings(&as_user).iter().any(|arg| arg.contains("token")),
+            "the token never goes on the command line"
+        );
+    }
+
+    #[test]
+    fn the_port_is_2088_unless_overridden() {
+        assert_eq!(effective_port(&[]), 2088);
+        let extra: Vec<OsString> = ["--port", "8888"].iter().map(OsString::from).collect();
+        assert_eq!(effective_port(&extra), 8888);
+        assert_eq!(effective_port(&[OsString::from("--ServerApp.port=7")]), 7);
+    }
+
+    #[test]
+    fn urls_carry_the_token_encoded_and_the_base_url() {
+        assert_eq!(
+            format_url("127.0.0.1", 2088, "/", "ab12"),
+            "http://127.0.0.1:2088/tree?token=ab12"
+        );
+        assert_eq!(
+            format_url("10.0.0.5", 8080, "lab", "a b&c"),
+            "http://10.0.0.5:8080/lab/tree?token=a%20b%26c"
+        );
+        assert_eq!(slashed("/x/y/"), "/x/y/");
+    }
+
+    #[test]
+    fn generated_tokens_are_long_hex() {
+        let token = hex(&process::random_bytes(24).unwrap());
+        assert_eq!(token.len(), 48);
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
