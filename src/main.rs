@@ -1,20 +1,9 @@
 //! devbox: parse the command line (or the name it was called by), run it, report the error.
 
-mod cli;
-mod cluster;
-mod commands;
-mod config;
-mod container;
-mod context;
-mod doctor;
-mod engine;
-mod image;
-mod incontainer;
-mod network;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use devbox::{cli, commands, incontainer};
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

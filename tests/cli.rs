@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Project, assert_failure, assert_success, devbox_binary, stderr, stdout};
+use common::{Project, assert_failure, assert_success, devbox_binary, stdout};
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -225,7 +225,14 @@ fn in_container_names_are_recognised() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("cluster-join");
     std::os::unix::fs::symlink(devbox_binary(), &link).unwrap();
-    let output = std::process::Command::new(&link).arg("--help").output().unwrap();
+    let output = std::process::Command::new(&link)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_success(&output);
-    assert!(stdout(&output).contains("Usage: cluster-join"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Usage: cluster-join"),
+        "{}",
+        stdout(&output)
+    );
 }
