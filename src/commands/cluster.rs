@@ -142,14 +142,22 @@ pub async fn cluster(
             let stopped = crate::container::stop(&engine, &name, args.time)
                 .await
                 .map_err(|e| context(format!("taking {name} out of the cluster"))(e.into()))?;
-            println!(
-                "{}",
-                if stopped {
-                    format!("{name} left the cluster and is removed")
-                } else {
-                    format!("{name} is not running")
-                }
-            );
+            if stopped {
+                println!("{name} left the cluster and is removed");
+            } else {
+                println!("{name} is not running");
+            }
+            // The network goes with the last container that used it, if devbox made it; while
+            // other machines still use it, it stays.
+            match network::remove(&engine, &config.cluster_network).await {
+                Ok(()) => println!("removed network {}", config.cluster_network),
+                Err(
+                    NetworkError::InUse { .. }
+                    | NetworkError::Missing(_)
+                    | NetworkError::Foreign(_),
+                ) => {}
+                Err(error) => return Err(while_doing("removing the cluster's network")(error)),
+            }
         }
         ClusterCommand::Status { name } => {
             let name = name_of(config, name);
