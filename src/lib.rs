@@ -12,3 +12,4 @@ pub mod engine;
 pub mod image;
 pub mod incontainer;
 pub mod network;
+pub mod report;

@@ -22,22 +22,12 @@ fn main() -> ExitCode {
     report(result)
 }
 
-/// Prints an error with its causes once, each cause only when it adds something.
+/// The command's exit code, or its error reported.
 fn report(result: Result<i32, commands::Error>) -> ExitCode {
     let error = match result {
         Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => error,
     };
-    let mut printed = error.to_string();
-    eprintln!("devbox: error: {printed}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !printed.contains(&text) {
-            eprintln!("  caused by: {text}");
-            printed = text;
-        }
-        source = cause.source();
-    }
+    devbox::report::print_error("devbox", &error);
     ExitCode::from(error.exit_code())
 }

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    BUSYBOX_IMAGE, ImageCleanup, Project, assert_failure, assert_success, docker, docker_ok,
-    stderr, stdout, unique_name,
+    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, assert_failure, assert_success,
+    docker, docker_ok, stderr, stdout, unique_name,
 };
 
 /// A project whose image is the busybox test image, and clean-up of its container.
@@ -553,19 +553,7 @@ fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
 fn files_made_inside_belong_to_the_user_who_started_the_container() {
     let dev = Dev::new("");
     let uid = 4321;
-    assert_success(&dev.project.devbox_as(
-        uid,
-        &[
-            "start",
-            "-p",
-            "127.0.0.1::2059",
-            "-p",
-            "127.0.0.1::2088",
-            "--",
-            "sleep",
-            "100000",
-        ],
-    ));
+    assert_success(&dev.project.devbox_as(uid, START_ON_FREE_PORTS));
     let output = dev.project.devbox_as(
         uid,
         &[

@@ -60,24 +60,10 @@ fn jupyter_vnc_and_a_ray_cluster_work_in_the_real_image() {
 
 // --- the image and containers -------------------------------------------------------------
 
-/// The host's extra CA certificates (an intercepting proxy's), when it has any: pip inside
-/// the build reaches PyPI only if they are trusted in the image.
-fn host_ca_certificates() -> Option<&'static str> {
-    let dir = "/usr/local/share/ca-certificates";
-    let has_certificates = std::fs::read_dir(dir).ok()?.any(|entry| {
-        entry
-            .map(|e| e.path().extension().is_some_and(|x| x == "crt"))
-            .unwrap_or(false)
-    });
-    has_certificates.then_some(dir)
-}
-
 fn build_image(name: &str) {
-    let certificates = host_ca_certificates()
-        .map(|dir| format!("EXTRA_CA_CERTS={dir}\n"))
-        .unwrap_or_default();
     let project = Project::new(&format!(
-        "IMAGE_NAME={name}\nBASE_IMAGE={DEBIAN_IMAGE}\n{certificates}"
+        "IMAGE_NAME={name}\nBASE_IMAGE={DEBIAN_IMAGE}\n{}",
+        common::host_ca_certificates_setting()
     ));
     assert_success(&project.devbox(&["build", "--quiet"]));
 }

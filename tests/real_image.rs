@@ -23,18 +23,6 @@ impl Drop for ContainerCleanup {
 const AGX_VERSION: &str = "2.36.1.2";
 const AGX_DISTRIBUTION: &str = "amd64-ubuntu_22.04";
 
-/// The host's extra CA certificates (an intercepting proxy's), when it has any: pip inside
-/// the build reaches PyPI only if they are trusted in the image.
-fn host_ca_certificates() -> Option<&'static Path> {
-    let dir = Path::new("/usr/local/share/ca-certificates");
-    let has_certificates = std::fs::read_dir(dir).ok()?.any(|entry| {
-        entry
-            .map(|e| e.path().extension().is_some_and(|x| x == "crt"))
-            .unwrap_or(false)
-    });
-    has_certificates.then_some(dir)
-}
-
 fn make_agx_package(out: &Path) -> Vec<u8> {
     let status = Command::new(common::repo_root().join("tests/fixtures/make-agx-deb"))
         .args([AGX_VERSION, AGX_DISTRIBUTION])
@@ -55,9 +43,7 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         package,
     )]);
     let name = unique_name("real");
-    let certificates = host_ca_certificates()
-        .map(|dir| format!("EXTRA_CA_CERTS={}\n", dir.display()))
-        .unwrap_or_default();
+    let certificates = common::host_ca_certificates_setting();
     let project = Project::new(&format!(
         "IMAGE_NAME={name}\nBASE_IMAGE={DEBIAN_IMAGE}\nAGX_VERSION={AGX_VERSION}\n\
          AGX_DISTRIBUTION={AGX_DISTRIBUTION}\nAGX_DOWNLOAD_URL={}/installers/\n{certificates}",

@@ -148,13 +148,14 @@ pub async fn cluster(
                 println!("{name} is not running");
             }
             // The network goes with the last container that used it, if devbox made it; while
-            // other machines still use it, it stays.
+            // other machines still use it, it stays, and only a manager can remove it.
             match network::remove(&engine, &config.cluster_network).await {
                 Ok(()) => println!("removed network {}", config.cluster_network),
                 Err(
                     NetworkError::InUse { .. }
                     | NetworkError::Missing(_)
-                    | NetworkError::Foreign(_),
+                    | NetworkError::Foreign(_)
+                    | NetworkError::NotManager,
                 ) => {}
                 Err(error) => return Err(while_doing("removing the cluster's network")(error)),
             }

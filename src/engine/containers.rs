@@ -145,10 +145,6 @@ impl Engine {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(command.iter().map(|c| c.to_string()).collect()),
-            labels: Some(std::collections::HashMap::from([(
-                super::LABEL_MANAGED.to_string(),
-                "true".to_string(),
-            )])),
             host_config: Some(bollard::models::HostConfig {
                 device_requests: gpus.then(|| {
                     vec![bollard::models::DeviceRequest {
@@ -161,18 +157,9 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
-                body,
-            )
-            .await
-            .map_err(|e| {
-                EngineError::from_bollard(format!("create a container from {image}"), e)
-            })?;
-        let result = self.run_created(&created.id).await;
-        self.remove_container(&created.id).await?;
+        let id = self.create_unnamed(body).await?;
+        let result = self.run_created(&id).await;
+        self.remove_container(&id).await?;
         result
     }
 
@@ -195,5 +182,28 @@ impl Engine {
             .map(|chunk| String::from_utf8_lossy(&chunk.into_bytes()).into_owned())
             .collect();
         Ok((code, text))
+    }
+
+    /// Creates a container without a name (devbox's own, labelled), for a short job.
+    pub(super) async fn create_unnamed(
+        &self,
+        body: ContainerCreateBody,
+    ) -> Result<String, EngineError> {
+        let image = body.image.clone().unwrap_or_default();
+        let body = ContainerCreateBody {
+            labels: Some(std::collections::HashMap::from([(
+                super::LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..body
+        };
+        self.docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map(|created| created.id)
+            .map_err(|e| EngineError::from_bollard(format!("create a container from {image}"), e))
     }
 }

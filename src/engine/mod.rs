@@ -12,7 +12,6 @@ pub use exec::Exec;
 pub use networks::SwarmRole;
 pub use target::Target;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -171,28 +170,16 @@ impl Engine {
         image: &str,
         path: &str,
     ) -> Result<Option<Vec<u8>>, EngineError> {
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            labels: Some(HashMap::from([(
-                LABEL_MANAGED.to_string(),
-                "true".to_string(),
-            )])),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_container(
-                None::<bollard::query_parameters::CreateContainerOptions>,
-                body,
-            )
-            .await
-            .map_err(|e| {
-                EngineError::from_bollard(format!("create a container from {image}"), e)
-            })?;
+        let id = self
+            .create_unnamed(ContainerCreateBody {
+                image: Some(image.to_string()),
+                ..Default::default()
+            })
+            .await?;
         let archive: Result<Vec<bytes::Bytes>, BollardError> = self
             .docker
             .download_from_container(
-                &created.id,
+                &id,
                 Some(
                     DownloadFromContainerOptionsBuilder::default()
                         .path(path)
@@ -204,7 +191,7 @@ impl Engine {
         let removed = self
             .docker
             .remove_container(
-                &created.id,
+                &id,
                 Some(RemoveContainerOptionsBuilder::default().force(true).build()),
             )
             .await;
@@ -221,7 +208,7 @@ impl Engine {
             }
         };
         removed.map_err(|e| {
-            EngineError::from_bollard(format!("remove temporary container {}", created.id), e)
+            EngineError::from_bollard(format!("remove temporary container {}", id), e)
         })?;
         let mut entries = tar::Archive::new(archive.as_slice());
         let mut entries = entries.entries().map_err(|e| EngineError::Transport {

@@ -107,12 +107,12 @@ impl Progress {
             if let Some(previous) = &self.step
                 && self.mode == Mode::Plain
             {
-                println!(
+                plain(&format!(
                     "  step {}/{} took {}",
                     previous.number,
                     previous.total,
                     format_duration(self.step_started.elapsed())
-                );
+                ));
             }
             self.bar.set_message(format!(
                 "Step {}/{}: {}",
@@ -129,7 +129,7 @@ impl Progress {
         }
         match self.mode {
             Mode::Terminal => self.bar.println(line),
-            Mode::Plain => println!("{line}"),
+            Mode::Plain => plain(line),
             Mode::Quiet => {}
         }
     }
@@ -153,6 +153,13 @@ impl Progress {
         self.bar.finish_and_clear();
         self.image_id
     }
+}
+
+/// A line of plain output. Whoever reads it may have gone (`devbox build | head`): the build
+/// goes on, so a closed stdout is not an error here.
+fn plain(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 pub fn format_duration(duration: Duration) -> String {

@@ -73,67 +73,43 @@ pub enum Subcommand {
     /// In the container: a VNC desktop on port 2059 (Xvfb when DISPLAY is unset, then x11vnc;
     /// VNC_PASSWORD or a generated password). Arguments go to x11vnc.
     #[command(disable_help_flag = true)]
-    StartVnc {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "X11VNC_ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    StartVnc(PassedOn),
     /// In the container: Jupyter Notebook on port 2088, rooted at /mnt/src/notebooks
     /// (JUPYTER_TOKEN or a generated token). Arguments go to Jupyter.
     #[command(disable_help_flag = true)]
-    StartJupyter {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "JUPYTER_ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    StartJupyter(PassedOn),
     /// In the container: join the Ray cluster (the head when --head is given or the hostname
     /// is CLUSTER_HEAD_NAME). Other arguments go to `ray start`.
     #[command(disable_help_flag = true)]
-    ClusterJoin {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    ClusterJoin(PassedOn),
     /// In the container: leave the Ray cluster (stop Ray on this node, gracefully first).
     #[command(disable_help_flag = true)]
-    ClusterLeave {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    ClusterLeave(PassedOn),
     /// In the container: the nodes of the Ray cluster: address, alive or dead, CPUs, GPUs,
     /// memory.
     #[command(disable_help_flag = true)]
-    ClusterStatus {
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "ARGS"
-        )]
-        args: Vec<OsString>,
-    },
+    ClusterStatus(PassedOn),
+}
+
+/// Arguments taken as they are, for the command behind.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PassedOn {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<OsString>,
 }
 
 impl Subcommand {
     pub fn into_parts(self) -> (Command, Vec<OsString>) {
         match self {
-            Subcommand::StartVnc { args } => (Command::StartVnc, args),
-            Subcommand::StartJupyter { args } => (Command::StartJupyter, args),
-            Subcommand::ClusterJoin { args } => (Command::ClusterJoin, args),
-            Subcommand::ClusterLeave { args } => (Command::ClusterLeave, args),
-            Subcommand::ClusterStatus { args } => (Command::ClusterStatus, args),
+            Subcommand::StartVnc(passed) => (Command::StartVnc, passed.args),
+            Subcommand::StartJupyter(passed) => (Command::StartJupyter, passed.args),
+            Subcommand::ClusterJoin(passed) => (Command::ClusterJoin, passed.args),
+            Subcommand::ClusterLeave(passed) => (Command::ClusterLeave, passed.args),
+            Subcommand::ClusterStatus(passed) => (Command::ClusterStatus, passed.args),
         }
     }
 }
@@ -189,17 +165,7 @@ fn execute(command: Command, args: Vec<OsString>) -> u8 {
 }
 
 fn report(command: Command, error: &Error) {
-    let mut printed = error.to_string();
-    eprintln!("{}: error: {printed}", command.name());
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !printed.contains(&text) {
-            eprintln!("  caused by: {text}");
-            printed = text;
-        }
-        source = cause.source();
-    }
+    crate::report::print_error(command.name(), error);
 }
 
 /// A setting from the environment; empty counts as unset (as `.env` files write it).

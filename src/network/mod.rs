@@ -250,6 +250,11 @@ pub async fn remove(engine: &Engine, name: &str) -> Result<(), NetworkError> {
     if !ours {
         return Err(NetworkError::Foreign(name.to_string()));
     }
+    if network.scope.as_deref() == Some("swarm")
+        && Engine::swarm_role(&engine.info().await?) != SwarmRole::Manager
+    {
+        return Err(NetworkError::NotManager);
+    }
     let containers = container_names(Some(&network));
     if !containers.is_empty() {
         return Err(NetworkError::InUse {

@@ -9,6 +9,19 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
+/// `devbox start` with the published ports on free host ports (tests run side by side) and a
+/// main command that waits.
+pub const START_ON_FREE_PORTS: &[&str] = &[
+    "start",
+    "-p",
+    "127.0.0.1::2059",
+    "-p",
+    "127.0.0.1::2088",
+    "--",
+    "sleep",
+    "100000",
+];
+
 pub const BUSYBOX_IMAGE: &str = "devbox-test/busybox:latest";
 pub const DEBIAN_IMAGE: &str = "devbox-test/debian:bookworm";
 
@@ -276,4 +289,36 @@ pub fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
         image,
     ]);
     serde_json::from_str(&text).expect("labels are JSON")
+}
+
+/// `scripts/engines ARGS`: extra engines on this machine, for tests of several machines.
+pub fn engines_script(args: &[&str]) {
+    let status = Command::new(repo_root().join("scripts/engines"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("scripts/engines runs");
+    assert!(status.success(), "scripts/engines {args:?} failed");
+}
+
+/// The extra engines' facts (`/run/devbox-engines/engines.env`).
+pub fn engines_file() -> std::collections::HashMap<String, String> {
+    dotenvy::from_path_iter("/run/devbox-engines/engines.env")
+        .expect("the engines file")
+        .map(|item| item.expect("a KEY=VALUE line"))
+        .collect()
+}
+
+/// `EXTRA_CA_CERTS=…` naming the host's extra CA certificates (an intercepting proxy's), when
+/// it has any: pip inside a real-tier build reaches PyPI only if they are trusted in the image.
+pub fn host_ca_certificates_setting() -> String {
+    let dir = Path::new("/usr/local/share/ca-certificates");
+    let has_certificates = std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|entry| entry.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crt")))
+    });
+    if has_certificates {
+        format!("EXTRA_CA_CERTS={}\n", dir.display())
+    } else {
+        String::new()
+    }
 }

@@ -1,0 +1,269 @@
+//! Several machines: two extra engines on this machine (`scripts/engines`), a swarm made and
+//! joined with devbox, and a Ray cluster across them with `devbox cluster up`; then the
+//! worker's engine dies, comes back and rejoins; `devbox cluster down` leaves nothing behind.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{
+    DEBIAN_IMAGE, ImageCleanup, Project, assert_success, engines_file, engines_script, stderr,
+    stdout, unique_name,
+};
+
+/// Tears the engines down however the test ends.
+struct Engines(HashMap<String, String>);
+
+impl Engines {
+    fn up() -> Engines {
+        engines_script(&["down"]);
+        engines_script(&["up", "2"]);
+        Engines(engines_file())
+    }
+
+    fn host(&self, engine: u32) -> &str {
+        &self.0[&format!("DEVBOX_ENGINE_{engine}_DOCKER_HOST")]
+    }
+
+    fn addr(&self, engine: u32) -> &str {
+        &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
+    }
+}
+
+impl Drop for Engines {
+    fn drop(&mut self) {
+        engines_script(&["down"]);
+    }
+}
+
+/// One machine of the cluster: a project folder whose devbox talks to one engine.
+struct Machine<'a> {
+    project: Project,
+    host: &'a str,
+    name: String,
+}
+
+impl Machine<'_> {
+    fn devbox(&self, args: &[&str]) -> Output {
+        self.project
+            .devbox_command(args)
+            .env("DOCKER_HOST", self.host)
+            .output()
+            .expect("devbox runs")
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(self.host)
+            .args(args)
+            .output()
+            .expect("docker runs")
+    }
+
+    /// `cluster-status --json` in this machine's container: (alive, dead) node counts.
+    fn nodes(&self) -> (usize, usize) {
+        let output = self.devbox(&["connect", "--", "cluster-status", "--json"]);
+        if !output.status.success() {
+            return (0, 0);
+        }
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap_or_default();
+        let nodes = json["nodes"].as_array().cloned().unwrap_or_default();
+        let alive = nodes.iter().filter(|n| n["alive"] == true).count();
+        (alive, nodes.len() - alive)
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    started.elapsed()
+}
+
+/// A Ray job on the cluster: a task pinned to each node, and 40 MiB objects moved from each
+/// node to the other, checked by digest.
+const JOB: &str = r#"
+import hashlib, socket, sys, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On
+ray.init(address="auto")
+nodes = [n for n in ray.nodes() if n["Alive"]]
+assert len(nodes) == 2, nodes
+here = ray.get_runtime_context().get_node_id()
+there = [n["NodeID"] for n in nodes if n["NodeID"] != here][0]
+@ray.remote(num_cpus=0)
+def host():
+    return socket.gethostname()
+@ray.remote(num_cpus=0)
+def make(size):
+    return bytes(range(256)) * (size // 256)
+@ray.remote(num_cpus=0)
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+hosts = sorted(ray.get([host.options(scheduling_strategy=On(n["NodeID"], soft=False)).remote() for n in nodes]))
+size = 40 << 20
+remote_made = ray.get(make.options(scheduling_strategy=On(there, soft=False)).remote(size))
+local = bytes(range(256)) * (size // 256)
+assert hashlib.sha256(remote_made).hexdigest() == hashlib.sha256(local).hexdigest()
+sent = ray.put(local)
+assert ray.get(digest.options(scheduling_strategy=On(there, soft=False)).remote(sent)) == hashlib.sha256(local).hexdigest()
+print("hosts", " ".join(hosts))
+"#;
+
+#[test]
+fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
+    common::test_image("debian");
+    let engines = Engines::up();
+
+    // The real image, built once here and loaded into both engines (nothing can be pulled).
+    let image = unique_name("cluster");
+    let builder = Project::new(&format!(
+        "IMAGE_NAME={image}\nBASE_IMAGE={DEBIAN_IMAGE}\n{}",
+        common::host_ca_certificates_setting()
+    ));
+    let _image = ImageCleanup(vec![format!("{image}:latest")]);
+    assert_success(&builder.devbox(&["build", "-q"]));
+    engines_script(&["load", "all", &format!("{image}:latest")]);
+
+    // The swarm: made on engine 1, joined from engine 2, with the line devbox prints.
+    let network = unique_name("net");
+    let head_name = unique_name("head");
+    let machine = |engine: u32, name: &str| Machine {
+        project: Project::new(&format!(
+            "IMAGE_NAME={image}\nCONTAINER_NAME={name}\nCLUSTER_HEAD_NAME={head_name}\nCLUSTER_NETWORK={network}\n"
+        )),
+        host: engines.host(engine),
+        name: name.to_string(),
+    };
+    let head = machine(1, &head_name);
+    let worker = machine(2, &unique_name("worker"));
+    let init = head.devbox(&["swarm", "init", "--advertise-addr", engines.addr(1)]);
+    assert_success(&init);
+    let join_line = stdout(&init)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("devbox swarm join ")
+                .map(String::from)
+        })
+        .expect("swarm init prints the join line");
+    assert!(
+        join_line.ends_with(&format!("{}:2377", engines.addr(1))),
+        "{join_line}"
+    );
+    // A wrong token and an unreachable manager are explained.
+    let manager = format!("{}:2377", engines.addr(1));
+    let bad = worker.devbox(&["swarm", "join", "--token", "SWMTKN-1-wrong", &manager]);
+    assert!(
+        stderr(&bad).contains("join token is not valid"),
+        "{}",
+        stderr(&bad)
+    );
+    let nobody = format!("{}:1", engines.addr(1));
+    let token = join_line.split_whitespace().nth(1).unwrap();
+    let unreachable = worker.devbox(&["swarm", "join", "--token", token, &nobody]);
+    assert!(
+        stderr(&unreachable).contains("cannot reach the swarm manager"),
+        "{}",
+        stderr(&unreachable)
+    );
+    let mut join: Vec<&str> = vec!["swarm", "join"];
+    join.extend(join_line.split_whitespace());
+    join.extend(["--advertise-addr", engines.addr(2)]);
+    let joined = worker.devbox(&join);
+    assert_success(&joined);
+    assert!(stdout(&joined).contains("joined the swarm"));
+    let again = worker.devbox(&["swarm", "join", "--token", token, &manager]);
+    assert!(
+        stdout(&again).contains("already in a swarm"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The cluster: head first, then the worker; each `cluster up` starts and joins.
+    let ports = ["-p", "127.0.0.1::2059", "-p", "127.0.0.1::2088"];
+    let up = |m: &Machine| {
+        let mut args = vec!["cluster", "up"];
+        args.extend(ports);
+        let output = m.devbox(&args);
+        assert_success(&output);
+    };
+    up(&head);
+    let made = head.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.Attachable}}",
+        &network,
+    ]);
+    assert_eq!(stdout(&made).trim(), "overlay true");
+    up(&worker);
+    wait_until("both nodes alive", Duration::from_secs(60), || {
+        head.nodes() == (2, 0)
+    });
+
+    let job = head.devbox(&["connect", "--", "python3", "-c", JOB]);
+    assert_success(&job);
+    let mut expected = [head.name.clone(), worker.name.clone()];
+    expected.sort();
+    assert!(
+        stdout(&job).contains(&format!("hosts {}", expected.join(" "))),
+        "{}",
+        stdout(&job)
+    );
+    let status = head.devbox(&["cluster", "status"]);
+    assert_success(&status);
+
+    // The worker's machine dies: the head sees it dead within a bound and still runs work.
+    engines_script(&["kill", "2"]);
+    let noticed = wait_until("the dead worker reported", Duration::from_secs(120), || {
+        head.nodes().1 == 1
+    });
+    eprintln!("the head reported the dead worker after {noticed:?}");
+    let alone = head.devbox(&[
+        "connect", "--", "python3", "-c",
+        "import ray; ray.init(address='auto'); print('ran', ray.get(ray.remote(lambda: 41 + 1).remote()))",
+    ]);
+    assert_success(&alone);
+    assert!(stdout(&alone).contains("ran 42"), "{}", stdout(&alone));
+
+    // It comes back; `cluster up` there replaces the dead container and rejoins.
+    engines_script(&["start", "2"]);
+    up(&worker);
+    wait_until("the worker alive again", Duration::from_secs(90), || {
+        head.nodes().0 == 2
+    });
+
+    // Down on both: no container, no network, so no Ray process.
+    for m in [&worker, &head] {
+        let down = m.devbox(&["cluster", "down"]);
+        assert_success(&down);
+        let left = m.docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={}", m.name),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(
+            stdout(&left).trim(),
+            "",
+            "a container is left on {}",
+            m.host
+        );
+    }
+    wait_until("the network removed", Duration::from_secs(30), || {
+        !head
+            .docker(&["network", "inspect", &network])
+            .status
+            .success()
+    });
+    for m in [&worker, &head] {
+        let _ = m.devbox(&["swarm", "leave", "--force"]);
+    }
+}

@@ -1,0 +1,143 @@
+//! Faults: the engine dies in the middle of a build, a start and a connect. Each ends with a
+//! clear message, nothing half-made is left, and the next command works once the engine is
+//! back. The engine that dies is an extra one (`scripts/engines`), not the machine's own.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    BUSYBOX_IMAGE, Project, START_ON_FREE_PORTS, assert_success, engines_file, engines_script,
+    stderr, unique_name,
+};
+
+struct Engine(String);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        engines_script(&["down"]);
+    }
+}
+
+fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+/// Waits for `marker` on the child's stdout, then kills the engine.
+fn kill_engine_when(child: &mut std::process::Child, marker: &str) {
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains(marker) {
+            break;
+        }
+    }
+    engines_script(&["kill", "1"]);
+}
+
+fn wait_with_limit(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    let id = child.id();
+    let watchdog = std::thread::spawn(move || {
+        while started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(200));
+            if std::fs::metadata(format!("/proc/{id}")).is_err() {
+                return;
+            }
+        }
+        let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    assert!(
+        started.elapsed() < limit,
+        "devbox hung after the engine died"
+    );
+    output
+}
+
+#[test]
+fn the_engine_dying_mid_build_start_and_connect_is_reported_and_survived() {
+    common::test_image("busybox");
+    engines_script(&["down"]);
+    engines_script(&["up", "1"]);
+    engines_script(&["load", "1", BUSYBOX_IMAGE]);
+    let engine = Engine(engines_file()["DEVBOX_ENGINE_1_DOCKER_HOST"].clone());
+    let name = unique_name("fault");
+    let project = Project::new(&format!(
+        "IMAGE_NAME={name}\nCONTAINER_NAME={name}\nBASE_IMAGE={BUSYBOX_IMAGE}\n"
+    ));
+    let marker = unique_name("step");
+    project.write(
+        "images/Dockerfile",
+        format!("ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {marker} && sleep 60\n"),
+    );
+    let devbox = |args: &[&str]| {
+        let mut command = project.devbox_command(args);
+        command
+            .env("DOCKER_HOST", &engine.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+
+    // A build.
+    let mut build = devbox(&["build"]).spawn().unwrap();
+    kill_engine_when(&mut build, &marker);
+    let output = wait_with_limit(build, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("while building") && err.contains("engine"),
+        "{err}"
+    );
+    assert_eq!(err.matches("devbox: error:").count(), 1, "{err}");
+    engines_script(&["start", "1"]);
+    project.write("images/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n");
+    assert_success(&devbox(&["build", "-q"]).output().unwrap());
+
+    // A connect with a command running.
+    assert_success(&devbox(START_ON_FREE_PORTS).output().unwrap());
+    let mut connect = devbox(&["connect", "--", "sh", "-c", "echo running; sleep 60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_engine_when(&mut connect, "running");
+    let output = wait_with_limit(connect, Duration::from_secs(60));
+    assert_ne!(output.status.code(), Some(0));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output).matches("devbox: error:").count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
+
+    // A start while the engine is down, then once it is back: the container devbox made
+    // before is recognised (exited after the crash) and replaced.
+    let down = devbox(&["start"]).output().unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        stderr(&down).contains("cannot reach the Docker Engine"),
+        "{}",
+        stderr(&down)
+    );
+    engines_script(&["start", "1"]);
+    let again = devbox(START_ON_FREE_PORTS).output().unwrap();
+    assert_success(&again);
+    let ran = devbox(&["connect", "--", "echo", "back"]).output().unwrap();
+    assert_success(&ran);
+    assert_success(&devbox(&["stop", "-t", "1"]).output().unwrap());
+    let left = docker_on(&engine.0, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(
+        !common::stdout(&left).contains(&name),
+        "{}",
+        common::stdout(&left)
+    );
+}
