@@ -10,9 +10,36 @@ use crate::image::spec::DEFAULT_IMAGE_FILES;
 
 const FOLDERS: &[&str] = &["licenses", "src", "scripts", "models", "data"];
 
+/// Where Debian and Ubuntu keep the CA certificates a site adds (a university's or company's
+/// TLS proxy): the host trusts them, so a new project's image should too.
+const HOST_EXTRA_CA_DIR: &str = "/usr/local/share/ca-certificates";
+
+/// A new project's `.env`: `env.example`, with `EXTRA_CA_CERTS` pointing at the host's added
+/// CA certificates when it has any.
+fn new_env_file(host_ca_dir: &Path) -> String {
+    let has_certificates = std::fs::read_dir(host_ca_dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crt")))
+    });
+    if has_certificates {
+        ENV_EXAMPLE.replacen(
+            "\nEXTRA_CA_CERTS=\n",
+            &format!("\nEXTRA_CA_CERTS={}\n", host_ca_dir.display()),
+            1,
+        )
+    } else {
+        ENV_EXAMPLE.to_string()
+    }
+}
+
 pub fn run(project_dir: &Path, args: &InitArgs) -> Result<(), Error> {
+    let env_file = new_env_file(Path::new(HOST_EXTRA_CA_DIR));
+    if env_file != ENV_EXAMPLE && !project_dir.join(DEFAULT_ENV_FILE).exists() {
+        println!(
+            "note: this host trusts extra CA certificates; the image will too (EXTRA_CA_CERTS)"
+        );
+    }
     let mut files: Vec<(String, &str, bool)> =
-        vec![(DEFAULT_ENV_FILE.to_string(), ENV_EXAMPLE, false)];
+        vec![(DEFAULT_ENV_FILE.to_string(), &env_file, false)];
     if args.images {
         files.extend(
             DEFAULT_IMAGE_FILES
@@ -65,5 +92,20 @@ fn write_new(path: &Path, contents: &str, executable: bool) -> std::io::Result<b
         Ok(mut file) => file.write_all(contents.as_bytes()).map(|()| true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_with_added_certificates_gets_them_trusted_in_new_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(new_env_file(dir.path()), ENV_EXAMPLE);
+        std::fs::write(dir.path().join("proxy.crt"), "pem").unwrap();
+        let env = new_env_file(dir.path());
+        assert!(env.contains(&format!("\nEXTRA_CA_CERTS={}\n", dir.path().display())));
+        assert_eq!(env.lines().count(), ENV_EXAMPLE.lines().count());
     }
 }
