@@ -92,7 +92,7 @@ pub async fn start(config: &Config, target: &Target, args: &StartArgs) -> Result
                 );
             }
             println!("started {} from {}", spec.name, spec.image);
-            let status = status::status(&engine, config, &spec.name, false)
+            let status = status::status(&engine, config, &spec.name)
                 .await
                 .map_err(context)?;
             print!("{}", status::render(&status));
@@ -133,13 +133,18 @@ pub async fn stop(config: &Config, target: &Target, args: &StopArgs) -> Result<i
 pub async fn status(config: &Config, target: &Target, args: &StatusArgs) -> Result<i32, Error> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
-    let status = status::status(&engine, config, &name, args.show_secrets)
+    let status = status::status(&engine, config, &name)
         .await
         .map_err(|source| Error::Container {
             doing: format!("reading the status of {name}"),
             source: Box::new(source),
         })?;
     if args.json {
+        let status = if args.show_secrets {
+            status
+        } else {
+            status.without_secrets()
+        };
         println!(
             "{}",
             serde_json::to_string_pretty(&status).expect("status serialises")

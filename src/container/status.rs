@@ -189,7 +189,6 @@ pub async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
-    show_secrets: bool,
 ) -> Result<Status, ContainerError> {
     let container = engine.inspect_container(name).await?;
     let current = engine
@@ -212,12 +211,8 @@ pub async fn status(
             .and_then(|p| p.url.clone())
             .unwrap_or_else(|| format!("http://127.0.0.1:{JUPYTER_PORT}/"));
         status.jupyter = Some(Jupyter {
-            url: if show_secrets {
-                format!("{base}?token={token}")
-            } else {
-                base
-            },
-            token: show_secrets.then_some(token),
+            url: base,
+            token: Some(token),
         });
     }
     Ok(status)
@@ -247,7 +242,17 @@ async fn running_jupyter_token(engine: &Engine, name: &str) -> Option<String> {
     })
 }
 
-/// The status for people.
+impl Status {
+    /// The status for scripts, which get the token only when asked (`--show-secrets`).
+    pub fn without_secrets(mut self) -> Status {
+        if let Some(jupyter) = &mut self.jupyter {
+            jupyter.token = None;
+        }
+        self
+    }
+}
+
+/// The status for people, who open the URL with its token.
 pub fn render(status: &Status) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "container  {} ({})", status.name, status.state);
@@ -280,7 +285,12 @@ pub fn render(status: &Status) -> String {
     }
     match &status.jupyter {
         Some(jupyter) => {
-            let _ = writeln!(text, "jupyter    running: {}", jupyter.url);
+            let token = jupyter
+                .token
+                .as_ref()
+                .map(|t| format!("?token={t}"))
+                .unwrap_or_default();
+            let _ = writeln!(text, "jupyter    running: {}{token}", jupyter.url);
         }
         None if status.state == "running" => {
             let _ = writeln!(
@@ -396,13 +406,18 @@ mod tests {
     }
 
     #[test]
-    fn the_token_is_left_out_of_json_unless_asked() {
+    fn people_get_the_token_and_scripts_only_when_asked() {
         let mut status = from_inspect("h", Some(&container()), None, "ada");
         status.jupyter = Some(Jupyter {
             url: "http://127.0.0.1:2088/".into(),
-            token: None,
+            token: Some("s3cret".into()),
         });
-        let json = serde_json::to_string(&status).unwrap();
-        assert!(!json.contains("token"), "{json}");
+        assert!(render(&status).contains("running: http://127.0.0.1:2088/?token=s3cret"));
+        assert!(serde_json::to_string(&status).unwrap().contains("s3cret"));
+        let json = serde_json::to_string(&status.without_secrets()).unwrap();
+        assert!(
+            !json.contains("token") && !json.contains("s3cret"),
+            "{json}"
+        );
     }
 }
