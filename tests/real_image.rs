@@ -200,6 +200,55 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     if !certificates.is_empty() {
         assert!(out.contains("/home/researcher/.local/lib/python3"), "{out}");
     }
+    // Jupyter started inside shows in `devbox status` with its token, and answers through the
+    // published port with it.
+    assert_success(&project.devbox_as(
+        uid,
+        &[
+            "connect",
+            "--name",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "nohup start-jupyter > /tmp/jupyter.log 2>&1 &",
+        ],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let url = loop {
+        let status = project.devbox_as(uid, &["status", "--name", &name]);
+        assert_success(&status);
+        if let Some(url) = common::stdout(&status)
+            .lines()
+            .find_map(|l| l.strip_prefix("jupyter    running: ").map(String::from))
+        {
+            break url;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            common::stdout(&status)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(url.contains("?token="), "{url}");
+    let json = project.devbox_as(uid, &["status", "--json", "--name", &name]);
+    assert!(
+        !common::stdout(&json).contains("token"),
+        "{}",
+        common::stdout(&json)
+    );
+    let api = url.replace("/?token=", "/api/status?token=");
+    let answer = std::process::Command::new("curl")
+        .args(["-fsS", &api])
+        .output()
+        .unwrap();
+    assert_success(&answer);
+    assert!(
+        common::stdout(&answer).contains("started"),
+        "{}",
+        common::stdout(&answer)
+    );
     assert_success(&project.devbox_as(uid, &["stop", "--name", &name]));
 
     // The same project without AGX builds too, and has none of it.
