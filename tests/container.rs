@@ -522,6 +522,18 @@ fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
     }
     let _cleanup = Cleanup(network.clone(), joined_here);
 
+    // An overlay network that is not attachable cannot take devbox's container: said so.
+    let closed = unique_name("closed");
+    docker_ok(&["network", "create", "--driver", "overlay", &closed]);
+    let refused = dev.start(&["--network", &closed]);
+    let _ = docker(&["network", "rm", &closed]);
+    let err = assert_failure(&refused);
+    assert!(
+        err.contains("not attachable") && err.contains("--attachable"),
+        "{err}"
+    );
+    assert!(!dev.exists());
+
     // A refused start removes the network it made.
     let err = assert_failure(&dev.start(&["--network", &network, "--gpus", "all"]));
     assert!(err.contains("NVIDIA Container Toolkit"), "{err}");
