@@ -432,6 +432,14 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
 /// Leaves the Ray cluster from inside the container, when devbox's command is there; a
 /// container that is in no cluster, or has no such command, has nothing to leave.
 async fn leave_cluster(engine: &Engine, name: &str) {
+    // Asking the engine is a millisecond; running a command inside is tens of them.
+    if !engine
+        .path_exists(name, crate::incontainer::CURRENT_CLUSTER)
+        .await
+        .unwrap_or(true)
+    {
+        return;
+    }
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(true),

@@ -202,6 +202,10 @@ pub async fn status(
         &super::login_name(),
     );
     if status.state == "running"
+        && engine
+            .processes(name)
+            .await
+            .is_ok_and(|processes| processes.iter().any(|p| p.contains("jupyter")))
         && let Some(token) = running_jupyter_token(engine, name).await
     {
         let base = status

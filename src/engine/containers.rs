@@ -206,4 +206,42 @@ impl Engine {
             .map(|created| created.id)
             .map_err(|e| EngineError::from_bollard(format!("create a container from {image}"), e))
     }
+
+    /// Whether `path` exists in the container (asked of the engine, nothing run inside).
+    pub async fn path_exists(&self, container: &str, path: &str) -> Result<bool, EngineError> {
+        let options = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        match self
+            .docker
+            .get_container_archive_info(container, Some(options))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::from_bollard(
+                format!("look into {container}"),
+                e,
+            )),
+        }
+    }
+
+    /// The command lines of the container's processes.
+    pub async fn processes(&self, container: &str) -> Result<Vec<String>, EngineError> {
+        let top = self
+            .docker
+            .top_processes(container, None::<bollard::query_parameters::TopOptions>)
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("list the processes of {container}"), e)
+            })?;
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| row.join(" "))
+            .collect())
+    }
 }

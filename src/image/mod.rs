@@ -223,36 +223,53 @@ pub async fn build(
     })?;
     let context_bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
 
-    let agx_env = match &config.agx {
-        Some(_) => read_agx_env(engine, &dockerfile_image).await?,
-        None => BTreeMap::new(),
-    };
     let tag = config.image_ref();
+    let existing = engine.inspect_image(&tag).await?.map(|image| {
+        let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+        (image.id.unwrap_or_default(), labels)
+    });
     let labels = spec::labels(&spec::LabelInputs {
         config,
         licenses: &licenses,
         requirements_sha256,
         dockerfile_image: &dockerfile_image,
-        created: creation_time(engine, &tag, &dockerfile_image).await?,
+        created: creation_time(existing.as_ref().map(|(_, l)| l), &dockerfile_image),
         revision: git_revision(&config.project_dir),
     });
-    let final_context = context::stream(vec![context::Entry::bytes(
-        "Dockerfile",
-        spec::final_dockerfile(&dockerfile_image, &agx_env),
-    )]);
-    let quiet_finish = if mode == Mode::Terminal {
-        Mode::Quiet
-    } else {
-        mode
+    // The tagged image already is this Dockerfile image with these labels (a rebuild that
+    // changed nothing): it stands as it is.
+    let up_to_date = existing.as_ref().and_then(|(id, existing_labels)| {
+        labels
+            .iter()
+            .all(|(k, v)| existing_labels.get(k) == Some(v))
+            .then(|| id.clone())
+    });
+    let id = match up_to_date {
+        Some(id) => id,
+        None => {
+            let agx_env = match &config.agx {
+                Some(_) => read_agx_env(engine, &dockerfile_image).await?,
+                None => BTreeMap::new(),
+            };
+            let final_context = context::stream(vec![context::Entry::bytes(
+                "Dockerfile",
+                spec::final_dockerfile(&dockerfile_image, &agx_env, &labels),
+            )]);
+            let quiet_finish = if mode == Mode::Terminal {
+                Mode::Quiet
+            } else {
+                mode
+            };
+            run_build(
+                engine,
+                spec::final_build_options(&tag),
+                final_context.body,
+                quiet_finish,
+                "labelling",
+            )
+            .await?
+        }
     };
-    let id = run_build(
-        engine,
-        spec::final_build_options(&tag, &labels),
-        final_context.body,
-        quiet_finish,
-        "labelling",
-    )
-    .await?;
 
     let mut tags = vec![tag];
     for extra in &request.extra_tags {
@@ -326,21 +343,19 @@ async fn read_agx_env(
 
 /// When the image was built: now, unless the tagged image already came from the same
 /// Dockerfile image (a rebuild that changed nothing keeps its first creation time).
-async fn creation_time(
-    engine: &Engine,
-    tag: &str,
+fn creation_time(
+    existing_labels: Option<&std::collections::HashMap<String, String>>,
     dockerfile_image: &str,
-) -> Result<String, ImageError> {
-    if let Some(existing) = engine.inspect_image(tag).await?
-        && let Some(labels) = existing.config.and_then(|c| c.labels)
+) -> String {
+    if let Some(labels) = existing_labels
         && labels.get(spec::LABEL_DOCKERFILE_IMAGE).map(String::as_str) == Some(dockerfile_image)
         && let Some(created) = labels.get(oci_spec::image::ANNOTATION_CREATED)
     {
-        return Ok(created.clone());
+        return created.clone();
     }
-    Ok(time::OffsetDateTime::now_utc()
+    time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
-        .expect("UTC time formats as RFC 3339"))
+        .expect("UTC time formats as RFC 3339")
 }
 
 /// The project's git commit, when it is a git checkout and git is installed.

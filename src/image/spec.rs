@@ -164,11 +164,7 @@ pub fn dockerfile_build_options(config: &Config, request: &BuildRequest) -> Buil
         .buildargs(&build_args(config, request))
         .nocache(request.no_cache)
         .rm(true)
-        .forcerm(true)
-        .labels(&HashMap::from([(
-            LABEL_MANAGED.to_string(),
-            "true".to_string(),
-        )]));
+        .forcerm(true);
     if request.pull {
         builder = builder.pull("true");
     }
@@ -176,11 +172,27 @@ pub fn dockerfile_build_options(config: &Config, request: &BuildRequest) -> Buil
 }
 
 /// The final layer: AGX's environment as `ENV` (so every process has it, `docker exec`
-/// included) on top of the Dockerfile's image.
-pub fn final_dockerfile(dockerfile_image: &str, agx_env: &BTreeMap<String, String>) -> String {
+/// included) and the labels, on top of the Dockerfile's image. One instruction each: the
+/// classic builder commits a layer per instruction (and per label passed as an option).
+pub fn final_dockerfile(
+    dockerfile_image: &str,
+    agx_env: &BTreeMap<String, String>,
+    labels: &HashMap<String, String>,
+) -> String {
+    let pairs = |map: Vec<(&String, &String)>| -> String {
+        map.into_iter()
+            .map(|(k, v)| format!("{}={}", quote_env_value(k), quote_env_value(v)))
+            .collect::<Vec<_>>()
+            .join(" \\\n    ")
+    };
     let mut text = format!("FROM {dockerfile_image}\n");
-    for (key, value) in agx_env {
-        text.push_str(&format!("ENV {key}={}\n", quote_env_value(value)));
+    if !agx_env.is_empty() {
+        text.push_str(&format!("ENV {}\n", pairs(agx_env.iter().collect())));
+    }
+    let mut labels: Vec<(&String, &String)> = labels.iter().collect();
+    labels.sort();
+    if !labels.is_empty() {
+        text.push_str(&format!("LABEL {}\n", pairs(labels)));
     }
     text
 }
@@ -201,13 +213,12 @@ fn quote_env_value(value: &str) -> String {
     quoted
 }
 
-pub fn final_build_options(tag: &str, labels: &HashMap<String, String>) -> BuildImageOptions {
+pub fn final_build_options(tag: &str) -> BuildImageOptions {
     BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(tag)
         .rm(true)
         .forcerm(true)
-        .labels(labels)
         .build()
 }
 
@@ -410,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn the_final_dockerfile_sets_agx_env_quoted() {
+    fn the_final_dockerfile_sets_agx_env_and_labels_quoted_in_one_instruction_each() {
         let env = BTreeMap::from([
             (
                 "AGX_DIR".to_string(),
@@ -418,9 +429,22 @@ mod tests {
             ),
             ("ODD".to_string(), "a \"b\" $c\\d".to_string()),
         ]);
+        let labels = HashMap::from([
+            (
+                "org.opencontainers.image.title".to_string(),
+                "boom".to_string(),
+            ),
+            ("io.devbox.managed".to_string(), "true".to_string()),
+        ]);
         assert_eq!(
-            final_dockerfile("sha256:abc", &env),
-            "FROM sha256:abc\nENV AGX_DIR=\"/opt/Algoryx/AGX-2.36.1.2\"\nENV ODD=\"a \\\"b\\\" \\$c\\\\d\"\n"
+            final_dockerfile("sha256:abc", &env, &labels),
+            "FROM sha256:abc\n\
+             ENV \"AGX_DIR\"=\"/opt/Algoryx/AGX-2.36.1.2\" \\\n    \"ODD\"=\"a \\\"b\\\" \\$c\\\\d\"\n\
+             LABEL \"io.devbox.managed\"=\"true\" \\\n    \"org.opencontainers.image.title\"=\"boom\"\n"
+        );
+        assert_eq!(
+            final_dockerfile("sha256:abc", &BTreeMap::new(), &HashMap::new()),
+            "FROM sha256:abc\n"
         );
     }
 }

@@ -47,7 +47,8 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const RAY_HINT: &str = "the devbox image installs it with `ray[default]` in images/requirements.txt; \
                         a custom image needs it in its requirements too";
-const CURRENT_CLUSTER: &str = "/tmp/ray/ray_current_cluster";
+/// Ray keeps this file while the node is in a cluster (`ray stop` removes it).
+pub const CURRENT_CLUSTER: &str = "/tmp/ray/ray_current_cluster";
 
 const JOIN_HELP: &str = "\
 Usage: cluster-join [--head] [--wait SECONDS] [RAY_START_ARGS...]

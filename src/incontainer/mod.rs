@@ -8,6 +8,8 @@ mod process;
 pub mod status;
 mod vnc;
 
+pub use cluster::CURRENT_CLUSTER;
+
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::ExitCode;
