@@ -590,43 +590,13 @@ fn files_made_inside_belong_to_the_user_who_started_the_container() {
 fn connect_without_a_command_is_a_real_terminal() {
     let dev = Dev::new("");
     assert_success(&dev.start(&[]));
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
-    rustix::termios::tcsetwinsize(
-        &pty.slave,
-        rustix::termios::Winsize {
-            ws_row: 30,
-            ws_col: 100,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .unwrap();
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = dev
-        .project
-        .devbox_command(&["connect"])
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .spawn()
-        .unwrap();
-    let mut terminal = Terminal::new(pty.master);
+    let (mut child, mut terminal, slave, before) = connect_on_a_terminal(&dev, (30, 100));
 
     terminal.send("stty size; echo ready-$((40+2))\r");
     let shown = terminal.expect("ready-42");
     assert!(shown.contains("30 100"), "{shown}");
 
-    rustix::termios::tcsetwinsize(
-        &pty.slave,
-        rustix::termios::Winsize {
-            ws_row: 40,
-            ws_col: 120,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .unwrap();
+    resize(&slave, (40, 120));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGWINCH,
@@ -650,7 +620,7 @@ fn connect_without_a_command_is_a_real_terminal() {
     terminal.send("\x04");
     let status = wait_for(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}\n{}", terminal.seen);
-    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let after = nix::sys::termios::tcgetattr(slave.as_fd()).unwrap();
     assert_eq!(
         after.local_flags, before.local_flags,
         "the terminal is restored"
@@ -663,21 +633,10 @@ fn connect_without_a_command_is_a_real_terminal() {
 fn a_hangup_during_connect_restores_the_terminal() {
     let dev = Dev::new("");
     assert_success(&dev.start(&[]));
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = dev
-        .project
-        .devbox_command(&["connect"])
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .spawn()
-        .unwrap();
-    let mut terminal = Terminal::new(pty.master);
+    let (mut child, mut terminal, slave, before) = connect_on_a_terminal(&dev, (24, 80));
     terminal.send("echo in-$((2+3))\r");
     terminal.expect("in-5");
-    let raw = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let raw = nix::sys::termios::tcgetattr(slave.as_fd()).unwrap();
     assert_ne!(
         raw.local_flags, before.local_flags,
         "raw mode while connected"
@@ -689,11 +648,50 @@ fn a_hangup_during_connect_restores_the_terminal() {
     .unwrap();
     let status = wait_for(&mut child, Duration::from_secs(10));
     assert!(!status.success());
-    let after = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    let after = nix::sys::termios::tcgetattr(slave.as_fd()).unwrap();
     assert_eq!(
         after.local_flags, before.local_flags,
         "the terminal is restored"
     );
+}
+
+/// `devbox connect` on a new pseudo-terminal of `size` (rows, columns): the process, the
+/// terminal's other end, its slave side, and its settings before.
+fn connect_on_a_terminal(
+    dev: &Dev,
+    size: (u16, u16),
+) -> (
+    std::process::Child,
+    Terminal,
+    OwnedFd,
+    nix::sys::termios::Termios,
+) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    resize(&pty.slave, size);
+    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+    let child = dev
+        .project
+        .devbox_command(&["connect"])
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .unwrap();
+    (child, Terminal::new(pty.master), pty.slave, before)
+}
+
+fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
+    rustix::termios::tcsetwinsize(
+        terminal,
+        rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
 }
 
 struct Terminal {
