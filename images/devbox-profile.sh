@@ -1,11 +1,18 @@
 # /etc/profile.d/devbox.sh - login shells of the devbox image.
-# Debian's /etc/profile resets PATH, so put the Python venv back in front, and
-# apply AGX Dynamics' setup_env.bash (bash only) unless it is already in effect
-# (devbox bakes its variables into the image's ENV).
+# Debian's /etc/profile resets PATH, so put back what devbox start gave the container:
+# the Python venv in front and, for a non-root user (PIP_USER=1), the bin folder of the
+# packages pip installs into the home; and apply AGX Dynamics' setup_env.bash (bash only)
+# unless it is already in effect (devbox bakes its variables into the image's ENV).
 case ":${PATH}:" in
   *:/opt/venv/bin:*) ;;
   *) PATH="/opt/venv/bin:${PATH}" ;;
 esac
+if [ "${PIP_USER:-}" = 1 ] && [ -n "${HOME:-}" ]; then
+  case ":${PATH}:" in
+    *":${HOME}/.local/bin:"*) ;;
+    *) PATH="${HOME}/.local/bin:${PATH}" ;;
+  esac
+fi
 export PATH VIRTUAL_ENV=/opt/venv
 
 if [ -n "${BASH_VERSION:-}" ] && [ -r /etc/devbox/agx-setup ]; then

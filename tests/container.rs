@@ -286,11 +286,104 @@ fn start_is_idempotent_detects_drift_and_recreates_only_when_asked() {
     assert!(build.wait().unwrap().success());
     let err = assert_failure(&dev.start(&["-e", "NEW=1"]));
     assert!(err.contains("(rebuilt)"), "{err}");
+    // connect still runs in the old container, and says once that its image was rebuilt.
+    let connected = dev.project.devbox(&["connect", "--", "true"]);
+    assert_success(&connected);
+    let note = stderr(&connected);
+    assert!(
+        note.contains(&format!("image {}:latest rebuilt", dev.name)) && note.contains("--recreate"),
+        "{note}"
+    );
+    assert_eq!(note.matches("stale").count(), 1, "{note}");
 
     let recreated = dev.start(&["-e", "NEW=1", "--recreate"]);
     assert_success(&recreated);
     assert_ne!(dev.inspect("{{.Id}}"), id);
     assert!(dev.inspect("{{json .Config.Env}}").contains("NEW=1"));
+}
+
+#[test]
+fn start_defaults_the_name_and_shm_and_takes_bare_env_keys_from_the_environment() {
+    common::test_image("busybox");
+    let image = unique_name("dflt");
+    docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    // No CONTAINER_NAME: the name is the host's name and the image's, unique per machine.
+    let dev = Dev {
+        project: Project::new(&format!("IMAGE_NAME={image}\n")),
+        name: format!("{}-{image}", hostname.trim()),
+        _image: ImageCleanup(vec![format!("{image}:latest")]),
+    };
+    let output = dev
+        .project
+        .devbox_command(&[
+            "start",
+            "-p",
+            "127.0.0.1::2059",
+            "-p",
+            "127.0.0.1::2088",
+            "-e",
+            "FROM_HOST",
+            "--",
+            "sleep",
+            "100000",
+        ])
+        .env("FROM_HOST", "host value")
+        .output()
+        .unwrap();
+    assert_success(&output);
+    assert_eq!(dev.inspect("{{.Config.Hostname}}"), dev.name);
+    assert!(
+        dev.inspect("{{json .Config.Env}}")
+            .contains("\"FROM_HOST=host value\""),
+        "-e KEY takes the value from devbox's environment: {}",
+        dev.inspect("{{json .Config.Env}}")
+    );
+    // /dev/shm: 16 GiB for Ray's object store, or half the engine host's memory, with a note.
+    let memory: i64 = docker_ok(&["info", "--format", "{{.MemTotal}}"])
+        .parse()
+        .unwrap();
+    let shm: i64 = dev.inspect("{{.HostConfig.ShmSize}}").parse().unwrap();
+    if memory / 2 < 16 << 30 {
+        assert_eq!(shm, memory / 2);
+        assert!(
+            stderr(&output).contains("half of the engine host's memory"),
+            "{}",
+            stderr(&output)
+        );
+    } else {
+        assert_eq!(shm, 16 << 30);
+    }
+}
+
+#[test]
+fn stop_gives_a_container_that_ignores_sigterm_its_timeout_then_kills_it() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&["--", "sh", "-c", "trap '' TERM; while :; do sleep 1; done"]));
+    let started = Instant::now();
+    assert_success(&dev.project.devbox(&["stop", "-t", "2"]));
+    let took = started.elapsed();
+    // SIGTERM is ignored: the stop waits the 2 s asked for (not the default 10 s), then kills.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert!(!dev.exists(), "the container is removed");
+}
+
+#[test]
+fn privileged_is_asked_of_the_engine_only_with_the_flag() {
+    let dev = Dev::new("");
+    let output = dev.start(&["--privileged"]);
+    if output.status.success() {
+        assert_eq!(dev.inspect("{{.HostConfig.Privileged}}"), "true");
+    } else {
+        // An engine that may not grant every capability (this sandbox's) refuses the request
+        // when it starts the container: the refusal proves the request, and nothing stays.
+        let err = stderr(&output);
+        assert!(err.contains("caps"), "{err}");
+        assert!(!dev.exists(), "the refused container is removed");
+    }
 }
 
 #[test]

@@ -79,13 +79,13 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         &container,
         "python3",
         "-c",
-        "import agx, os; print(agx.__version__, os.environ['AGX_DIR'])",
+        "import agx, os; print(agx.__version__, os.environ['AGX_DIR'], os.environ['LD_LIBRARY_PATH'].split(':')[0])",
     ]);
     let _ = docker(&["rm", "-f", &container]);
     assert_success(&exec);
     assert_eq!(
         common::stdout(&exec).trim(),
-        format!("{AGX_VERSION} /opt/Algoryx/AGX-{AGX_VERSION}")
+        format!("{AGX_VERSION} /opt/Algoryx/AGX-{AGX_VERSION} /opt/Algoryx/AGX-{AGX_VERSION}/lib")
     );
 
     assert_eq!(
@@ -200,6 +200,34 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     if !certificates.is_empty() {
         assert!(out.contains("/home/researcher/.local/lib/python3"), "{out}");
     }
+    // The login shell `devbox connect` opens keeps what start gave the container, though
+    // Debian's /etc/profile resets PATH: the user's pip bin folder, the venv, AGX.
+    let login = project.devbox_as(
+        uid,
+        &[
+            "connect",
+            "--name",
+            &name,
+            "--",
+            "bash",
+            "-lc",
+            "echo \"$PATH\"; command -v jupyter; python3 -c 'import agx'",
+        ],
+    );
+    assert_success(&login);
+    let login = common::stdout(&login);
+    let path = login.lines().next().unwrap_or_default();
+    for wanted in [
+        "/home/researcher/.local/bin",
+        "/opt/venv/bin",
+        &format!("/opt/Algoryx/AGX-{AGX_VERSION}/bin"),
+    ] {
+        assert!(
+            path.split(':').any(|p| p == wanted),
+            "{wanted} not on PATH: {login}"
+        );
+    }
+    assert!(login.contains("/opt/venv/bin/jupyter\n"), "{login}");
     // Jupyter started inside shows in `devbox status` with its token, and answers through the
     // published port with it.
     assert_success(&project.devbox_as(
@@ -232,6 +260,26 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(url.contains("?token="), "{url}");
+    // Published on a port the engine chose, which the container cannot know: start-jupyter
+    // sends people to `devbox status` rather than print a URL with port 0.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let announced = loop {
+        let log = project.devbox_as(
+            uid,
+            &["connect", "--name", &name, "--", "cat", "/tmp/jupyter.log"],
+        );
+        let log = common::stdout(&log);
+        if log.contains("Jupyter Notebook is ready") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        announced.contains("Jupyter Notebook is ready")
+            && announced.contains("`devbox status` on the host")
+            && !announced.contains(":0/"),
+        "{announced}"
+    );
     let json = project.devbox_as(uid, &["status", "--json", "--name", &name]);
     assert!(
         !common::stdout(&json).contains("token"),

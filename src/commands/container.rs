@@ -92,7 +92,7 @@ pub async fn start(config: &Config, target: &Target, args: &StartArgs) -> Result
                 );
             }
             println!("started {} from {}", spec.name, spec.image);
-            let status = status::status(&engine, config, &spec.name)
+            let status = status::fresh_status(&engine, config, &spec.name)
                 .await
                 .map_err(context)?;
             print!("{}", status::render(&status));

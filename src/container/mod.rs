@@ -144,10 +144,9 @@ pub fn login_name() -> String {
 /// The facts `spec::container_spec` needs from this host and the engine.
 async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, ContainerError> {
     let image_ref = config.image_ref();
-    let image = engine
-        .inspect_image(&image_ref)
-        .await?
-        .ok_or_else(|| ContainerError::ImageMissing(image_ref.clone()))?;
+    // Independent requests: one round trip's wait instead of two.
+    let (image, info) = tokio::try_join!(engine.inspect_image(&image_ref), engine.info())?;
+    let image = image.ok_or_else(|| ContainerError::ImageMissing(image_ref.clone()))?;
     let image_path = image
         .config
         .as_ref()
@@ -156,7 +155,6 @@ async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, Conta
             env.iter()
                 .find_map(|e| e.strip_prefix("PATH=").map(String::from))
         });
-    let info = engine.info().await?;
     Ok(HostFacts {
         hostname: this_hostname(),
         uid: nix::unistd::getuid().as_raw(),
@@ -184,8 +182,11 @@ pub async fn start(
     options: &StartOptions,
     recreate: bool,
 ) -> Result<Started, ContainerError> {
-    let spec = wanted_spec(engine, config, options).await?;
-    if let Some(existing) = engine.inspect_container(&spec.name).await? {
+    let name = spec::container_name(config, options, &this_hostname());
+    let (spec, existing) = tokio::try_join!(wanted_spec(engine, config, options), async {
+        Ok(engine.inspect_container(&name).await?)
+    })?;
+    if let Some(existing) = existing {
         if !is_managed(&existing) {
             return Err(ContainerError::Foreign(spec.name));
         }
@@ -223,46 +224,59 @@ pub async fn start(
             }
         }
     }
-    let created_network = match &spec.network {
-        Some(network) => ensure_network(engine, network).await?,
-        None => false,
-    };
-    let mut made_folders = Vec::new();
-    for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
-        let path = std::path::Path::new(&mount.source);
-        if !path.exists() {
-            made_folders.push(path.to_path_buf());
+    // From here on devbox makes things: a Ctrl-C (caught from now, not only once a future is
+    // polled) must not leave a network, a folder or a container that never started.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(ContainerError::Terminal)?;
+    let mut made = Made::default();
+    let make = async {
+        if let Some(network) = &spec.network {
+            made.network = ensure_network(engine, network).await?;
         }
-        std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
-            path: mount.source.clone(),
-            source,
-        })?;
-    }
-
-    let create_and_start = async {
+        for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
+            let path = std::path::Path::new(&mount.source);
+            if !path.exists() {
+                made.folders.push(path.to_path_buf());
+            }
+            std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
+                path: mount.source.clone(),
+                source,
+            })?;
+        }
         engine
             .create_container(&spec.name, spec.create_body())
             .await?;
-        engine.start_container(&spec.name).await
+        engine
+            .start_container(&spec.name)
+            .await
+            .map_err(|e| explain_start_error(e, spec.gpus.is_some()))
     };
-    // Ctrl-C here must not leave a container that exists but never started.
     let result = tokio::select! {
-        result = create_and_start => result.map_err(|e| explain_start_error(e, spec.gpus.is_some())),
-        _ = tokio::signal::ctrl_c() => Err(ContainerError::Interrupted),
+        result = make => result,
+        _ = interrupt.recv() => Err(ContainerError::Interrupted),
     };
     if let Err(error) = result {
         // Nothing half-made stays behind: not the container, not a network or folder made
         // for it (a folder only while still empty).
-        for folder in made_folders.iter().rev() {
+        for folder in made.folders.iter().rev() {
             let _ = std::fs::remove_dir(folder);
         }
         let _ = engine.remove_container(&spec.name).await;
-        if created_network && let Some(network) = &spec.network {
+        if made.network
+            && let Some(network) = &spec.network
+        {
             let _ = engine.remove_network(network).await;
         }
         return Err(error);
     }
     Ok(Started::Created(spec))
+}
+
+/// What a `start` made before the container ran, to undo when it fails.
+#[derive(Default)]
+struct Made {
+    network: bool,
+    folders: Vec<std::path::PathBuf>,
 }
 
 fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {

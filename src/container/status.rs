@@ -184,23 +184,33 @@ pub fn from_inspect(
     }
 }
 
+/// The status of a container `start` has just created: nothing runs in it yet but its
+/// command, so Jupyter is not looked for (that costs a process listing).
+pub async fn fresh_status(
+    engine: &Engine,
+    config: &Config,
+    name: &str,
+) -> Result<Status, ContainerError> {
+    let image_ref = config.image_ref();
+    let (container, image) = tokio::try_join!(
+        engine.inspect_container(name),
+        engine.inspect_image(&image_ref)
+    )?;
+    Ok(from_inspect(
+        name,
+        container.as_ref(),
+        image.and_then(|i| i.id).as_deref(),
+        &super::login_name(),
+    ))
+}
+
 /// The status of the project's container, with the running Jupyter's URL and token.
 pub async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
 ) -> Result<Status, ContainerError> {
-    let container = engine.inspect_container(name).await?;
-    let current = engine
-        .inspect_image(&config.image_ref())
-        .await?
-        .and_then(|i| i.id);
-    let mut status = from_inspect(
-        name,
-        container.as_ref(),
-        current.as_deref(),
-        &super::login_name(),
-    );
+    let mut status = fresh_status(engine, config, name).await?;
     if status.state == "running"
         && engine
             .processes(name)

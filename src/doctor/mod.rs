@@ -103,11 +103,15 @@ pub async fn run(config: Result<Config, ConfigError>, target: &Target, gpus: boo
             return checks;
         }
     };
+    let api = engine
+        .api_version()
+        .await
+        .unwrap_or_else(|_| "unknown".into());
     checks.push(check(
         "engine",
         Level::Ok,
         format!(
-            "Docker Engine {} at {} ({} CPUs, {} memory)",
+            "Docker Engine {} (API {api}) at {} ({} CPUs, {} memory)",
             info.server_version.clone().unwrap_or_default(),
             target.host,
             info.ncpu.unwrap_or(0),

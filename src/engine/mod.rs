@@ -81,7 +81,7 @@ impl EngineError {
     }
 }
 
-/// A connected engine whose API version has been negotiated.
+/// A connected engine that answered `/_ping`.
 #[derive(Debug, Clone)]
 pub struct Engine {
     docker: Docker,
@@ -91,7 +91,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to the engine `target` names and negotiates the API version.
+    /// Connects to the engine `target` names and checks that it answers.
+    ///
+    /// A ping, not bollard's `negotiate_version`: bollard 0.21 joins every request's absolute
+    /// path onto its versioned base URL, which drops the `/v1.xx` prefix, so the engine answers
+    /// each request at its own API version (Engine 20.10 and current ones alike) and
+    /// negotiating would only add a `GET /version` (7-12 ms on Engine 20.10) to every command.
+    /// The engine tests, which run against Engine 20.10 (API 1.41, older than bollard's
+    /// default), fail at once should a bollard release start sending the prefix.
     pub async fn connect(target: &Target) -> Result<Self, EngineError> {
         let host = target.host.clone();
         let docker = Docker::connect_with_host(&host).map_err(|source| match source {
@@ -104,14 +111,13 @@ impl Engine {
                 source,
             },
         })?;
-        let docker =
-            docker
-                .negotiate_version()
-                .await
-                .map_err(|source| EngineError::Unreachable {
-                    host: host.clone(),
-                    source,
-                })?;
+        docker
+            .ping()
+            .await
+            .map_err(|source| EngineError::Unreachable {
+                host: host.clone(),
+                source,
+            })?;
         let long_docker = docker.clone().with_timeout(LONG_TIMEOUT);
         Ok(Engine {
             docker,

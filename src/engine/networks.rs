@@ -26,6 +26,16 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard("report its state", e))
     }
 
+    /// The engine's API version (`GET /version`), for `devbox doctor`.
+    pub async fn api_version(&self) -> Result<String, EngineError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| EngineError::from_bollard("report its version", e))?;
+        Ok(version.api_version.unwrap_or_default())
+    }
+
     pub fn swarm_role(info: &SystemInfo) -> SwarmRole {
         let swarm = info.swarm.as_ref();
         match swarm.and_then(|s| s.local_node_state) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::process::{self, Forwarder};
-use super::{Error, env_value, option_value, published};
+use super::{Error, Published, env_value, option_value};
 
 pub const PORT: u16 = 2088;
 pub const ROOT: &str = "/mnt/src/notebooks";
@@ -119,12 +119,10 @@ fn slashed(base_url: &str) -> String {
 /// The URL to open on the host: the published address and port when `devbox start` said
 /// them (and Jupyter listens on the published port), else the container's own.
 fn open_url(port: u16, base_url: &str, token: &str) -> String {
-    let (host, host_port, _) = published("DEVBOX_JUPYTER_HOST_PORT", PORT);
-    let host_port = if port == PORT { host_port } else { port };
-    let host = if port == PORT {
-        host
+    let (host, host_port) = if port == PORT {
+        Published::from_env("DEVBOX_JUPYTER_HOST_PORT").address_and_port(PORT)
     } else {
-        super::own_address()
+        (super::own_address(), port)
     };
     format_url(&host, host_port, base_url, token)
 }
@@ -192,14 +190,18 @@ fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &
 }
 
 fn ready_message(open_url: &str) -> String {
-    let (address, _, is_published) = published("DEVBOX_JUPYTER_HOST_PORT", PORT);
-    let note = if !is_published {
-        "(the container's own address: `devbox start` publishes the port on the host)".to_string()
-    } else if address.starts_with("127.") || address == "[::1]" {
-        "(published on the host's loopback: from another machine, forward it with ssh -L first)"
-            .to_string()
-    } else {
-        format!("(published on {address})")
+    let note = match Published::from_env("DEVBOX_JUPYTER_HOST_PORT") {
+        Published::No => {
+            "(the container's own address: `devbox start` publishes the port on the host)".into()
+        }
+        Published::EngineChosen => "(the container's own address: the engine chose the host port, \
+             and `devbox status` on the host shows the URL to open there)"
+            .into(),
+        Published::At(address, _) if address.starts_with("127.") || address == "[::1]" => {
+            "(published on the host's loopback: from another machine, forward it with ssh -L first)"
+                .to_string()
+        }
+        Published::At(address, _) => format!("(published on {address})"),
     };
     format!("\nJupyter Notebook is ready. Open on the host:\n\n    {open_url}\n\n{note}\n")
 }

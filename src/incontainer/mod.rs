@@ -194,22 +194,45 @@ fn option_value(args: &[OsString], names: &[&str]) -> Option<String> {
     found
 }
 
-/// Where the host publishes a container port, as `devbox start` told the container:
-/// (address, port) to print in URLs, or the container's own address and port without it.
-fn published(host_port_key: &str, container_port: u16) -> (String, u16, bool) {
-    let address = env_value("DEVBOX_PUBLISH_ADDRESS");
-    let host_port = env_value(host_port_key).and_then(|port| port.parse::<u16>().ok());
-    match (address, host_port) {
-        (Some(address), Some(port)) => {
-            // Published on every address: the host itself reaches it on loopback.
-            let shown = match address.as_str() {
-                "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
-                other if other.contains(':') && !other.starts_with('[') => format!("[{other}]"),
-                other => other.to_string(),
-            };
-            (shown, port, true)
+/// Where the host publishes a container port, as `devbox start` told the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Published {
+    /// On this address and port: what to print in URLs.
+    At(String, u16),
+    /// On a host port the engine chose when the container started (`-p ADDR::PORT`), which
+    /// the container cannot know: `devbox status` on the host shows it.
+    EngineChosen,
+    /// Not published by devbox: the container's own address and port are what reach it.
+    No,
+}
+
+impl Published {
+    fn from_env(host_port_key: &str) -> Self {
+        let address = env_value("DEVBOX_PUBLISH_ADDRESS");
+        let host_port = env_value(host_port_key).and_then(|port| port.parse::<u16>().ok());
+        match (address, host_port) {
+            (Some(_), Some(0)) => Published::EngineChosen,
+            (Some(address), Some(port)) => {
+                // Published on every address: the host itself reaches it on loopback.
+                let shown = match address.as_str() {
+                    "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+                    other if other.contains(':') && !other.starts_with('[') => {
+                        format!("[{other}]")
+                    }
+                    other => other.to_string(),
+                };
+                Published::At(shown, port)
+            }
+            _ => Published::No,
         }
-        _ => (own_address(), container_port, false),
+    }
+
+    /// The address and port to print: the published ones, else the container's own.
+    fn address_and_port(&self, container_port: u16) -> (String, u16) {
+        match self {
+            Published::At(address, port) => (address.clone(), *port),
+            _ => (own_address(), container_port),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::process::{self, Forwarder};
-use super::{Error, env_value, option_value, published};
+use super::{Error, Published, env_value, option_value};
 
 pub const PORT: u16 = 2059;
 const GEOMETRY: &str = "1920x1080x24";
@@ -142,9 +142,9 @@ pub fn x11vnc_args(
 }
 
 fn ready_message(display: Option<&str>, port: u16, started_x: bool) -> String {
-    let (address, host_port, is_published) = published("DEVBOX_VNC_HOST_PORT", PORT);
+    let published = Published::from_env("DEVBOX_VNC_HOST_PORT");
     let (address, host_port) = if port == PORT {
-        (address, host_port)
+        published.address_and_port(PORT)
     } else {
         (super::own_address(), port)
     };
@@ -153,10 +153,12 @@ fn ready_message(display: Option<&str>, port: u16, started_x: bool) -> String {
         (Some(display), false) => format!("display {display}"),
         (None, _) => "the display given among the arguments".into(),
     };
-    let note = if is_published && port == PORT {
-        "published on the host"
-    } else {
-        "the container's own address"
+    let note = match published {
+        Published::At(..) if port == PORT => "published on the host",
+        Published::EngineChosen if port == PORT => {
+            "the container's own address; the engine chose the host port: `devbox status` on the host shows it"
+        }
+        _ => "the container's own address",
     };
     format!("start-vnc: VNC on {display}: connect a VNC viewer to {address}:{host_port} ({note})")
 }
