@@ -184,6 +184,19 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
         stderr(&again)
     );
 
+    // Init again on the manager reports the swarm it has and the same join line and ports.
+    let reinit = head.devbox(&["swarm", "init", "--advertise-addr", engines.addr(1)]);
+    assert_success(&reinit);
+    let reinit = stdout(&reinit);
+    assert!(
+        reinit.contains("already manages a swarm")
+            && reinit.contains(&join_line)
+            && reinit.contains("7946/tcp and 7946/udp, 4789/udp"),
+        "{reinit}"
+    );
+
+    networks_are_made_listed_and_removed_only_when_unused(&head, &image);
+
     // The cluster: head first, then the worker; each `cluster up` starts and joins.
     let ports = ["-p", "127.0.0.1::2059", "-p", "127.0.0.1::2088"];
     let up = |m: &Machine| {
@@ -266,4 +279,86 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     for m in [&worker, &head] {
         let _ = m.devbox(&["swarm", "leave", "--force"]);
     }
+}
+
+/// `devbox network create/ls/rm` on a swarm manager: devbox's attachable overlay networks
+/// with a subnet and MTU, listed with their containers, removed only when unused; a network
+/// that is not attachable is named as such.
+fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, image: &str) {
+    let network = unique_name("made");
+    // An address range of this test's own (the engines use 10.213.0-143.x).
+    let subnet = "10.213.240.0/24";
+    let created = manager.devbox(&[
+        "network", "create", &network, "--subnet", subnet, "--mtu", "1400",
+    ]);
+    assert_success(&created);
+    let inspect = manager.docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}} {{(index .IPAM.Config 0).Subnet}} {{index .Options \"com.docker.network.driver.mtu\"}}",
+        &network,
+    ]);
+    assert_eq!(
+        stdout(&inspect).trim(),
+        format!("overlay true true {subnet} 1400"),
+        "{}",
+        stderr(&inspect)
+    );
+    let again = manager.devbox(&["network", "create", &network]);
+    assert_success(&again);
+    assert!(
+        stdout(&again).contains("already exists"),
+        "{}",
+        stdout(&again)
+    );
+
+    let user = unique_name("user");
+    let attached = manager.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &user,
+        "--network",
+        &network,
+        image,
+        "sleep",
+        "600",
+    ]);
+    assert_success(&attached);
+    let listed = manager.devbox(&["network", "ls"]);
+    assert_success(&listed);
+    let row = stdout(&listed)
+        .lines()
+        .find(|l| l.starts_with(&network))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("{network} not listed: {}", stdout(&listed)));
+    assert!(row.contains(subnet) && row.contains(&user), "{row}");
+    let refused = manager.devbox(&["network", "rm", &network]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(&format!("in use by {user}")),
+        "{}",
+        stderr(&refused)
+    );
+    assert_success(&manager.docker(&["rm", "-f", &user]));
+    let removed = manager.devbox(&["network", "rm", &network]);
+    assert_success(&removed);
+    assert!(
+        !manager
+            .docker(&["network", "inspect", &network])
+            .status
+            .success()
+    );
+
+    let plain = unique_name("plain");
+    assert_success(&manager.docker(&["network", "create", "--driver", "overlay", &plain]));
+    let not_attachable = manager.devbox(&["network", "create", &plain]);
+    let _ = manager.docker(&["network", "rm", &plain]);
+    assert!(!not_attachable.status.success());
+    assert!(
+        stderr(&not_attachable).contains("not attachable"),
+        "{}",
+        stderr(&not_attachable)
+    );
 }

@@ -82,6 +82,8 @@ pub enum ContainerError {
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
@@ -312,7 +314,9 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
         // engine resolve it through the managers.
         None if role == SwarmRole::Worker => Ok(false),
         None if role == SwarmRole::Manager => {
-            engine.create_overlay_network(network, None, None).await?;
+            // The same creation as `devbox network create`, with its explained refusals
+            // (an address pool that overlaps another network).
+            crate::network::create(engine, network, None, None).await?;
             eprintln!("created attachable overlay network {network}");
             Ok(true)
         }

@@ -126,7 +126,7 @@ pub async fn run(config: Result<Config, ConfigError>, target: &Target, gpus: boo
     {
         checks.push(disk_check(root));
     }
-    checks.push(gpu_check(&engine, &info, config.as_ref(), gpus).await);
+    checks.push(gpu_check(&engine, target, &info, config.as_ref(), gpus).await);
     checks.extend(swarm_checks(&info));
     if let Some(config) = &config {
         checks.extend(
@@ -174,7 +174,15 @@ fn license_check(config: &Config) -> (Check, Vec<image::inputs::License>) {
             inputs.licenses,
         ),
         Err(error) => (
-            check("licenses", Level::Fail, error.to_string(), None),
+            check(
+                "licenses",
+                Level::Fail,
+                error.to_string(),
+                Some(
+                    "make each license file readable by you (`chmod u+r FILE`), or keep one of two with the same name"
+                        .into(),
+                ),
+            ),
             Vec::new(),
         ),
     }
@@ -207,6 +215,7 @@ fn disk_check(root: &str) -> Check {
 
 async fn gpu_check(
     engine: &Engine,
+    target: &Target,
     info: &bollard::models::SystemInfo,
     config: Option<&Config>,
     wanted: bool,
@@ -215,9 +224,14 @@ async fn gpu_check(
         .runtimes
         .as_ref()
         .is_some_and(|runtimes| runtimes.contains_key("nvidia"));
+    // The CDI folders are on the engine's host: look into them only when that is this one;
+    // for a remote engine the GPU container below tells.
     let cdi = info.cdi_spec_dirs.as_ref().is_some_and(|dirs| {
-        dirs.iter()
-            .any(|d| std::path::Path::new(d).join("nvidia.yaml").exists())
+        !dirs.is_empty()
+            && (!target.is_local()
+                || dirs
+                    .iter()
+                    .any(|d| std::path::Path::new(d).join("nvidia.yaml").exists()))
     });
     if !wanted {
         return check("gpus", Level::Info, "not checked (--no-gpus)", None);
@@ -238,19 +252,41 @@ async fn gpu_check(
     let Some(config) = config else {
         return check("gpus", Level::Ok, "the engine has the NVIDIA runtime", None);
     };
+    if !matches!(engine.inspect_image(&config.image_ref()).await, Ok(Some(_))) {
+        return check(
+            "gpus",
+            Level::Info,
+            format!(
+                "the engine has the NVIDIA runtime; whether a container sees GPUs is checked once {} is built",
+                config.image_ref()
+            ),
+            None,
+        );
+    }
     match engine
         .run_to_end(&config.image_ref(), &["nvidia-smi", "-L"], true)
         .await
     {
-        Ok((0, output)) => {
-            let count = output.lines().filter(|l| l.starts_with("GPU ")).count();
-            check(
+        Ok((0, output)) => match output.lines().filter(|l| l.starts_with("GPU ")).count() {
+            0 => check(
+                "gpus",
+                Level::Fail,
+                format!(
+                    "a GPU container of {} sees no GPU (`nvidia-smi -L` lists none)",
+                    config.image_ref()
+                ),
+                Some(
+                    "check that the host sees its GPUs (`nvidia-smi`) and that no other setting hides them (NVIDIA_VISIBLE_DEVICES)"
+                        .into(),
+                ),
+            ),
+            count => check(
                 "gpus",
                 Level::Ok,
                 format!("a container of {} sees {count} GPU(s)", config.image_ref()),
                 None,
-            )
-        }
+            ),
+        },
         Ok((code, output)) => check(
             "gpus",
             Level::Fail,
@@ -267,7 +303,11 @@ async fn gpu_check(
             "gpus",
             Level::Fail,
             format!("a GPU container could not run: {error}"),
-            None,
+            Some(
+                "configure the toolkit for Docker (`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`); \
+                 `docker run --rm --gpus all IMAGE nvidia-smi` shows the engine's own error"
+                    .into(),
+            ),
         ),
     }
 }
@@ -305,25 +345,39 @@ fn swarm_checks(info: &bollard::models::SystemInfo) -> Vec<Check> {
         let Some(addr) = peer.addr.filter(|a| !a.starts_with(&format!("{own}:"))) else {
             continue;
         };
-        let reachable = addr
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .is_some_and(|a: SocketAddr| {
-                TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok()
-            });
-        checks.push(if reachable {
+        let Some(manager) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+            continue;
+        };
+        // 2377 (cluster management) and 7946 (node gossip) answer on TCP; 4789 (the overlay's
+        // VXLAN traffic) is UDP, which has no answer to wait for.
+        let silent: Vec<String> = [manager.port(), 7946]
+            .into_iter()
+            .filter(|port| {
+                let probe = SocketAddr::new(manager.ip(), *port);
+                TcpStream::connect_timeout(&probe, Duration::from_secs(3)).is_err()
+            })
+            .map(|port| format!("{port}/tcp"))
+            .collect();
+        checks.push(if silent.is_empty() {
             check(
                 "swarm peer",
                 Level::Ok,
-                format!("manager {addr} answers"),
+                format!(
+                    "manager {} answers on {}/tcp and 7946/tcp",
+                    manager.ip(),
+                    manager.port()
+                ),
                 None,
             )
         } else {
             check(
                 "swarm peer",
                 Level::Fail,
-                format!("manager {addr} does not answer"),
+                format!(
+                    "manager {} does not answer on {}",
+                    manager.ip(),
+                    silent.join(", ")
+                ),
                 Some(format!(
                     "open {} between the machines",
                     crate::network::SWARM_PORTS
@@ -350,7 +404,14 @@ async fn image_checks(
                 Some("`devbox build`".into()),
             )];
         }
-        Err(error) => return vec![check("image", Level::Fail, error.to_string(), None)],
+        Err(error) => {
+            return vec![check(
+                "image",
+                Level::Fail,
+                error.to_string(),
+                Some("check the engine's log (`journalctl -u docker`)".into()),
+            )];
+        }
     };
     let labels: BTreeMap<String, String> = image
         .config
@@ -396,7 +457,7 @@ async fn image_checks(
     } else {
         vec![check(
             "image",
-            Level::Warn,
+            Level::Fail,
             format!("{reference} is stale: {}", stale.join("; ")),
             Some("`devbox build`".into()),
         )]

@@ -41,6 +41,12 @@ pub enum NetworkError {
     )]
     Foreign(String),
     #[error(
+        "network {name} exists as a {driver} network that is not attachable: containers started by \
+         devbox cannot join it. Remove it (`docker network rm {name}`) and let devbox make it, or \
+         choose another name"
+    )]
+    NotAttachable { name: String, driver: String },
+    #[error(
         "network {name} is in use by {}; stop those first (`devbox stop` on each machine)",
         .containers.join(", ")
     )]
@@ -173,7 +179,10 @@ pub async fn create(
         if existing.driver.as_deref() == Some("overlay") && existing.attachable == Some(true) {
             return Ok(false);
         }
-        return Err(NetworkError::Foreign(name.to_string()));
+        return Err(NetworkError::NotAttachable {
+            name: name.to_string(),
+            driver: existing.driver.unwrap_or_default(),
+        });
     }
     engine
         .create_overlay_network(name, subnet, mtu)

@@ -1,0 +1,140 @@
+//! `devbox doctor` against the real engine: a healthy project passes, and each problem fails
+//! the report with its fix.
+
+mod common;
+
+use common::{BUSYBOX_IMAGE, ImageCleanup, Project, assert_success, docker_ok, unique_name};
+use serde_json::Value;
+
+/// `devbox doctor --json ARGS`: the exit code and the checks.
+fn doctor(project: &Project, args: &[&str]) -> (i32, Vec<Value>) {
+    let mut all = vec!["doctor", "--json"];
+    all.extend_from_slice(args);
+    let output = project.devbox(&all);
+    let checks: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json prints JSON ({e}): {}{}",
+            common::stdout(&output),
+            common::stderr(&output)
+        )
+    });
+    (output.status.code().unwrap_or(-1), checks)
+}
+
+fn named<'a>(checks: &'a [Value], name: &str) -> Vec<&'a Value> {
+    checks.iter().filter(|c| c["name"] == name).collect()
+}
+
+fn failures(checks: &[Value]) -> Vec<&Value> {
+    checks.iter().filter(|c| c["level"] == "fail").collect()
+}
+
+#[test]
+fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
+    common::test_image("busybox");
+    let name = unique_name("doctor");
+    let project = Project::new(&format!(
+        "IMAGE_NAME={name}\nBASE_IMAGE={BUSYBOX_IMAGE}\nSIMULATION_SEED=7\n"
+    ));
+    project.write("images/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n");
+    project.write("licenses/site.lic", "SITE-LICENSE");
+    let _image = ImageCleanup(vec![format!("{name}:latest")]);
+
+    // Before the build: the image is missing, and that is a failure with its fix.
+    let (code, checks) = doctor(&project, &["--no-gpus"]);
+    assert_eq!(code, 1, "{checks:#?}");
+    let image = named(&checks, "image");
+    assert_eq!(image[0]["level"], "fail", "{checks:#?}");
+    assert_eq!(image[0]["fix"], "`devbox build`");
+
+    assert_success(&project.devbox(&["build", "-q"]));
+    let (code, checks) = doctor(&project, &["--no-gpus"]);
+    assert_eq!(code, 0, "a healthy project passes: {checks:#?}");
+    assert!(failures(&checks).is_empty(), "{checks:#?}");
+    let engine = named(&checks, "engine");
+    assert!(
+        engine[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("Docker Engine") && d.contains("(API 1.")),
+        "{engine:?}"
+    );
+    assert!(
+        named(&checks, ".env")
+            .iter()
+            .any(|c| c["level"] == "info"
+                && c["detail"].as_str().unwrap().contains("SIMULATION_SEED")),
+        "unknown keys are information: {checks:#?}"
+    );
+    assert_eq!(named(&checks, "image")[0]["level"], "ok", "{checks:#?}");
+    assert_eq!(named(&checks, "licenses")[0]["level"], "ok");
+    assert_eq!(named(&checks, "port").len(), 2, "{checks:#?}");
+
+    // A license changed since the build: the image is stale.
+    project.write("licenses/site.lic", "SITE-LICENSE, RENEWED");
+    let (code, checks) = doctor(&project, &["--no-gpus"]);
+    assert_eq!(code, 1, "{checks:#?}");
+    let image = named(&checks, "image");
+    assert_eq!(image[0]["level"], "fail", "{checks:#?}");
+    assert!(
+        image[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("license files differ"),
+        "{image:?}"
+    );
+    assert_eq!(image[0]["fix"], "`devbox build`");
+    assert_success(&project.devbox(&["build", "-q"]));
+
+    // Jupyter's host port held by a process: named, with the fix. (If something else on
+    // this machine holds it already, the port check must fail all the same.)
+    let _holder = std::net::TcpListener::bind("127.0.0.1:2088");
+    let (code, checks) = doctor(&project, &["--no-gpus"]);
+    assert_eq!(code, 1, "{checks:#?}");
+    let taken: Vec<_> = named(&checks, "port")
+        .into_iter()
+        .filter(|c| c["level"] == "fail")
+        .collect();
+    assert_eq!(taken.len(), 1, "{checks:#?}");
+    assert!(
+        taken[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:2088 is in use by"),
+        "{taken:?}"
+    );
+    assert!(
+        taken[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("-p HOST_PORT:2088")
+    );
+    drop(_holder);
+
+    // GPUs asked for on an engine without the NVIDIA runtime: a failure that says what to install.
+    let runtimes = docker_ok(&["info", "--format", "{{json .Runtimes}}"]);
+    if !runtimes.contains("\"nvidia\"") {
+        let (code, checks) = doctor(&project, &[]);
+        assert_eq!(code, 1, "{checks:#?}");
+        let gpus = named(&checks, "gpus");
+        assert_eq!(gpus[0]["level"], "fail", "{checks:#?}");
+        assert!(
+            gpus[0]["fix"]
+                .as_str()
+                .unwrap()
+                .contains("nvidia-container-toolkit"),
+            "{gpus:?}"
+        );
+    }
+
+    // A bad .env is one failed check among the others, not the end of the report.
+    project.write(".env", format!("IMAGE_NAME={name}\nAGX_VERSION=2.36\n"));
+    let (code, checks) = doctor(&project, &["--no-gpus"]);
+    assert_eq!(code, 1);
+    let env = named(&checks, ".env");
+    assert_eq!(env[0]["level"], "fail", "{checks:#?}");
+    assert!(
+        env[0]["detail"].as_str().unwrap().contains("AGX_VERSION"),
+        "{env:?}"
+    );
+    assert!(!named(&checks, "engine").is_empty(), "{checks:#?}");
+}
