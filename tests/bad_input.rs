@@ -15,8 +15,13 @@ struct Case {
     files: Vec<(&'static str, Vec<u8>)>,
     args: Vec<String>,
     process_env: Vec<(&'static str, String)>,
+    /// Files of the case's that the (then unprivileged) user running devbox may not read.
+    unreadable: Vec<&'static str>,
     expect: Vec<String>,
 }
+
+/// The user a case with unreadable files runs devbox as: root reads every file.
+const UNPRIVILEGED: u32 = 4321;
 
 fn case<S: AsRef<str>>(env: impl AsRef<[u8]>, args: &[S], expect: &[&str]) -> Case {
     Case {
@@ -24,6 +29,7 @@ fn case<S: AsRef<str>>(env: impl AsRef<[u8]>, args: &[S], expect: &[&str]) -> Ca
         files: Vec::new(),
         args: args.iter().map(|a| a.as_ref().to_string()).collect(),
         process_env: Vec::new(),
+        unreadable: Vec::new(),
         expect: expect.iter().map(|e| e.to_string()).collect(),
     }
 }
@@ -32,6 +38,11 @@ impl Case {
     fn with_file(mut self, path: &'static str, contents: impl AsRef<[u8]>) -> Case {
         self.files.push((path, contents.as_ref().to_vec()));
         self
+    }
+
+    fn unreadable(mut self, path: &'static str, contents: impl AsRef<[u8]>) -> Case {
+        self.unreadable.push(path);
+        self.with_file(path, contents)
     }
 
     fn with_env(mut self, key: &'static str, value: impl Into<String>) -> Case {
@@ -180,6 +191,23 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["--build-arg", "KEY=VALUE"],
         ),
         case("", &["build", "--build-arg", "BAD KEY=1"], &["--build-arg"]),
+        case(
+            "",
+            &["build", "--build-arg", "BASE_IMAGE=other"],
+            &["--build-arg BASE_IMAGE", "in the .env"],
+        ),
+        case(
+            "AGX_VERSION=2.36.1.2\n",
+            &["build"],
+            &["team.lic", "chmod u+r"],
+        )
+        .unreadable("licenses/team.lic", "LICENSE"),
+        case(b"A=1\nB=x\x00y\n", &["config"], &["line 2"]),
+        case(
+            format!("BIG={}\n", "v".repeat(2 << 20)),
+            &["status"],
+            &[".env", "MiB"],
+        ),
         // start's options.
         case(
             "",
@@ -294,9 +322,28 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         for (path, contents) in &case.files {
             project.write(path, contents);
         }
-        let before = listing(project.path());
         let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
         let mut command = project.devbox_command(&args);
+        if !case.unreadable.is_empty() {
+            let owner = format!("{UNPRIVILEGED}:{UNPRIVILEGED}");
+            let chown = std::process::Command::new("chown")
+                .args(["-R", &owner])
+                .arg(project.path())
+                .status()
+                .unwrap();
+            assert!(chown.success());
+            for path in &case.unreadable {
+                let file = project.path().join(path);
+                std::fs::set_permissions(
+                    &file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o000),
+                )
+                .unwrap();
+            }
+            std::os::unix::process::CommandExt::uid(&mut command, UNPRIVILEGED);
+            std::os::unix::process::CommandExt::gid(&mut command, UNPRIVILEGED);
+        }
+        let before = listing(project.path());
         for (key, value) in &case.process_env {
             command.env(key, value);
         }

@@ -30,6 +30,14 @@ impl Engines {
     fn addr(&self, engine: u32) -> &str {
         &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
     }
+
+    /// (tcp:// address with TLS, the client's certificate folder) of engine K.
+    fn tls(&self, engine: u32) -> (&str, &str) {
+        (
+            &self.0[&format!("DEVBOX_ENGINE_{engine}_TLS_HOST")],
+            &self.0[&format!("DEVBOX_ENGINE_{engine}_CERT_PATH")],
+        )
+    }
 }
 
 impl Drop for Engines {
@@ -118,6 +126,7 @@ print("hosts", " ".join(hosts))
 fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     common::test_image("debian");
     let engines = Engines::up();
+    an_engine_that_verifies_clients_is_reached_with_tls(&engines);
 
     // The real image, built once here and loaded into both engines (nothing can be pulled).
     let image = unique_name("cluster");
@@ -230,6 +239,16 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     );
     let status = head.devbox(&["cluster", "status"]);
     assert_success(&status);
+    let status = stdout(&status);
+    assert!(status.contains("2 nodes alive, 0 dead"), "{status}");
+    for (node, role) in [(&head.name, "head"), (&worker.name, "worker")] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with(node.as_str()) && l.contains(role) && l.contains("alive")),
+            "{node} as {role}: {status}"
+        );
+    }
 
     // The worker's machine dies: the head sees it dead within a bound and still runs work.
     engines_script(&["kill", "2"]);
@@ -255,6 +274,12 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     for m in [&worker, &head] {
         let down = m.devbox(&["cluster", "down"]);
         assert_success(&down);
+        // Ray is stopped gracefully inside before the container is.
+        assert!(
+            stderr(&down).contains("cluster-leave: Ray stopped"),
+            "{}",
+            stderr(&down)
+        );
         let left = m.docker(&[
             "ps",
             "-a",
@@ -360,5 +385,84 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
         stderr(&not_attachable).contains("not attachable"),
         "{}",
         stderr(&not_attachable)
+    );
+}
+
+/// An engine on tcp:// that verifies clients (`dockerd --tlsverify`), as a remote machine is
+/// reached: with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, and with a docker context that holds
+/// the certificates; without them devbox says what to set.
+fn an_engine_that_verifies_clients_is_reached_with_tls(engines: &Engines) {
+    let (host, certs) = engines.tls(1);
+    let project = Project::new(&format!("IMAGE_NAME={}\n", unique_name("tls")));
+    let docker_config = tempfile::tempdir().unwrap();
+    let status = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("status");
+        let mut command = project.devbox_command(&all);
+        command.env("DOCKER_CONFIG", docker_config.path());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+
+    let verified = status(
+        &[
+            ("DOCKER_HOST", host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", certs),
+        ],
+        &[],
+    );
+    assert_success(&verified);
+    assert!(
+        stdout(&verified).contains("absent"),
+        "{}",
+        stdout(&verified)
+    );
+
+    let plain = status(&[("DOCKER_HOST", host)], &[]);
+    assert!(!plain.status.success());
+    assert!(
+        stderr(&plain).contains("DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"),
+        "{}",
+        stderr(&plain)
+    );
+    let no_files = status(
+        &[
+            ("DOCKER_HOST", host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", "/nonexistent"),
+        ],
+        &[],
+    );
+    assert!(!no_files.status.success());
+    assert!(
+        stderr(&no_files).contains("cannot use the TLS files")
+            && stderr(&no_files).contains("/nonexistent/ca.pem"),
+        "{}",
+        stderr(&no_files)
+    );
+
+    // A docker context made by the docker CLI keeps copies of the files; devbox finds them.
+    let context = unique_name("ctx");
+    let made = Command::new("docker")
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args([
+            "context",
+            "create",
+            &context,
+            "--docker",
+            &format!("host={host},ca={certs}/ca.pem,cert={certs}/cert.pem,key={certs}/key.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert_success(&made);
+    let through_context = status(&[], &["--context", &context]);
+    assert_success(&through_context);
+    assert!(
+        stdout(&through_context).contains("absent"),
+        "{}",
+        stdout(&through_context)
     );
 }

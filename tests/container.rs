@@ -458,17 +458,36 @@ fn logs_stream_the_containers_output() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut followed = follow.stdout.take().unwrap();
     let mut first = [0u8; 6];
-    follow
-        .stdout
-        .take()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
+    followed.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"line1\n");
+    // Output written after `logs -f` began arrives too: it follows. (PID 1 is the init,
+    // whose stdout is the container's log.)
+    assert_success(&dev.project.devbox(&[
+        "connect",
+        "--",
+        "sh",
+        "-c",
+        "echo later > /proc/1/fd/1",
+    ]));
+    let (sender, arrived) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let mut byte = [0u8; 1];
+        while !rest.ends_with(b"later\n") && followed.read_exact(&mut byte).is_ok() {
+            rest.push(byte[0]);
+        }
+        let _ = sender.send(rest);
+    });
+    let rest = arrived.recv_timeout(Duration::from_secs(20));
     assert!(follow.try_wait().unwrap().is_none(), "-f keeps following");
     follow.kill().unwrap();
     let _ = follow.wait();
+    assert!(
+        rest.as_deref().is_ok_and(|r| r.ends_with(b"later\n")),
+        "what logs -f printed after its first line: {rest:?}"
+    );
 }
 
 #[test]
@@ -846,4 +865,107 @@ fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::E
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Forwards TCP connections on a loopback port to the engine's unix socket, as an engine
+/// listening on tcp:// would take them; the port it listens on.
+fn engine_on_tcp() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+            let (mut client_in, mut engine_out) =
+                (client.try_clone().unwrap(), engine.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut client_in, &mut engine_out));
+            let (mut engine_in, mut client_out) = (engine, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut engine_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_engine_over_tcp_is_reached_through_docker_host() {
+    let dev = Dev::new("");
+    let host = format!("tcp://127.0.0.1:{}", engine_on_tcp());
+    let over_tcp = |args: &[&str]| {
+        dev.project
+            .devbox_command(args)
+            .env("DOCKER_HOST", &host)
+            .output()
+            .unwrap()
+    };
+    let mut start = START_ON_FREE_PORTS.to_vec();
+    start.splice(1..1, ["--name", dev.name.as_str()]);
+    assert_success(&over_tcp(&start));
+    assert_eq!(dev.inspect("{{.State.Running}}"), "true");
+    let status = over_tcp(&["status"]);
+    assert_success(&status);
+    assert!(stdout(&status).contains("(running)"), "{}", stdout(&status));
+    let inside = over_tcp(&["connect", "--", "echo", "over tcp"]);
+    assert_success(&inside);
+    assert_eq!(stdout(&inside), "over tcp\n");
+    assert_success(&over_tcp(&["stop", "-t", "1"]));
+    assert!(!dev.exists());
+}
+
+#[test]
+fn ctrl_c_during_a_start_leaves_a_running_container_or_nothing() {
+    let dev = Dev::new("");
+    let mut interrupted = 0;
+    // Interrupts at several moments of the start: whatever the moment, the container runs
+    // (the start had finished) or nothing is left (not a container that never started, not
+    // a mount folder made for it).
+    for delay_ms in [0, 30, 60, 100, 150, 200, 300] {
+        let start = dev
+            .project
+            .devbox_command(&[
+                "start",
+                "-p",
+                "127.0.0.1::2059",
+                "-p",
+                "127.0.0.1::2088",
+                "--",
+                "sleep",
+                "100000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(start.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let output = start.wait_with_output().unwrap();
+        match output.status.code() {
+            Some(0) => assert_eq!(dev.inspect("{{.State.Running}}"), "true"),
+            Some(130) => {
+                interrupted += 1;
+                assert!(
+                    stderr(&output).contains("nothing was left half-made"),
+                    "{}",
+                    stderr(&output)
+                );
+                assert!(!dev.exists(), "after {delay_ms} ms: a container is left");
+                assert!(
+                    !dev.project.path().join("src").exists(),
+                    "a mount folder is left"
+                );
+            }
+            // Killed by the signal before devbox took it over: nothing made yet.
+            None => assert!(!dev.exists(), "after {delay_ms} ms: a container is left"),
+            other => panic!("exit {other:?}: {}", stderr(&output)),
+        }
+        let _ = docker(&["rm", "-f", &dev.name]);
+        for folder in ["src", "scripts", "models", "data"] {
+            let _ = std::fs::remove_dir_all(dev.project.path().join(folder));
+        }
+    }
+    eprintln!("{interrupted} of 7 starts were interrupted while making the container");
 }

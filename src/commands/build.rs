@@ -31,6 +31,9 @@ pub async fn run(config: &Config, target: &Target, args: &BuildArgs) -> Result<(
     Ok(())
 }
 
+/// Build arguments that devbox sets from the project's settings.
+const SETTINGS: &[&str] = &["BASE_IMAGE", "AGX_VERSION", "AGX_DISTRIBUTION"];
+
 /// `KEY=VALUE`, or `KEY` alone to take the value from the environment (skipped when unset),
 /// as `docker build --build-arg` does.
 fn parse_build_args(
@@ -48,6 +51,14 @@ fn parse_build_args(
         if !valid_key {
             return Err(Error::Usage(format!(
                 "--build-arg {arg:?}: expected KEY=VALUE with KEY of letters, digits and _"
+            )));
+        }
+        // These are settings: the AGX package, the labels and `devbox doctor` follow them,
+        // so they come from one place.
+        if SETTINGS.contains(&key) {
+            return Err(Error::Usage(format!(
+                "--build-arg {key}: {key} is a setting of the project; set it in the .env or for \
+                 one build in the environment (`{key}=… devbox build`)"
             )));
         }
         if let Some(value) = value {
@@ -84,5 +95,12 @@ mod tests {
     fn a_bad_build_arg_key_is_refused() {
         let err = parse_build_args(&["=1".to_string()], |_| None).unwrap_err();
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn settings_are_not_build_args() {
+        let err = parse_build_args(&["BASE_IMAGE=debian".to_string()], |_| None).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("BASE_IMAGE=… devbox build"), "{err}");
     }
 }

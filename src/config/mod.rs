@@ -46,7 +46,7 @@ pub enum ConfigError {
         "no {path} found; run `devbox init` in the project folder to create one, or pass -C/--project-dir or --env-file"
     )]
     EnvFileMissing { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}; check that you may read it (`ls -l`)")]
     EnvFileUnreadable {
         path: PathBuf,
         #[source]

@@ -253,9 +253,17 @@ pub async fn start(
             .await
             .map_err(|e| explain_start_error(e, spec.gpus.is_some()))
     };
-    let result = tokio::select! {
-        result = make => result,
-        _ = interrupt.recv() => Err(ContainerError::Interrupted),
+    let result = {
+        let mut make = std::pin::pin!(make);
+        tokio::select! {
+            result = &mut make => result,
+            _ = interrupt.recv() => {
+                // The engine carries out a request even when devbox drops it: let the one in
+                // flight end (a start is under a second), so that what it made is undone below.
+                let _ = make.await;
+                Err(ContainerError::Interrupted)
+            }
+        }
     };
     if let Err(error) = result {
         // Nothing half-made stays behind: not the container, not a network or folder made
@@ -444,7 +452,7 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
     }
     stdout.flush().await.map_err(ContainerError::Terminal)?;
     feed.abort();
-    Ok(engine.exec_exit_code(&id).await?.unwrap_or(0))
+    Ok(engine.exec_exit_code(&id).await?)
 }
 
 /// Leaves the Ray cluster from inside the container, when devbox's command is there; a
@@ -469,10 +477,22 @@ async fn leave_cluster(engine: &Engine, name: &str) {
         ]),
         ..Default::default()
     };
-    if let Ok(mut exec) = engine.exec(name, config).await {
-        while let Some(Ok(chunk)) = exec.output.next().await {
-            eprint!("{chunk}");
+    // The container is stopped either way; a leave that failed is said, not hidden.
+    let left = async {
+        let mut exec = engine.exec(name, config).await?;
+        while let Some(chunk) = exec.output.next().await {
+            eprint!("{}", chunk?);
         }
+        engine.exec_exit_code(&exec.id).await
+    };
+    match left.await {
+        Ok(0) => {}
+        Ok(code) => eprintln!(
+            "devbox: warning: cluster-leave in {name} exited {code}; stopping the container anyway              (the head will see this node die instead of leave)"
+        ),
+        Err(error) => eprintln!(
+            "devbox: warning: could not run cluster-leave in {name} ({error}); stopping the container anyway"
+        ),
     }
 }
 

@@ -91,5 +91,5 @@ pub async fn run_interactive(engine: &Engine, exec: Exec) -> Result<i64, Contain
     keys.abort();
     drop(raw);
     outcome?;
-    Ok(engine.exec_exit_code(&id).await?.unwrap_or(0))
+    Ok(engine.exec_exit_code(&id).await?)
 }

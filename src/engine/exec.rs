@@ -59,12 +59,27 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard("resize the terminal", e))
     }
 
-    /// The command's exit code, once it has ended.
-    pub async fn exec_exit_code(&self, id: &str) -> Result<Option<i64>, EngineError> {
-        self.docker
-            .inspect_exec(id)
-            .await
-            .map(|inspect| inspect.exit_code)
-            .map_err(|e| EngineError::from_bollard("read the command's exit code", e))
+    /// The command's exit code, once its output has ended. The engine may record the exit
+    /// a moment after it closes the output: wait for it (a few seconds at most) rather than
+    /// report a code it has not given.
+    pub async fn exec_exit_code(&self, id: &str) -> Result<i64, EngineError> {
+        const OPERATION: &str = "read the command's exit code";
+        for _ in 0..250 {
+            let inspect = self
+                .docker
+                .inspect_exec(id)
+                .await
+                .map_err(|e| EngineError::from_bollard(OPERATION, e))?;
+            match (inspect.running, inspect.exit_code) {
+                (Some(true), _) | (_, None) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                (_, Some(code)) => return Ok(code),
+            }
+        }
+        Err(EngineError::Refused {
+            operation: OPERATION.into(),
+            message: "the command's output ended but the engine reports it still running".into(),
+        })
     }
 }

@@ -26,6 +26,9 @@ use futures_util::{Stream, TryStreamExt};
 /// Label on everything devbox creates, so it can be found and cleaned up.
 pub const LABEL_MANAGED: &str = "io.devbox.managed";
 
+/// bollard's own default for a request (two minutes).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
 /// Builds, interactive shells and followed logs last as long as they last: far longer than
 /// bollard's default two-minute request timeout.
 const LONG_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -52,6 +55,24 @@ pub enum EngineError {
     )]
     BadHost {
         host: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error(
+        "the engine at {host} takes only TLS connections with a client certificate: set \
+         DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem, \
+         or use a docker context made with them (`docker context create NAME --docker host={host},ca=…,cert=…,key=…`)"
+    )]
+    NeedsTls { host: String },
+    #[error(
+        "cannot use the TLS files for {host} ({}, {}, {}): {source}\n\
+         DOCKER_CERT_PATH (or the docker context) names the folder with the engine's CA (ca.pem) \
+         and this client's certificate and key (cert.pem, key.pem)",
+        .files.ca.display(), .files.cert.display(), .files.key.display()
+    )]
+    Tls {
+        host: String,
+        files: Box<target::TlsFiles>,
         #[source]
         source: BollardError,
     },
@@ -101,23 +122,43 @@ impl Engine {
     /// default), fail at once should a bollard release start sending the prefix.
     pub async fn connect(target: &Target) -> Result<Self, EngineError> {
         let host = target.host.clone();
-        let docker = Docker::connect_with_host(&host).map_err(|source| match source {
-            BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
+        let docker = match &target.tls {
+            Some(files) => Docker::connect_with_ssl(
+                &host,
+                &files.key,
+                &files.cert,
+                &files.ca,
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|source| EngineError::Tls {
                 host: host.clone(),
+                files: Box::new(files.clone()),
                 source,
-            },
-            source => EngineError::BadHost {
+            })?,
+            None => Docker::connect_with_host(&host).map_err(|source| match source {
+                BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
+                    host: host.clone(),
+                    source,
+                },
+                source => EngineError::BadHost {
+                    host: host.clone(),
+                    source,
+                },
+            })?,
+        };
+        docker.ping().await.map_err(|source| match source {
+            // Go's TLS server answers plain HTTP so.
+            BollardError::DockerResponseServerError { ref message, .. }
+                if message.contains("HTTPS server") =>
+            {
+                EngineError::NeedsTls { host: host.clone() }
+            }
+            source => EngineError::Unreachable {
                 host: host.clone(),
                 source,
             },
         })?;
-        docker
-            .ping()
-            .await
-            .map_err(|source| EngineError::Unreachable {
-                host: host.clone(),
-                source,
-            })?;
         let long_docker = docker.clone().with_timeout(LONG_TIMEOUT);
         Ok(Engine {
             docker,

@@ -10,11 +10,32 @@ use super::EngineError;
 
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
-/// The engine's address, and the context it came from (for messages).
+/// The engine's address, the context it came from (for messages), and the client's TLS
+/// files when the engine verifies its clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub host: String,
     pub context: Option<String>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// What `dockerd --tlsverify` asks of a client, in the docker CLI's layout: the CA that signed
+/// the engine's certificate, and the client's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn in_folder(folder: &Path) -> Self {
+        TlsFiles {
+            ca: folder.join("ca.pem"),
+            cert: folder.join("cert.pem"),
+            key: folder.join("key.pem"),
+        }
+    }
 }
 
 impl Target {
@@ -39,7 +60,18 @@ pub fn resolve(
     env: impl Fn(&str) -> Option<String>,
     config_dir: &Path,
 ) -> Result<Target, EngineError> {
+    // DOCKER_TLS_VERIFY: the files are in DOCKER_CERT_PATH, else the docker config folder.
+    let env_tls = || {
+        env("DOCKER_TLS_VERIFY").map(|_| {
+            TlsFiles::in_folder(
+                &env("DOCKER_CERT_PATH")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| config_dir.to_path_buf()),
+            )
+        })
+    };
     let default = |host: Option<String>| Target {
+        tls: host.as_ref().and_then(|_| env_tls()),
         host: host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
         context: None,
     };
@@ -58,9 +90,10 @@ pub fn resolve(
     if name == "default" {
         return Ok(default(env("DOCKER_HOST")));
     }
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
     let meta = config_dir
         .join("contexts/meta")
-        .join(hex::encode(Sha256::digest(name.as_bytes())))
+        .join(&digest)
         .join("meta.json");
     let text = std::fs::read_to_string(&meta)
         .map_err(|_| EngineError::UnknownContext { name: name.clone() })?;
@@ -72,9 +105,15 @@ pub fn resolve(
                 .map(String::from)
         })
         .ok_or_else(|| EngineError::UnknownContext { name: name.clone() })?;
+    // `docker context create --docker host=…,ca=…,cert=…,key=…` keeps copies here.
+    let tls_folder = config_dir.join("contexts/tls").join(&digest).join("docker");
     Ok(Target {
         host,
         context: Some(name),
+        tls: tls_folder
+            .join("ca.pem")
+            .is_file()
+            .then(|| TlsFiles::in_folder(&tls_folder)),
     })
 }
 
@@ -145,6 +184,38 @@ mod tests {
         assert_eq!(
             resolve(None, none, empty.path()).unwrap().host,
             DEFAULT_HOST
+        );
+    }
+
+    #[test]
+    fn tls_files_come_from_docker_cert_path_or_the_contexts_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |key: &str| match key {
+            "DOCKER_HOST" => Some("tcp://10.0.0.9:2376".to_string()),
+            "DOCKER_TLS_VERIFY" => Some("1".to_string()),
+            "DOCKER_CERT_PATH" => Some("/certs".to_string()),
+            _ => None,
+        };
+        let target = resolve(None, env, dir.path()).unwrap();
+        assert_eq!(target.tls, Some(TlsFiles::in_folder(Path::new("/certs"))));
+        assert_eq!(target.tls.unwrap().key, Path::new("/certs/key.pem"));
+        let no_verify = |key: &str| (key == "DOCKER_HOST").then(|| "tcp://h:2375".to_string());
+        assert_eq!(resolve(None, no_verify, dir.path()).unwrap().tls, None);
+
+        write_context(dir.path(), "secure", "tcp://10.0.0.9:2376");
+        write_context(dir.path(), "plain", "tcp://10.0.0.9:2375");
+        let store = dir
+            .path()
+            .join("contexts/tls")
+            .join(hex::encode(Sha256::digest(b"secure")))
+            .join("docker");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("ca.pem"), "CA").unwrap();
+        let secure = resolve(Some("secure"), |_| None, dir.path()).unwrap();
+        assert_eq!(secure.tls, Some(TlsFiles::in_folder(&store)));
+        assert_eq!(
+            resolve(Some("plain"), |_| None, dir.path()).unwrap().tls,
+            None
         );
     }
 

@@ -34,7 +34,10 @@ pub enum ImageError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("cannot read {what} {}: {source}", .path.display())]
+    #[error(
+        "cannot read {what} {}: {source}; make it readable by you (`chmod u+r`), or move it away",
+        .path.display()
+    )]
     UnreadableInput {
         what: &'static str,
         path: PathBuf,
