@@ -405,3 +405,26 @@ fn memory_does_not_grow_with_what_the_build_sends() {
     assert!(peak > 0, "the build was not seen running");
     assert!(peak < 30 << 10, "devbox's peak memory was {peak} KiB");
 }
+
+#[test]
+fn on_a_terminal_the_build_shows_its_step_and_time_then_the_image() {
+    let (project, name) = busybox_project("");
+    project.write(
+        "images/Dockerfile",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo first-step-output && sleep 2\nRUN true\n",
+    );
+    let _cleanup = ImageCleanup(vec![format!("{name}:t1")]);
+    let (mut build, mut terminal, _slave, _) =
+        common::on_a_terminal(project.devbox_command(&["build"]), (24, 120));
+    // The status line: the step of N, what it runs, the elapsed time; the step's output
+    // scrolls above it.
+    let status = terminal.expect("Step 3/4: RUN echo first-step-output");
+    assert!(status.contains(" building [") && status.contains("s]"), "{status}");
+    terminal.expect("first-step-output");
+    let summary = terminal.expect("build context");
+    assert!(
+        summary.contains(&format!("built {name}:t1 (")) && summary.contains(" MB"),
+        "{summary}"
+    );
+    assert!(build.wait().unwrap().success());
+}

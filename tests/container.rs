@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, assert_failure, assert_success,
-    docker, docker_ok, stderr, stdout, unique_name,
+    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, Terminal, assert_failure,
+    assert_success, docker, docker_ok, on_a_terminal, resize, stderr, stdout, unique_name,
 };
 
 /// A project whose image is the busybox test image, and clean-up of its container.
@@ -767,8 +767,7 @@ fn a_hangup_during_connect_restores_the_terminal() {
     );
 }
 
-/// `devbox connect` on a new pseudo-terminal of `size` (rows, columns): the process, the
-/// terminal's other end, its slave side, and its settings before.
+/// `devbox connect` on a new pseudo-terminal of `size` (rows, columns).
 fn connect_on_a_terminal(
     dev: &Dev,
     size: (u16, u16),
@@ -778,79 +777,7 @@ fn connect_on_a_terminal(
     OwnedFd,
     nix::sys::termios::Termios,
 ) {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
-    resize(&pty.slave, size);
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let child = dev
-        .project
-        .devbox_command(&["connect"])
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .spawn()
-        .unwrap();
-    (child, Terminal::new(pty.master), pty.slave, before)
-}
-
-fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
-    rustix::termios::tcsetwinsize(
-        terminal,
-        rustix::termios::Winsize {
-            ws_row: rows,
-            ws_col: columns,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )
-    .unwrap();
-}
-
-struct Terminal {
-    master: std::fs::File,
-    seen: String,
-}
-
-impl Terminal {
-    fn new(master: OwnedFd) -> Terminal {
-        let file = std::fs::File::from(master);
-        rustix::io::ioctl_fionbio(&file, true).unwrap();
-        Terminal {
-            master: file,
-            seen: String::new(),
-        }
-    }
-
-    fn send(&mut self, text: &str) {
-        self.master.write_all(text.as_bytes()).unwrap();
-    }
-
-    /// Waits for `needle`; returns the output up to and including it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut buffer = [0u8; 4096];
-        while !self.seen.contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "waited for {needle:?}; saw:\n{}",
-                self.seen
-            );
-            match self.master.read(&mut buffer) {
-                Ok(n) if n > 0 => {
-                    let text = String::from_utf8_lossy(&buffer[..n]);
-                    // Answer the shell's cursor-position query as a terminal would.
-                    if text.contains("\x1b[6n") {
-                        self.send("\x1b[1;1R");
-                    }
-                    self.seen.push_str(&text);
-                }
-                _ => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-        // Later expectations look at later output only.
-        let end = self.seen.find(needle).unwrap() + needle.len();
-        self.seen.drain(..end).collect()
-    }
+    on_a_terminal(dev.project.devbox_command(&["connect"]), size)
 }
 
 fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

@@ -2,12 +2,14 @@
 //! and test images, a loopback HTTP server, and clean-up by name.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
 
 /// `devbox start` with the published ports on free host ports (tests run side by side) and a
 /// main command that waits.
@@ -320,5 +322,89 @@ pub fn host_ca_certificates_setting() -> String {
         format!("EXTRA_CA_CERTS={}\n", dir.display())
     } else {
         String::new()
+    }
+}
+
+/// Runs `command` on a new pseudo-terminal of `size` (rows, columns): the process, the
+/// terminal's other end, its slave side, and its settings before.
+pub fn on_a_terminal(
+    mut command: Command,
+    size: (u16, u16),
+) -> (
+    std::process::Child,
+    Terminal,
+    OwnedFd,
+    nix::sys::termios::Termios,
+) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    resize(&pty.slave, size);
+    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+    let child = command
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .unwrap();
+    (child, Terminal::new(pty.master), pty.slave, before)
+}
+
+pub fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
+    rustix::termios::tcsetwinsize(
+        terminal,
+        rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+}
+
+pub struct Terminal {
+    master: std::fs::File,
+    pub seen: String,
+}
+
+impl Terminal {
+    fn new(master: OwnedFd) -> Terminal {
+        let file = std::fs::File::from(master);
+        rustix::io::ioctl_fionbio(&file, true).unwrap();
+        Terminal {
+            master: file,
+            seen: String::new(),
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits for `needle`; returns the output up to and including it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buffer = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {needle:?}; saw:\n{}",
+                self.seen
+            );
+            match self.master.read(&mut buffer) {
+                Ok(n) if n > 0 => {
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    // Answer the shell's cursor-position query as a terminal would.
+                    if text.contains("\x1b[6n") {
+                        self.send("\x1b[1;1R");
+                    }
+                    self.seen.push_str(&text);
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        // Later expectations look at later output only.
+        let end = self.seen.find(needle).unwrap() + needle.len();
+        self.seen.drain(..end).collect()
     }
 }
