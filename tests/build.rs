@@ -140,9 +140,25 @@ fn a_rebuild_that_changes_nothing_gives_the_same_image() {
     // A change in the context does give a new image.
     project.write("images/helper.sh", "echo changed\n");
     assert_success(&project.devbox(&["build", "-q"]));
+    let changed = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert_ne!(changed, first);
+    // And so does --no-cache, with nothing changed: every step runs again.
+    let cached = project.devbox(&["build"]);
+    assert!(
+        stdout(&cached).contains("Using cache"),
+        "{}",
+        stdout(&cached)
+    );
+    let uncached = project.devbox(&["build", "--no-cache"]);
+    assert_success(&uncached);
+    assert!(
+        !stdout(&uncached).contains("Using cache"),
+        "{}",
+        stdout(&uncached)
+    );
     assert_ne!(
         docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]),
-        first
+        changed
     );
 }
 
@@ -419,7 +435,10 @@ fn on_a_terminal_the_build_shows_its_step_and_time_then_the_image() {
     // The status line: the step of N, what it runs, the elapsed time; the step's output
     // scrolls above it.
     let status = terminal.expect("Step 3/4: RUN echo first-step-output");
-    assert!(status.contains(" building [") && status.contains("s]"), "{status}");
+    assert!(
+        status.contains(" building [") && status.contains("s]"),
+        "{status}"
+    );
     terminal.expect("first-step-output");
     let summary = terminal.expect("build context");
     assert!(

@@ -330,6 +330,20 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
         "{}",
         stderr(&inspect)
     );
+    // The same addresses for a second network: the overlap is named, with the way out.
+    let overlapping = manager.devbox(&[
+        "network",
+        "create",
+        &unique_name("twin"),
+        "--subnet",
+        subnet,
+    ]);
+    assert!(!overlapping.status.success());
+    assert!(
+        stderr(&overlapping).contains("overlap") && stderr(&overlapping).contains("--subnet"),
+        "{}",
+        stderr(&overlapping)
+    );
     let again = manager.devbox(&["network", "create", &network]);
     assert_success(&again);
     assert!(
@@ -369,12 +383,13 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
     assert_success(&manager.docker(&["rm", "-f", &user]));
     let removed = manager.devbox(&["network", "rm", &network]);
     assert_success(&removed);
-    assert!(
+    // A swarm network goes from the manager's view a moment after the removal.
+    wait_until("the removed network gone", Duration::from_secs(30), || {
         !manager
             .docker(&["network", "inspect", &network])
             .status
             .success()
-    );
+    });
 
     let plain = unique_name("plain");
     assert_success(&manager.docker(&["network", "create", "--driver", "overlay", &plain]));

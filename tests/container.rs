@@ -5,13 +5,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, Terminal, assert_failure,
-    assert_success, docker, docker_ok, on_a_terminal, resize, stderr, stdout, unique_name,
+    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, assert_failure, assert_success,
+    docker, docker_ok, on_a_terminal, resize, stderr, stdout, unique_name,
 };
 
 /// A project whose image is the busybox test image, and clean-up of its container.
@@ -39,12 +39,16 @@ impl Dev {
 
     /// `devbox start` with the default ports moved to free ones (tests run in parallel).
     fn start(&self, extra: &[&str]) -> std::process::Output {
+        self.start_command(extra).output().expect("devbox runs")
+    }
+
+    fn start_command(&self, extra: &[&str]) -> std::process::Command {
         let mut args = vec!["start", "-p", "127.0.0.1::2059", "-p", "127.0.0.1::2088"];
         args.extend_from_slice(extra);
         if !extra.contains(&"--") {
             args.extend_from_slice(&["--", "sleep", "100000"]);
         }
-        self.project.devbox(&args)
+        self.project.devbox_command(&args)
     }
 
     fn inspect(&self, format: &str) -> String {
@@ -315,19 +319,7 @@ fn start_defaults_the_name_and_shm_and_takes_bare_env_keys_from_the_environment(
         _image: ImageCleanup(vec![format!("{image}:latest")]),
     };
     let output = dev
-        .project
-        .devbox_command(&[
-            "start",
-            "-p",
-            "127.0.0.1::2059",
-            "-p",
-            "127.0.0.1::2088",
-            "-e",
-            "FROM_HOST",
-            "--",
-            "sleep",
-            "100000",
-        ])
+        .start_command(&["-e", "FROM_HOST"])
         .env("FROM_HOST", "host value")
         .output()
         .unwrap();
@@ -702,7 +694,8 @@ fn files_made_inside_belong_to_the_user_who_started_the_container() {
 fn connect_without_a_command_is_a_real_terminal() {
     let dev = Dev::new("");
     assert_success(&dev.start(&[]));
-    let (mut child, mut terminal, slave, before) = connect_on_a_terminal(&dev, (30, 100));
+    let (mut child, mut terminal, slave, before) =
+        on_a_terminal(dev.project.devbox_command(&["connect"]), (30, 100));
 
     terminal.send("stty size; echo ready-$((40+2))\r");
     let shown = terminal.expect("ready-42");
@@ -745,7 +738,8 @@ fn connect_without_a_command_is_a_real_terminal() {
 fn a_hangup_during_connect_restores_the_terminal() {
     let dev = Dev::new("");
     assert_success(&dev.start(&[]));
-    let (mut child, mut terminal, slave, before) = connect_on_a_terminal(&dev, (24, 80));
+    let (mut child, mut terminal, slave, before) =
+        on_a_terminal(dev.project.devbox_command(&["connect"]), (24, 80));
     terminal.send("echo in-$((2+3))\r");
     terminal.expect("in-5");
     let raw = nix::sys::termios::tcgetattr(slave.as_fd()).unwrap();
@@ -765,19 +759,6 @@ fn a_hangup_during_connect_restores_the_terminal() {
         after.local_flags, before.local_flags,
         "the terminal is restored"
     );
-}
-
-/// `devbox connect` on a new pseudo-terminal of `size` (rows, columns).
-fn connect_on_a_terminal(
-    dev: &Dev,
-    size: (u16, u16),
-) -> (
-    std::process::Child,
-    Terminal,
-    OwnedFd,
-    nix::sys::termios::Termios,
-) {
-    on_a_terminal(dev.project.devbox_command(&["connect"]), size)
 }
 
 fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
@@ -849,17 +830,7 @@ fn ctrl_c_during_a_start_leaves_a_running_container_or_nothing() {
     // a mount folder made for it).
     for delay_ms in [0, 30, 60, 100, 150, 200, 300] {
         let start = dev
-            .project
-            .devbox_command(&[
-                "start",
-                "-p",
-                "127.0.0.1::2059",
-                "-p",
-                "127.0.0.1::2088",
-                "--",
-                "sleep",
-                "100000",
-            ])
+            .start_command(&[])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

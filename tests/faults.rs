@@ -141,3 +141,119 @@ fn the_engine_dying_mid_build_start_and_connect_is_reported_and_survived() {
         common::stdout(&left)
     );
 }
+
+/// The primary engine behind a TCP port that goes dead the moment a request containing
+/// `fatal` has been passed on: the engine carries that request out, but its answer never
+/// arrives and the connection drops, as when an engine (or the link to it) dies mid-request.
+/// `reopen` lets connections through again, as when the engine is back.
+struct DyingEngine {
+    host: String,
+    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DyingEngine {
+    fn start(fatal: &'static str) -> DyingEngine {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = format!("tcp://{}", listener.local_addr().unwrap());
+        let dead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let state = (dead.clone(), armed);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (dead, armed) = (state.0.clone(), state.1.clone());
+                if dead.load(SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let engine =
+                    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+                let (mut from_client, mut to_engine) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                let cut = dead.clone();
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut from_client, &mut buffer) {
+                        if std::io::Write::write_all(&mut to_engine, &buffer[..n]).is_err() {
+                            break;
+                        }
+                        if armed.load(SeqCst)
+                            && String::from_utf8_lossy(&buffer[..n]).contains(fatal)
+                        {
+                            armed.store(false, SeqCst);
+                            cut.store(true, SeqCst);
+                        }
+                    }
+                });
+                let (mut from_engine, mut to_client) = (engine, client);
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut from_engine, &mut buffer) {
+                        if dead.load(SeqCst)
+                            || std::io::Write::write_all(&mut to_client, &buffer[..n]).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        DyingEngine { host, dead }
+    }
+
+    fn reopen(&self) {
+        self.dead.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_engine_dying_while_start_creates_the_container_is_reported_and_repaired_by_the_next_start() {
+    common::test_image("busybox");
+    let name = unique_name("dies");
+    assert!(
+        Command::new("docker")
+            .args(["tag", BUSYBOX_IMAGE, &format!("{name}:latest")])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _image = common::ImageCleanup(vec![format!("{name}:latest")]);
+    let _container = ContainerCleanup(name.clone());
+    let project = Project::new(&format!("IMAGE_NAME={name}\nCONTAINER_NAME={name}\n"));
+    let engine = DyingEngine::start("/containers/create");
+    let start = || {
+        project
+            .devbox_command(START_ON_FREE_PORTS)
+            .env("DOCKER_HOST", &engine.host)
+            .output()
+            .unwrap()
+    };
+
+    let died = start();
+    assert_eq!(died.status.code(), Some(1), "{}", stderr(&died));
+    let err = stderr(&died);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.matches("devbox: error:").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("while starting {name}")) && err.contains("engine"),
+        "{err}"
+    );
+
+    // The engine is back: the next start takes what the dead one left and runs the container.
+    engine.reopen();
+    let again = start();
+    assert_success(&again);
+    let state = Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", &name])
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout(&state).trim(), "true");
+}
+
+struct ContainerCleanup(String);
+
+impl Drop for ContainerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
