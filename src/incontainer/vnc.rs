@@ -98,6 +98,13 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+            // Slow, not gone: the generated password is printed once, so print it all the same.
+            if !stopped.load(Ordering::SeqCst) {
+                println!(
+                    "\nstart-vnc: x11vnc is not listening on port {port} yet; once it is:\n{message}\n"
+                );
+                let _ = std::io::stdout().flush();
+            }
         })
     };
     let status = server.0.wait().map_err(|source| Error::Io {
