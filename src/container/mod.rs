@@ -488,7 +488,7 @@ async fn leave_cluster(engine: &Engine, name: &str) {
     match left.await {
         Ok(0) => {}
         Ok(code) => eprintln!(
-            "devbox: warning: cluster-leave in {name} exited {code}; stopping the container anyway              (the head will see this node die instead of leave)"
+            "devbox: warning: cluster-leave in {name} exited {code}; stopping the container anyway (the head will see this node die instead of leave)"
         ),
         Err(error) => eprintln!(
             "devbox: warning: could not run cluster-leave in {name} ({error}); stopping the container anyway"
