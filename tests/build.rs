@@ -142,6 +142,8 @@ fn a_rebuild_that_changes_nothing_gives_the_same_image() {
     assert_success(&project.devbox(&["build", "-q"]));
     let changed = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_ne!(changed, first);
+    // The images the tag moved away from go too.
+    let _replaced = ImageCleanup(vec![first.clone(), changed.clone()]);
     // And so does --no-cache, with nothing changed: every step runs again.
     let cached = project.devbox(&["build"]);
     assert!(

@@ -69,6 +69,14 @@ fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
     assert_eq!(named(&checks, "licenses")[0]["level"], "ok");
     assert_eq!(named(&checks, "port").len(), 2, "{checks:#?}");
 
+    // The image the next build's tag moves away from goes too.
+    let _replaced = ImageCleanup(vec![docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{name}:latest"),
+    ])]);
     // A license changed since the build: the image is stale.
     project.write("licenses/site.lic", "SITE-LICENSE, RENEWED");
     let (code, checks) = doctor(&project, &["--no-gpus"]);
