@@ -64,11 +64,6 @@ pub enum ContainerError {
          on the others: `docker swarm join --token <token> <manager address>:2377`"
     )]
     NoSwarm { network: String },
-    #[error(
-        "network {network} is a {driver} network that is not attachable: containers started by devbox cannot join it. \
-         Use an attachable overlay network (`docker network create --driver overlay --attachable NAME`)"
-    )]
-    NotAttachable { network: String, driver: String },
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
     #[error("cannot create the folder {path} to mount: {source}")]
@@ -311,10 +306,11 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
             let driver = existing.driver.clone().unwrap_or_default();
             let swarm_scoped = existing.scope.as_deref() == Some("swarm");
             if swarm_scoped && existing.attachable != Some(true) {
-                return Err(ContainerError::NotAttachable {
-                    network: network.to_string(),
+                return Err(crate::network::NetworkError::NotAttachable {
+                    name: network.to_string(),
                     driver,
-                });
+                }
+                .into());
             }
             Ok(false)
         }
@@ -322,9 +318,8 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
         // engine resolve it through the managers.
         None if role == SwarmRole::Worker => Ok(false),
         None if role == SwarmRole::Manager => {
-            // The same creation as `devbox network create`, with its explained refusals
-            // (an address pool that overlaps another network).
-            crate::network::create(engine, network, None, None).await?;
+            // The same creation as `devbox network create`, with its explained refusals.
+            crate::network::create_overlay(engine, network, None, None).await?;
             eprintln!("created attachable overlay network {network}");
             Ok(true)
         }

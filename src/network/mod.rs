@@ -42,8 +42,9 @@ pub enum NetworkError {
     Foreign(String),
     #[error(
         "network {name} exists as a {driver} network that is not attachable: containers started by \
-         devbox cannot join it. Remove it (`docker network rm {name}`) and let devbox make it, or \
-         choose another name"
+         devbox cannot join it. Remove it (`docker network rm {name}`) and let devbox make it, use \
+         an attachable overlay network (`docker network create --driver overlay --attachable NAME`), \
+         or choose another name"
     )]
     NotAttachable { name: String, driver: String },
     #[error(
@@ -184,6 +185,18 @@ pub async fn create(
             driver: existing.driver.unwrap_or_default(),
         });
     }
+    create_overlay(engine, name, subnet, mtu).await?;
+    Ok(true)
+}
+
+/// Makes NAME, which does not exist, as an attachable overlay network (on a manager), with the
+/// engine's refusal of an address range that overlaps another network explained.
+pub async fn create_overlay(
+    engine: &Engine,
+    name: &str,
+    subnet: Option<&str>,
+    mtu: Option<u32>,
+) -> Result<(), NetworkError> {
     engine
         .create_overlay_network(name, subnet, mtu)
         .await
@@ -192,8 +205,7 @@ pub async fn create(
                 message: m.to_string(),
             },
             _ => e.into(),
-        })?;
-    Ok(true)
+        })
 }
 
 /// One of devbox's networks.
