@@ -58,7 +58,7 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
     /// Secrets are shown as set or unset.
-    Config,
+    Config(ConfigArgs),
     /// The commands of the container: start-vnc, start-jupyter, cluster-join, cluster-leave,
     /// cluster-status.
     #[command(flatten)]
@@ -259,6 +259,23 @@ pub enum ClusterCommand {
 pub struct ClusterUpArgs {
     #[command(flatten)]
     pub start: StartArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print JSON for scripts: every setting by key, with the value in effect (the default
+    /// when the .env has none), then the project's own keys. Secrets are left out.
+    #[arg(long, conflicts_with = "get")]
+    pub json: bool,
+
+    /// With --json: include JUPYTER_TOKEN and VNC_PASSWORD.
+    #[arg(long, requires = "json")]
+    pub show_secrets: bool,
+
+    /// Print the value in effect of one setting (a key devbox reads, or one of the .env's),
+    /// alone on a line, for scripts.
+    #[arg(long, value_name = "KEY")]
+    pub get: Option<String>,
 }
 
 #[derive(Debug, Args)]

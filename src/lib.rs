@@ -1,15 +1,29 @@
-//! devbox's modules, one per concept. The binary (`main.rs`) only parses, dispatches and
-//! reports; the library form lets the fuzz targets reach the parsers of user input.
+//! devbox's modules, one per concept, in layers:
+//! `config` (the `.env`) → pure specs (`container::spec`, `image::spec`, `labels`) →
+//! `engine` (the only bollard user and the only reader of the engine's messages) → the
+//! domain (`image`, `container`, `swarm`, `ray`, `doctor`) → `commands`; the in-container
+//! commands (`incontainer`) stand apart. The binary (`main.rs`) only dispatches; what is
+//! public here is what it and the fuzz targets use.
 
-pub mod cli;
-pub mod cluster;
-pub mod commands;
-pub mod config;
-pub mod container;
-pub mod context;
-pub mod doctor;
-pub mod engine;
-pub mod image;
-pub mod incontainer;
-pub mod network;
-pub mod report;
+mod build_context;
+mod cli;
+mod commands;
+mod config;
+mod container;
+mod doctor;
+mod engine;
+mod exit;
+mod image;
+mod incontainer;
+mod labels;
+mod printer;
+mod ray;
+mod swarm;
+
+pub use cli::Cli;
+pub use commands::run as run_command;
+pub use config::{EnvFile, KNOWN_KEYS};
+pub use container::options as start_options;
+pub use exit::ExitStatus;
+pub use incontainer::{invocation as applet_invocation, run as run_applet};
+pub use printer::Printer;

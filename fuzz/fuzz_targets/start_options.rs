@@ -2,7 +2,7 @@
 //! error, never a panic; what is accepted is well-formed.
 #![no_main]
 
-use devbox::container::options;
+use devbox::start_options as options;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {

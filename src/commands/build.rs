@@ -1,12 +1,18 @@
 //! `devbox build`.
 
-use super::Error;
+use super::{CommandError, WhileDoing};
 use crate::cli::BuildArgs;
 use crate::config::Config;
 use crate::engine::{Engine, Target};
+use crate::exit::ExitStatus;
 use crate::image::{self, BuildRequest};
+use crate::printer::Printer;
 
-pub async fn run(config: &Config, target: &Target, args: &BuildArgs) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    target: &Target,
+    args: &BuildArgs,
+) -> Result<ExitStatus, CommandError> {
     let request = BuildRequest {
         no_cache: args.no_cache,
         pull: args.pull,
@@ -14,21 +20,18 @@ pub async fn run(config: &Config, target: &Target, args: &BuildArgs) -> Result<(
         extra_tags: args.tags.clone(),
         quiet: args.quiet,
     };
-    let while_building = |source| Error::Build {
-        image: config.image_ref(),
-        source: Box::new(source),
-    };
-    let inputs = image::Inputs::check(config).map_err(while_building)?;
+    let doing = || format!("building {}", config.image_ref());
+    let inputs = image::Inputs::check(config).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
     let built = image::build(&engine, config, inputs, &request)
         .await
-        .map_err(while_building)?;
+        .while_doing(doing)?;
     if args.quiet {
-        println!("{}", built.id);
+        Printer::DEVBOX.result(&built.id);
     } else {
-        println!("{built}");
+        Printer::DEVBOX.result(&built);
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// Build arguments that devbox sets from the project's settings.
@@ -39,7 +42,7 @@ const SETTINGS: &[&str] = &["BASE_IMAGE", "AGX_VERSION", "AGX_DISTRIBUTION"];
 fn parse_build_args(
     args: &[String],
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<Vec<(String, String)>, CommandError> {
     let mut parsed = Vec::new();
     for arg in args {
         let (key, value) = match arg.split_once('=') {
@@ -49,14 +52,14 @@ fn parse_build_args(
         let valid_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
-            return Err(Error::Usage(format!(
+            return Err(CommandError::Usage(format!(
                 "--build-arg {arg:?}: expected KEY=VALUE with KEY of letters, digits and _"
             )));
         }
         // These are settings: the AGX package, the labels and `devbox doctor` follow them,
         // so they come from one place.
         if SETTINGS.contains(&key) {
-            return Err(Error::Usage(format!(
+            return Err(CommandError::Usage(format!(
                 "--build-arg {key}: {key} is a setting of the project; set it in the .env or for \
                  one build in the environment (`{key}=… devbox build`)"
             )));

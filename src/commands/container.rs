@@ -1,13 +1,15 @@
 //! `devbox start`, `connect`, `stop`, `status`, `logs`.
 
-use super::Error;
+use super::{CommandError, WhileDoing};
 use crate::cli::{ConnectArgs, LogsArgs, StartArgs, StatusArgs, StopArgs};
 use crate::config::Config;
 use crate::container::options::{self, OptionError};
-use crate::container::spec::{self, StartOptions};
-use crate::container::{self, Started, status};
+use crate::container::spec::{self, ContainerSpec, StartOptions};
+use crate::container::{self, ContainerError, Started, status};
 use crate::engine::{Engine, Target};
+use crate::exit::ExitStatus;
 use crate::image::progress::format_size;
+use crate::printer::Printer;
 
 /// The container's name for a command that finds an existing one.
 pub(super) fn name_of(config: &Config, name: &Option<String>) -> String {
@@ -21,148 +23,194 @@ pub(super) fn name_of(config: &Config, name: &Option<String>) -> String {
 pub(super) fn start_options(
     config: &Config,
     args: &StartArgs,
-) -> Result<StartOptions, OptionError> {
+) -> Result<StartOptions, ContainerError> {
     let env_lookup = |key: &str| std::env::var(key).ok();
-    Ok(StartOptions {
-        name: args.name.as_deref().map(options::parse_name).transpose()?,
-        gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
-        network: args.network.clone(),
-        volumes: args
-            .volumes
-            .iter()
-            .map(|v| options::parse_volume(v, &config.project_dir))
-            .collect::<Result<_, _>>()?,
-        publish: args
-            .publish
-            .iter()
-            .map(|p| options::parse_publish(p))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect(),
-        shm_size: args
-            .shm_size
-            .as_deref()
-            .map(options::parse_size)
-            .transpose()?,
-        privileged: args.privileged,
-        env: args
-            .env
-            .iter()
-            .map(|e| options::parse_env(e, env_lookup))
-            .collect::<Result<_, _>>()?,
-        command: args.command.clone(),
-    })
+    let parsed = || -> Result<StartOptions, OptionError> {
+        Ok(StartOptions {
+            name: args.name.as_deref().map(options::parse_name).transpose()?,
+            gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
+            network: args.network.clone(),
+            volumes: args
+                .volumes
+                .iter()
+                .map(|v| options::parse_volume(v, &config.project_dir))
+                .collect::<Result<_, _>>()?,
+            publish: args
+                .publish
+                .iter()
+                .map(|p| options::parse_publish(p))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+            shm_size: args
+                .shm_size
+                .as_deref()
+                .map(options::parse_size)
+                .transpose()?,
+            privileged: args.privileged,
+            env: args
+                .env
+                .iter()
+                .map(|e| options::parse_env(e, env_lookup))
+                .collect::<Result<_, _>>()?,
+            command: args.command.clone(),
+        })
+    };
+    Ok(parsed()?)
 }
 
-pub async fn start(config: &Config, target: &Target, args: &StartArgs) -> Result<i32, Error> {
+/// What `start` and `cluster up` say about a container they made: the network made for it,
+/// the Ray cluster a replaced container could not leave, a /dev/shm made smaller, ports open
+/// to every machine.
+pub(super) fn report_created(
+    printer: Printer,
+    spec: &ContainerSpec,
+    made_network: bool,
+    leave_failure: Option<&str>,
+) {
+    if let Some(failure) = leave_failure {
+        printer.warning(failure);
+    }
+    if made_network && let Some(network) = &spec.network {
+        printer.progress(format!("created attachable overlay network {network}"));
+    }
+    if let Some(from) = spec.shm_clamped_from {
+        printer.note(format!(
+            "/dev/shm is {} instead of {}: half of the engine host's memory (--shm-size sets it)",
+            format_size(spec.shm_size),
+            format_size(from)
+        ));
+    }
+    let wide: Vec<String> = spec
+        .publish
+        .iter()
+        .filter(|p| p.host_ip.is_none_or(|ip| !ip.is_loopback()))
+        .map(|p| p.host_port.to_string())
+        .collect();
+    if !wide.is_empty() {
+        printer.warning(format!(
+            "port(s) {} are open to every machine that can reach this one; \
+             PUBLISH_ADDRESS=127.0.0.1 and the ssh tunnel `devbox status` prints keep them private",
+            wide.join(", ")
+        ));
+    }
+}
+
+pub async fn start(
+    config: &Config,
+    target: &Target,
+    args: &StartArgs,
+) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
     let name = name_of(config, &args.name);
-    let context = |source| Error::Container {
-        doing: format!("starting {name}"),
-        source: Box::new(source),
-    };
-    let options = start_options(config, args).map_err(|e| context(e.into()))?;
+    let doing = || format!("starting {name}");
+    let options = start_options(config, args).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
     match container::start(&engine, config, &options, args.recreate)
         .await
-        .map_err(context)?
+        .while_doing(doing)?
     {
         Started::AlreadyRunning(spec) => {
-            println!("{} is already running with this configuration", spec.name);
+            printer.result(format!(
+                "{} is already running with this configuration",
+                spec.name
+            ));
         }
-        Started::Created(spec) => {
-            if let Some(from) = spec.shm_clamped_from {
-                eprintln!(
-                    "note: /dev/shm is {} instead of {}: half of the engine host's memory (--shm-size sets it)",
-                    format_size(spec.shm_size),
-                    format_size(from)
-                );
-            }
-            let wide: Vec<String> = spec
-                .publish
-                .iter()
-                .filter(|p| p.host_ip.is_none_or(|ip| !ip.is_loopback()))
-                .map(|p| p.host_port.to_string())
-                .collect();
-            if !wide.is_empty() {
-                eprintln!(
-                    "warning: port(s) {} are open to every machine that can reach this one; \
-                     PUBLISH_ADDRESS=127.0.0.1 and the ssh tunnel `devbox status` prints keep them private",
-                    wide.join(", ")
-                );
-            }
-            println!("started {} from {}", spec.name, spec.image);
+        Started::Created {
+            spec,
+            made_network,
+            leave_failure,
+        } => {
+            report_created(printer, &spec, made_network, leave_failure.as_deref());
+            printer.result(format!("started {} from {}", spec.name, spec.image));
             let status = status::fresh_status(&engine, config, &spec.name)
                 .await
-                .map_err(context)?;
-            print!("{}", status::render(&status));
+                .while_doing(doing)?;
+            printer.result(status::render(&status));
         }
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
-pub async fn connect(config: &Config, target: &Target, args: &ConnectArgs) -> Result<i32, Error> {
+pub async fn connect(
+    config: &Config,
+    target: &Target,
+    args: &ConnectArgs,
+) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
-    let code = container::connect(&engine, config, &name, &args.command)
+    let doing = || format!("connecting to {name}");
+    let running = container::running(&engine, &name)
         .await
-        .map_err(|source| Error::Container {
-            doing: format!("connecting to {name}"),
-            source: Box::new(source),
-        })?;
-    Ok(i32::try_from(code).unwrap_or(1))
+        .while_doing(doing)?;
+    if let Some(stale) = container::staleness(&engine, config, &running).await {
+        Printer::DEVBOX.note(stale);
+    }
+    let code = container::connect(&engine, &running, &args.command)
+        .await
+        .while_doing(doing)?;
+    Ok(ExitStatus::of_program(code))
 }
 
-pub async fn stop(config: &Config, target: &Target, args: &StopArgs) -> Result<i32, Error> {
+pub async fn stop(
+    config: &Config,
+    target: &Target,
+    args: &StopArgs,
+) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     let stopped = container::stop(&engine, &name, args.time)
         .await
-        .map_err(|source| Error::Container {
-            doing: format!("stopping {name}"),
-            source: Box::new(source),
-        })?;
-    if stopped {
-        println!("stopped and removed {name}; the mounted folders are kept");
-    } else {
-        println!("{name} is not running");
+        .while_doing(|| format!("stopping {name}"))?;
+    match stopped {
+        Some(stopped) => {
+            if let Some(failure) = stopped.leave_failure {
+                printer.warning(failure);
+            }
+            printer.result(format!(
+                "stopped and removed {name}; the mounted folders are kept"
+            ));
+        }
+        None => printer.result(format!("{name} is not running")),
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
-pub async fn status(config: &Config, target: &Target, args: &StatusArgs) -> Result<i32, Error> {
+pub async fn status(
+    config: &Config,
+    target: &Target,
+    args: &StatusArgs,
+) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     let status = status::status(&engine, config, &name)
         .await
-        .map_err(|source| Error::Container {
-            doing: format!("reading the status of {name}"),
-            source: Box::new(source),
-        })?;
+        .while_doing(|| format!("reading the status of {name}"))?;
+    let printer = Printer::DEVBOX;
     if args.json {
         let status = if args.show_secrets {
             status
         } else {
             status.without_secrets()
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("status serialises")
-        );
+        printer.result(serde_json::to_string_pretty(&status).expect("status serialises"));
     } else {
-        print!("{}", status::render(&status));
+        printer.result(status::render(&status));
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
-pub async fn logs(config: &Config, target: &Target, args: &LogsArgs) -> Result<i32, Error> {
+pub async fn logs(
+    config: &Config,
+    target: &Target,
+    args: &LogsArgs,
+) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, &args.name);
     container::logs(&engine, &name, args.follow, args.tail)
         .await
-        .map_err(|source| Error::Container {
-            doing: format!("reading the logs of {name}"),
-            source: Box::new(source),
-        })?;
-    Ok(0)
+        .while_doing(|| format!("reading the logs of {name}"))?;
+    Ok(ExitStatus::Success)
 }

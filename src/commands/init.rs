@@ -3,10 +3,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::Error;
+use super::CommandError;
 use crate::cli::InitArgs;
 use crate::config::{DEFAULT_ENV_FILE, ENV_EXAMPLE};
+use crate::exit::ExitStatus;
 use crate::image::spec::DEFAULT_IMAGE_FILES;
+use crate::printer::Printer;
 
 const FOLDERS: &[&str] = &["licenses", "src", "scripts", "models", "data"];
 
@@ -31,12 +33,11 @@ fn new_env_file(host_ca_dir: &Path) -> String {
     }
 }
 
-pub fn run(project_dir: &Path, args: &InitArgs) -> Result<(), Error> {
+pub fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
     let env_file = new_env_file(Path::new(HOST_EXTRA_CA_DIR));
     if env_file != ENV_EXAMPLE && !project_dir.join(DEFAULT_ENV_FILE).exists() {
-        println!(
-            "note: this host trusts extra CA certificates; the image will too (EXTRA_CA_CERTS)"
-        );
+        printer.note("this host trusts extra CA certificates; the image will too (EXTRA_CA_CERTS)");
     }
     let mut files: Vec<(String, &str, bool)> =
         vec![(DEFAULT_ENV_FILE.to_string(), &env_file, false)];
@@ -56,27 +57,28 @@ pub fn run(project_dir: &Path, args: &InitArgs) -> Result<(), Error> {
     {
         let path = project_dir.join(folder);
         if path.is_dir() {
-            println!("kept     {folder}/");
+            printer.result(format!("kept     {folder}/"));
         } else {
-            std::fs::create_dir_all(&path).map_err(|source| Error::Create { path, source })?;
-            println!("created  {folder}/");
+            std::fs::create_dir_all(&path)
+                .map_err(|source| CommandError::Create { path, source })?;
+            printer.result(format!("created  {folder}/"));
         }
     }
     for (name, contents, executable) in files {
         let path = project_dir.join(&name);
-        if write_new(&path, contents, executable).map_err(|source| Error::Create {
+        if write_new(&path, contents, executable).map_err(|source| CommandError::Create {
             path: path.clone(),
             source,
         })? {
-            println!("created  {name}");
+            printer.result(format!("created  {name}"));
         } else {
-            println!("kept     {name} (exists)");
+            printer.result(format!("kept     {name} (exists)"));
         }
     }
-    println!(
-        "next: put your AGX license (*.lic) in licenses/, set AGX_VERSION in .env, then run `devbox build`"
+    printer.result(
+        "next: put your AGX license (*.lic) in licenses/, set AGX_VERSION in .env, then run `devbox build`",
     );
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// Writes a file that does not exist yet; `false` when it does (it is left as it is).

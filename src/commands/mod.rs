@@ -1,54 +1,41 @@
-//! One file per host command; `run` dispatches and gives every error its context.
+//! One file per host command; `run` dispatches, and every command's error gets its context
+//! (`while starting NAME`) through `WhileDoing`.
 
 mod build;
 mod cluster;
 mod container;
+mod doctor;
 mod init;
 mod show_config;
+mod swarm;
 
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command};
-use crate::cluster::ClusterError;
 use crate::config::{Config, ConfigError};
 use crate::container::ContainerError;
 use crate::engine::{EngineError, Target};
+use crate::exit::ExitStatus;
 use crate::image::ImageError;
-use crate::network::NetworkError;
+use crate::ray::RayError;
+use crate::swarm::SwarmError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum CommandError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("while building {image}: {source}")]
-    Build {
-        image: String,
-        #[source]
-        source: Box<ImageError>,
-    },
-    #[error("while {doing}: {source}")]
-    Container {
+    /// A command's own failure, with what it was doing.
+    #[error("while {doing}")]
+    While {
         doing: String,
         #[source]
-        source: Box<ContainerError>,
-    },
-    #[error("while {doing}: {source}")]
-    Network {
-        doing: String,
-        #[source]
-        source: Box<NetworkError>,
-    },
-    #[error("while {doing}: {source}")]
-    Cluster {
-        doing: String,
-        #[source]
-        source: Box<ClusterError>,
+        source: Box<Failure>,
     },
     #[error("{0}")]
     Usage(String),
-    #[error("cannot create {}: {source}", .path.display())]
+    #[error("cannot create {}", .path.display())]
     Create {
         path: PathBuf,
         #[source]
@@ -56,20 +43,59 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// The exit code for this error: 130 after an interruption, as shells report Ctrl-C.
-    pub fn exit_code(&self) -> u8 {
-        let interrupted = match self {
-            Error::Build { source, .. } => matches!(**source, ImageError::Interrupted),
-            Error::Container { source, .. } => matches!(**source, ContainerError::Interrupted),
-            _ => false,
-        };
-        if interrupted { 130 } else { 1 }
+/// What a command's domain module can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    #[error(transparent)]
+    Ray(#[from] RayError),
+}
+
+impl CommandError {
+    /// How the process ends after this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            CommandError::Usage(_) => ExitStatus::Usage,
+            CommandError::While { source, .. } if source.is_interrupted() => {
+                ExitStatus::Interrupted
+            }
+            _ => ExitStatus::Failure,
+        }
     }
 }
 
-/// Runs the command; `Ok` carries the exit code (a connected command's own).
-pub async fn run(cli: Cli) -> Result<i32, Error> {
+impl Failure {
+    fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            Failure::Image(ImageError::Interrupted)
+                | Failure::Container(ContainerError::Interrupted)
+                | Failure::Ray(RayError::Container(ContainerError::Interrupted))
+        )
+    }
+}
+
+/// Gives a domain module's error the context of what the command was doing.
+trait WhileDoing<T> {
+    fn while_doing(self, doing: impl FnOnce() -> String) -> Result<T, CommandError>;
+}
+
+impl<T, E: Into<Failure>> WhileDoing<T> for Result<T, E> {
+    fn while_doing(self, doing: impl FnOnce() -> String) -> Result<T, CommandError> {
+        self.map_err(|error| CommandError::While {
+            doing: doing(),
+            source: Box::new(error.into()),
+        })
+    }
+}
+
+/// Runs the command line's command.
+pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
     let project_dir = cli
         .project_dir
         .clone()
@@ -77,32 +103,35 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     let load = || Config::load(&project_dir, cli.env_file.as_deref());
     let target = || Target::resolve(cli.context.as_deref());
     match cli.command {
-        Command::Init(args) => init::run(&project_dir, &args).map(|()| 0),
-        Command::Build(args) => build::run(&load()?, &target()?, &args).await.map(|()| 0),
+        Command::Init(args) => init::run(&project_dir, &args),
+        Command::Build(args) => build::run(&load()?, &target()?, &args).await,
         Command::Start(args) => container::start(&load()?, &target()?, &args).await,
         Command::Connect(args) => container::connect(&load()?, &target()?, &args).await,
         Command::Stop(args) => container::stop(&load()?, &target()?, &args).await,
         Command::Status(args) => container::status(&load()?, &target()?, &args).await,
         Command::Logs(args) => container::logs(&load()?, &target()?, &args).await,
-        Command::Swarm(command) => cluster::swarm(&target()?, &command).await,
-        Command::Network(command) => cluster::network(&target()?, &command).await,
-        Command::Cluster(command) => cluster::cluster(&load()?, &target()?, &command).await,
-        Command::Doctor(args) => {
-            let checks = crate::doctor::run(load(), &target()?, !args.no_gpus).await;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&checks).expect("checks serialise")
-                );
-            } else {
-                print!("{}", crate::doctor::render(&checks));
-            }
-            Ok(if crate::doctor::passed(&checks) { 0 } else { 1 })
-        }
-        Command::Config => {
-            print!("{}", show_config::render(&load()?));
-            Ok(0)
-        }
+        Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
+        Command::Network(command) => swarm::network(&target()?, &command).await,
+        Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
+        Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
+        Command::Config(args) => show_config::run(&load()?, &args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_command_ends_as_shells_report_ctrl_c() {
+        let interrupted: Result<(), _> = Err(ContainerError::Interrupted);
+        let error = interrupted
+            .while_doing(|| "starting box".into())
+            .unwrap_err();
+        assert_eq!(error.exit_status().code(), 130);
+        assert_eq!(error.to_string(), "while starting box");
+        let usage = CommandError::Usage("--build-arg".into());
+        assert_eq!(usage.exit_status(), ExitStatus::Usage);
     }
 }

@@ -1,10 +1,50 @@
-//! `devbox config`: the resolved configuration, as devbox will use it.
+//! `devbox config`: the resolved configuration, as devbox will use it; for people, as JSON,
+//! or one value.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::config::{Config, KNOWN_KEYS};
+use super::CommandError;
+use crate::cli::ConfigArgs;
+use crate::config::{Config, KNOWN_KEYS, SECRET_KEYS};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
 
-pub fn render(config: &Config) -> String {
+pub fn run(config: &Config, args: &ConfigArgs) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
+    let mut settings = settings(config);
+    if let Some(key) = &args.get {
+        let value = settings.remove(key.as_str()).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "{key} is not a setting devbox reads nor a key of the .env; `devbox config` lists them"
+            ))
+        })?;
+        printer.result(value);
+    } else if args.json {
+        if !args.show_secrets {
+            settings.retain(|key, _| !SECRET_KEYS.contains(key));
+        }
+        printer.result(serde_json::to_string_pretty(&settings).expect("settings serialise"));
+    } else {
+        printer.result(render(config));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Every setting by key with the value in effect: the keys devbox reads (their defaults when
+/// the .env and the environment have none), and the project's own keys.
+fn settings(config: &Config) -> BTreeMap<&str, &str> {
+    let known = KNOWN_KEYS.iter().map(|(key, default)| {
+        let value = config.values.get(*key).map_or(*default, String::as_str);
+        (*key, value)
+    });
+    let project = config
+        .project_keys()
+        .map(|key| (key.as_str(), config.values[key].as_str()));
+    known.chain(project).collect()
+}
+
+fn render(config: &Config) -> String {
     let secret = |value: &Option<String>| match value {
         Some(_) => "(set)".to_string(),
         None => "(a new random one at each start)".to_string(),
@@ -54,11 +94,7 @@ pub fn render(config: &Config) -> String {
     for (name, value) in rows {
         let _ = writeln!(text, "{name:<22} {value}");
     }
-    let project_keys: Vec<&String> = config
-        .values
-        .keys()
-        .filter(|key| !KNOWN_KEYS.iter().any(|(known, _)| known == key))
-        .collect();
+    let project_keys: Vec<&String> = config.project_keys().collect();
     if !project_keys.is_empty() {
         let _ = writeln!(
             text,
@@ -92,5 +128,26 @@ mod tests {
             text.contains("image                  machine-boom-project:latest"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn settings_for_scripts_have_every_key_with_its_value_in_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "IMAGE_TAG=v2\nAGX_VERSION=\nSIMULATION_STEPS=5\n",
+        )
+        .unwrap();
+        let config = Config::load_with(dir.path(), None, |key| {
+            (key == "BASE_IMAGE").then(|| "debian:bookworm".to_string())
+        })
+        .unwrap();
+        let settings = settings(&config);
+        assert_eq!(settings["IMAGE_TAG"], "v2");
+        assert_eq!(settings["IMAGE_NAME"], "machine-boom-project");
+        assert_eq!(settings["BASE_IMAGE"], "debian:bookworm");
+        assert_eq!(settings["AGX_VERSION"], "");
+        assert_eq!(settings["SIMULATION_STEPS"], "5");
+        assert_eq!(settings.len(), KNOWN_KEYS.len() + 1);
     }
 }

@@ -38,7 +38,7 @@ impl EnvFile {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let unreadable = |source| ConfigError::EnvFileUnreadable {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let file = std::fs::File::open(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -90,15 +90,15 @@ impl EnvFile {
                 }
                 dotenvy::Error::Io(source) => ConfigError::EnvFileUnreadable {
                     path: path.to_path_buf(),
-                    source,
+                    cause: source,
                 },
                 dotenvy::Error::EnvVar(e) => ConfigError::EnvFileUnreadable {
                     path: path.to_path_buf(),
-                    source: std::io::Error::other(e),
+                    cause: std::io::Error::other(e),
                 },
                 _ => ConfigError::EnvFileUnreadable {
                     path: path.to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
+                    cause: std::io::Error::other(e.to_string()),
                 },
             })?;
             let line = line_of_key(text, &key, search_from);

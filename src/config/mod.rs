@@ -35,6 +35,9 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("DATA_DIR", "data"),
 ];
 
+/// Settings whose values are secrets: shown only as set or unset unless asked for.
+pub const SECRET_KEYS: &[&str] = &["JUPYTER_TOKEN", "VNC_PASSWORD"];
+
 pub const DEFAULT_BASE_IMAGE: &str = "nvidia/cuda:12.2.2-runtime-ubuntu22.04";
 pub const DEFAULT_ENV_FILE: &str = ".env";
 
@@ -46,11 +49,10 @@ pub enum ConfigError {
         "no {path} found; run `devbox init` in the project folder to create one, or pass -C/--project-dir or --env-file"
     )]
     EnvFileMissing { path: PathBuf },
-    #[error("cannot read {path}: {source}; check that you may read it (`ls -l`)")]
+    #[error("cannot read {path}: {cause}; check that you may read it (`ls -l`)")]
     EnvFileUnreadable {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{path} is {size} bytes; a .env file holds a few settings and is expected to be under 1 MiB"
@@ -160,6 +162,13 @@ impl Config {
         };
         let file = EnvFile::read(&env_path)?;
         validate::resolve(project_dir, file, &process_env)
+    }
+
+    /// The `.env`'s keys that devbox does not read: the project's own, for the container.
+    pub fn project_keys(&self) -> impl Iterator<Item = &String> {
+        self.values
+            .keys()
+            .filter(|key| !KNOWN_KEYS.iter().any(|(known, _)| known == key))
     }
 
     /// The image reference `IMAGE_NAME:IMAGE_TAG`.

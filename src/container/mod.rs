@@ -16,10 +16,11 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, LABEL_MANAGED, LogOutput, SwarmRole};
+use crate::engine::{Engine, EngineError, LogOutput, Refusal, SwarmRole};
+use crate::labels;
 use options::OptionError;
 pub use spec::StartOptions;
-use spec::{ContainerSpec, HostFacts, LABEL_CONFIG, LABEL_CONFIG_HASH, LABEL_DOTENV};
+use spec::{ContainerSpec, HostFacts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -66,18 +67,14 @@ pub enum ContainerError {
     NoSwarm { network: String },
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
-    #[error("cannot create the folder {path} to mount: {source}")]
-    MountFolder {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot create the folder {path} to mount: {cause}")]
+    MountFolder { path: String, cause: std::io::Error },
     #[error("interrupted; nothing was left half-made")]
     Interrupted,
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     #[error(transparent)]
-    Network(#[from] crate::network::NetworkError),
+    Swarm(#[from] crate::swarm::SwarmError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -85,17 +82,40 @@ pub enum ContainerError {
 /// What `start` did.
 #[derive(Debug)]
 pub enum Started {
-    Created(ContainerSpec),
+    Created {
+        spec: ContainerSpec,
+        /// devbox made the container's overlay network for it.
+        made_network: bool,
+        /// A container replaced by `--recreate` could not leave the Ray cluster cleanly.
+        leave_failure: Option<String>,
+    },
     AlreadyRunning(ContainerSpec),
 }
 
-fn is_managed(container: &ContainerInspectResponse) -> bool {
-    labels_of(container)
-        .get(LABEL_MANAGED)
-        .is_some_and(|v| v == "true")
+impl Started {
+    pub fn spec(&self) -> &ContainerSpec {
+        match self {
+            Started::Created { spec, .. } | Started::AlreadyRunning(spec) => spec,
+        }
+    }
 }
 
-fn labels_of(container: &ContainerInspectResponse) -> std::collections::HashMap<String, String> {
+pub(super) fn is_managed(container: &ContainerInspectResponse) -> bool {
+    labels::is_managed(container.config.as_ref().and_then(|c| c.labels.as_ref()))
+}
+
+/// The container's name, as the user gave it.
+pub fn name_of(container: &ContainerInspectResponse) -> &str {
+    container
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+}
+
+pub(super) fn labels_of(
+    container: &ContainerInspectResponse,
+) -> std::collections::HashMap<String, String> {
     container
         .config
         .as_ref()
@@ -183,18 +203,19 @@ pub async fn start(
     let (spec, existing) = tokio::try_join!(wanted_spec(engine, config, options), async {
         Ok(engine.inspect_container(&name).await?)
     })?;
+    let mut leave_failure = None;
     if let Some(existing) = existing {
         if !is_managed(&existing) {
             return Err(ContainerError::Foreign(spec.name));
         }
         let labels = labels_of(&existing);
         if is_running(&existing) {
-            if labels.get(LABEL_CONFIG_HASH) == Some(&spec.config_hash()) {
+            if labels.get(labels::CONFIG_HASH) == Some(&spec.config_hash()) {
                 return Ok(Started::AlreadyRunning(spec));
             }
             if !recreate {
                 let started: BTreeMap<String, String> = labels
-                    .get(LABEL_CONFIG)
+                    .get(labels::CONFIG)
                     .and_then(|json| serde_json::from_str(json).ok())
                     .unwrap_or_default();
                 return Err(ContainerError::Drift {
@@ -202,7 +223,7 @@ pub async fn start(
                     name: spec.name,
                 });
             }
-            leave_cluster(engine, &spec.name).await;
+            leave_failure = leave_cluster(engine, &spec.name).await;
         }
         engine.remove_container(&spec.name).await?;
     }
@@ -237,7 +258,7 @@ pub async fn start(
             }
             std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
                 path: mount.source.clone(),
-                source,
+                cause: source,
             })?;
         }
         engine
@@ -274,7 +295,11 @@ pub async fn start(
         }
         return Err(error);
     }
-    Ok(Started::Created(spec))
+    Ok(Started::Created {
+        spec,
+        made_network: made.network,
+        leave_failure,
+    })
 }
 
 /// What a `start` made before the container ran, to undo when it fails.
@@ -286,27 +311,24 @@ struct Made {
 
 fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {
     match error {
-        EngineError::Refused { message, .. }
-            if asked_for_gpus
-                && (message.contains("could not select device driver")
-                    || message.contains("nvidia")
-                    || message.contains("unknown or invalid runtime")) =>
-        {
-            ContainerError::NoNvidiaRuntime { message }
-        }
+        EngineError::Refused {
+            refusal: Refusal::NoGpuRuntime,
+            message,
+            ..
+        } if asked_for_gpus => ContainerError::NoNvidiaRuntime { message },
         other => other.into(),
     }
 }
 
 /// Makes sure `network` can be joined; returns whether devbox created it now.
 async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, ContainerError> {
-    let role = Engine::swarm_role(&engine.info().await?);
+    let role = SwarmRole::of(&engine.info().await?);
     match engine.inspect_network(network).await? {
         Some(existing) => {
             let driver = existing.driver.clone().unwrap_or_default();
             let swarm_scoped = existing.scope.as_deref() == Some("swarm");
             if swarm_scoped && existing.attachable != Some(true) {
-                return Err(crate::network::NetworkError::NotAttachable {
+                return Err(crate::swarm::SwarmError::NotAttachable {
                     name: network.to_string(),
                     driver,
                 }
@@ -319,8 +341,7 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
         None if role == SwarmRole::Worker => Ok(false),
         None if role == SwarmRole::Manager => {
             // The same creation as `devbox network create`, with its explained refusals.
-            crate::network::create_overlay(engine, network, None, None).await?;
-            eprintln!("created attachable overlay network {network}");
+            crate::swarm::networks::create_overlay(engine, network, None, None).await?;
             Ok(true)
         }
         None => Err(ContainerError::NoSwarm {
@@ -330,7 +351,10 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
 }
 
 /// The running container named `name`, or why not.
-async fn running(engine: &Engine, name: &str) -> Result<ContainerInspectResponse, ContainerError> {
+pub async fn running(
+    engine: &Engine,
+    name: &str,
+) -> Result<ContainerInspectResponse, ContainerError> {
     match engine.inspect_container(name).await? {
         Some(container) if !is_managed(&container) => {
             Err(ContainerError::Foreign(name.to_string()))
@@ -340,10 +364,15 @@ async fn running(engine: &Engine, name: &str) -> Result<ContainerInspectResponse
     }
 }
 
-/// Says once on stderr when the container no longer matches the `.env` or the image.
-pub async fn warn_if_stale(engine: &Engine, config: &Config, container: &ContainerInspectResponse) {
+/// What no longer matches the `.env` or the image since the container started, said in one
+/// sentence; `None` when it is current.
+pub async fn staleness(
+    engine: &Engine,
+    config: &Config,
+    container: &ContainerInspectResponse,
+) -> Option<String> {
     let started: BTreeMap<String, String> = labels_of(container)
-        .get(LABEL_DOTENV)
+        .get(labels::DOTENV)
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
     let mut stale = spec::differences(&started, &spec::dotenv_digests(&config.values));
@@ -353,29 +382,24 @@ pub async fn warn_if_stale(engine: &Engine, config: &Config, container: &Contain
     {
         stale.push(format!("image {} rebuilt", config.image_ref()));
     }
-    if !stale.is_empty() {
-        eprintln!(
-            "devbox: note: {} is stale, the .env or the image changed since it started ({}); \
+    (!stale.is_empty()).then(|| {
+        format!(
+            "{} is stale, the .env or the image changed since it started ({}); \
              `devbox start --recreate` applies the changes",
-            container
-                .name
-                .as_deref()
-                .unwrap_or_default()
-                .trim_start_matches('/'),
+            name_of(container),
             stale.join(", ")
-        );
-    }
+        )
+    })
 }
 
-/// `devbox connect`: a login shell, or one command, in the running container.
+/// `devbox connect`: a login shell, or one command, in the container that `running` found;
+/// the command's exit code.
 pub async fn connect(
     engine: &Engine,
-    config: &Config,
-    name: &str,
+    container: &ContainerInspectResponse,
     command: &[String],
 ) -> Result<i64, ContainerError> {
-    let container = running(engine, name).await?;
-    warn_if_stale(engine, config, &container).await;
+    let id = container.id.as_deref().unwrap_or_default();
     let stdin_is_tty = std::io::stdin().is_terminal();
     let tty = stdin_is_tty && (command.is_empty() || std::io::stdout().is_terminal());
     let cmd = if command.is_empty() {
@@ -391,7 +415,7 @@ pub async fn connect(
     let size = if tty { terminal::size() } else { None };
     let exec = engine
         .exec(
-            name,
+            id,
             ExecConfig {
                 attach_stdin: Some(true),
                 attach_stdout: Some(true),
@@ -451,15 +475,17 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
 }
 
 /// Leaves the Ray cluster from inside the container, when devbox's command is there; a
-/// container that is in no cluster, or has no such command, has nothing to leave.
-async fn leave_cluster(engine: &Engine, name: &str) {
+/// container that is in no cluster, or has no such command, has nothing to leave. Its output
+/// goes to stderr as it comes; a leave that failed is said in the answer, not hidden: the
+/// container is stopped either way.
+async fn leave_cluster(engine: &Engine, name: &str) -> Option<String> {
     // Asking the engine is a millisecond; running a command inside is tens of them.
     if !engine
         .path_exists(name, crate::incontainer::CURRENT_CLUSTER)
         .await
         .unwrap_or(true)
     {
-        return;
+        return None;
     }
     let config = ExecConfig {
         attach_stdout: Some(true),
@@ -472,43 +498,52 @@ async fn leave_cluster(engine: &Engine, name: &str) {
         ]),
         ..Default::default()
     };
-    // The container is stopped either way; a leave that failed is said, not hidden.
     let left = async {
         let mut exec = engine.exec(name, config).await?;
+        let mut stderr = tokio::io::stderr();
         while let Some(chunk) = exec.output.next().await {
-            eprint!("{}", chunk?);
+            let _ = stderr.write_all(&chunk?.into_bytes()).await;
         }
         engine.exec_exit_code(&exec.id).await
     };
     match left.await {
-        Ok(0) => {}
-        Ok(code) => eprintln!(
-            "devbox: warning: cluster-leave in {name} exited {code}; stopping the container anyway (the head will see this node die instead of leave)"
-        ),
-        Err(error) => eprintln!(
-            "devbox: warning: could not run cluster-leave in {name} ({error}); stopping the container anyway"
-        ),
+        Ok(0) => None,
+        Ok(code) => Some(format!(
+            "cluster-leave in {name} exited {code}; stopping the container anyway (the head will see this node die instead of leave)"
+        )),
+        Err(error) => Some(format!(
+            "could not run cluster-leave in {name} ({error}); stopping the container anyway"
+        )),
     }
 }
 
-/// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove.
+/// What `stop` did to a container that existed.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The container could not leave the Ray cluster cleanly before it stopped.
+    pub leave_failure: Option<String>,
+}
+
+/// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove; `None` when
+/// there was no such container.
 pub async fn stop(
     engine: &Engine,
     name: &str,
     timeout_seconds: i32,
-) -> Result<bool, ContainerError> {
+) -> Result<Option<Stopped>, ContainerError> {
     let Some(container) = engine.inspect_container(name).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     if !is_managed(&container) {
         return Err(ContainerError::Foreign(name.to_string()));
     }
+    let mut leave_failure = None;
     if is_running(&container) {
-        leave_cluster(engine, name).await;
+        leave_failure = leave_cluster(engine, name).await;
         engine.stop_container(name, timeout_seconds).await?;
     }
     engine.remove_container(name).await?;
-    Ok(true)
+    Ok(Some(Stopped { leave_failure }))
 }
 
 /// `devbox logs`: the container's output, streamed as it comes.

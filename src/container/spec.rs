@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::options::{GpuRequest, Protocol, Publish, Volume};
 use crate::config::Config;
-use crate::engine::LABEL_MANAGED;
+use crate::labels;
 
 pub const VNC_PORT: u16 = 2059;
 pub const JUPYTER_PORT: u16 = 2088;
@@ -20,13 +20,6 @@ pub const RAY_PORTS: [(u16, u16); 2] = [(2092, 2099), (10000, 20000)];
 pub const DEFAULT_SHM_BYTES: i64 = 16 << 30;
 /// The group that may read the AGX license files in the image (see images/Dockerfile).
 pub const LICENSE_GROUP_ID: &str = "2090";
-
-pub const LABEL_PROJECT: &str = "io.devbox.project";
-pub const LABEL_CONFIG_HASH: &str = "io.devbox.config-hash";
-/// The configuration's facets (secrets only as digests), to say what changed.
-pub const LABEL_CONFIG: &str = "io.devbox.config";
-/// The `.env` the container was started with, as digests per key, to tell when it is stale.
-pub const LABEL_DOTENV: &str = "io.devbox.dotenv";
 
 /// What `devbox start` was asked for beyond the `.env`.
 #[derive(Debug, Clone, Default)]
@@ -263,15 +256,15 @@ impl ContainerSpec {
 
     pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
-            (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_PROJECT.to_string(), self.project.clone()),
-            (LABEL_CONFIG_HASH.to_string(), self.config_hash()),
+            labels::managed(),
+            (labels::PROJECT.to_string(), self.project.clone()),
+            (labels::CONFIG_HASH.to_string(), self.config_hash()),
             (
-                LABEL_CONFIG.to_string(),
+                labels::CONFIG.to_string(),
                 serde_json::to_string(&self.facets()).expect("facets serialise"),
             ),
             (
-                LABEL_DOTENV.to_string(),
+                labels::DOTENV.to_string(),
                 serde_json::to_string(&self.dotenv).expect("digests serialise"),
             ),
         ])
@@ -574,7 +567,7 @@ mod tests {
             diff,
             vec!["env JUPYTER_TOKEN: changed", "image: aaaa → bbbb (rebuilt)"]
         );
-        assert!(!first.labels()[LABEL_CONFIG].contains("secret-one"));
+        assert!(!first.labels()[labels::CONFIG].contains("secret-one"));
         assert_eq!(
             first.config_hash(),
             container_spec(&config, &StartOptions::default(), &host(0)).config_hash()

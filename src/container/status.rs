@@ -7,10 +7,10 @@ use bollard::models::{ContainerInspectResponse, ExecConfig};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use super::ContainerError;
 use super::spec::{JUPYTER_PORT, VNC_PORT};
-use super::{ContainerError, labels_of};
 use crate::config::Config;
-use crate::engine::{Engine, LABEL_MANAGED};
+use crate::engine::Engine;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Status {
@@ -171,9 +171,7 @@ pub fn from_inspect(
     Status {
         name: name.to_string(),
         state,
-        managed: labels_of(container)
-            .get(LABEL_MANAGED)
-            .is_some_and(|v| v == "true"),
+        managed: super::is_managed(container),
         image: container.config.as_ref().and_then(|c| c.image.clone()),
         image_current: current_image_id.map(|id| container.image.as_deref() == Some(id)),
         ports,
@@ -332,6 +330,7 @@ pub fn render(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels;
     use bollard::models::{
         ContainerConfig, ContainerState, ContainerStateStatusEnum, DeviceRequest, EndpointSettings,
         HostConfig, NetworkSettings, PortBinding,
@@ -348,7 +347,7 @@ mod tests {
             }),
             config: Some(ContainerConfig {
                 image: Some("boom:latest".into()),
-                labels: Some(HashMap::from([(LABEL_MANAGED.into(), "true".into())])),
+                labels: Some(HashMap::from([labels::managed()])),
                 ..Default::default()
             }),
             host_config: Some(HostConfig {

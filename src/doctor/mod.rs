@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, KNOWN_KEYS};
+use crate::config::{Config, ConfigError};
 use crate::container::options::{Protocol, Publish};
 use crate::container::spec::{DEFAULT_SHM_BYTES, JUPYTER_PORT, VNC_PORT};
 use crate::engine::{Engine, SwarmRole, Target};
-use crate::image::{self, progress::format_size, spec as image_spec};
+use crate::image::{self, progress::format_size};
+use crate::labels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,11 +58,7 @@ pub async fn run(config: Result<Config, ConfigError>, target: &Target, gpus: boo
     let config = match config {
         Ok(config) => {
             checks.push(check(".env", Level::Ok, "every key is valid", None));
-            let unknown: Vec<&String> = config
-                .values
-                .keys()
-                .filter(|key| !KNOWN_KEYS.iter().any(|(known, _)| known == key))
-                .collect();
+            let unknown: Vec<&String> = config.project_keys().collect();
             if !unknown.is_empty() {
                 checks.push(check(
                     ".env",
@@ -313,7 +310,7 @@ async fn gpu_check(
 }
 
 fn swarm_checks(info: &bollard::models::SystemInfo) -> Vec<Check> {
-    let role = Engine::swarm_role(info);
+    let role = SwarmRole::of(info);
     if role == SwarmRole::None {
         return vec![check(
             "swarm",
@@ -380,7 +377,7 @@ fn swarm_checks(info: &bollard::models::SystemInfo) -> Vec<Check> {
                 ),
                 Some(format!(
                     "open {} between the machines",
-                    crate::network::SWARM_PORTS
+                    crate::swarm::SWARM_PORTS
                 )),
             )
         });
@@ -422,12 +419,7 @@ async fn image_checks(
     let mut stale = Vec::new();
     let in_image: BTreeMap<&str, &str> = labels
         .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.strip_prefix(image_spec::LABEL_LICENSE_PREFIX)?,
-                v.as_str(),
-            ))
-        })
+        .filter_map(|(k, v)| Some((k.strip_prefix(labels::LICENSE_PREFIX)?, v.as_str())))
         .collect();
     let on_disk: BTreeMap<&str, String> = licenses
         .iter()
@@ -441,10 +433,10 @@ async fn image_checks(
     {
         stale.push("the license files differ from those in the image".to_string());
     }
-    if labels.get(image_spec::LABEL_BASE_IMAGE) != Some(&config.base_image) {
+    if labels.get(labels::BASE_IMAGE) != Some(&config.base_image) {
         stale.push(format!("BASE_IMAGE is now {}", config.base_image));
     }
-    if labels.get(image_spec::LABEL_AGX_VERSION) != config.agx.as_ref().map(|a| &a.version) {
+    if labels.get(labels::AGX_VERSION) != config.agx.as_ref().map(|a| &a.version) {
         stale.push("AGX_VERSION changed".into());
     }
     if stale.is_empty() {

@@ -8,7 +8,8 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, TryStreamExt};
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, absent_if_not_found};
+use crate::labels;
 
 pub use bollard::container::LogOutput;
 
@@ -18,23 +19,14 @@ impl Engine {
         &self,
         name: &str,
     ) -> Result<Option<ContainerInspectResponse>, EngineError> {
-        match self
+        let inspected = self
             .docker
             .inspect_container(
                 name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
-            .await
-        {
-            Ok(container) => Ok(Some(container)),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(EngineError::from_bollard(
-                format!("inspect container {name}"),
-                e,
-            )),
-        }
+            .await;
+        absent_if_not_found(inspected, || format!("inspect container {name}"))
     }
 
     pub async fn create_container(
@@ -88,16 +80,8 @@ impl Engine {
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(name, Some(options)).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(EngineError::from_bollard(
-                format!("remove container {name}"),
-                e,
-            )),
-        }
+        let removed = self.docker.remove_container(name, Some(options)).await;
+        absent_if_not_found(removed, || format!("remove container {name}")).map(drop)
     }
 
     /// Running containers that publish `host_port`.
@@ -191,10 +175,7 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let image = body.image.clone().unwrap_or_default();
         let body = ContainerCreateBody {
-            labels: Some(std::collections::HashMap::from([(
-                super::LABEL_MANAGED.to_string(),
-                "true".to_string(),
-            )])),
+            labels: Some(std::collections::HashMap::from([labels::managed()])),
             ..body
         };
         self.docker
@@ -212,20 +193,11 @@ impl Engine {
         let options = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::default()
             .path(path)
             .build();
-        match self
+        let info = self
             .docker
             .get_container_archive_info(container, Some(options))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(EngineError::from_bollard(
-                format!("look into {container}"),
-                e,
-            )),
-        }
+            .await;
+        Ok(absent_if_not_found(info, || format!("look into {container}"))?.is_some())
     }
 
     /// The command lines of the container's processes.

@@ -80,6 +80,7 @@ impl Engine {
         Err(EngineError::Refused {
             operation: OPERATION.into(),
             message: "the command's output ended but the engine reports it still running".into(),
+            refusal: super::Refusal::Other,
         })
     }
 }

@@ -2,29 +2,29 @@
 //! engine's error to one that names what devbox was doing.
 
 mod containers;
+mod error;
 mod exec;
-mod networks;
 mod swarm;
 mod target;
 
 pub use containers::LogOutput;
+pub use error::{EngineError, Refusal};
 pub use exec::Exec;
-pub use networks::SwarmRole;
+pub use swarm::SwarmRole;
 pub use target::Target;
 
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, ContainerCreateBody, ImageInspect};
+use bollard::models::{BuildInfo, ContainerCreateBody, ImageInspect, SystemInfo};
 use bollard::query_parameters::{
     BuildImageOptions, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     TagImageOptionsBuilder,
 };
 use futures_util::{Stream, TryStreamExt};
 
-/// Label on everything devbox creates, so it can be found and cleaned up.
-pub const LABEL_MANAGED: &str = "io.devbox.managed";
+use error::absent_if_not_found;
 
 /// bollard's own default for a request (two minutes).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -32,75 +32,6 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// Builds, interactive shells and followed logs last as long as they last: far longer than
 /// bollard's default two-minute request timeout.
 const LONG_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "cannot reach the Docker Engine at {host}: {source}\n\
-         Start it (`sudo systemctl start docker`, or `scripts/engine-up` from devbox's repository), \
-         or point DOCKER_HOST at a running engine"
-    )]
-    Unreachable {
-        host: String,
-        #[source]
-        source: BollardError,
-    },
-    #[error(
-        "there is no docker context named {name}: `docker context ls` lists them, \
-         `docker context create {name} --docker host=ssh://user@machine` makes one"
-    )]
-    UnknownContext { name: String },
-    #[error(
-        "{host:?} is not an engine address devbox can use (unix://, tcp:// or ssh://): {source}"
-    )]
-    BadHost {
-        host: String,
-        #[source]
-        source: BollardError,
-    },
-    #[error(
-        "the engine at {host} takes only TLS connections with a client certificate: set \
-         DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem, \
-         or use a docker context made with them (`docker context create NAME --docker host={host},ca=…,cert=…,key=…`)"
-    )]
-    NeedsTls { host: String },
-    #[error(
-        "cannot use the TLS files for {host} ({}, {}, {}): {source}\n\
-         DOCKER_CERT_PATH (or the docker context) names the folder with the engine's CA (ca.pem) \
-         and this client's certificate and key (cert.pem, key.pem)",
-        .files.ca.display(), .files.cert.display(), .files.key.display()
-    )]
-    Tls {
-        host: String,
-        files: Box<target::TlsFiles>,
-        #[source]
-        source: BollardError,
-    },
-    #[error("the engine could not {operation}: {message}")]
-    Refused { operation: String, message: String },
-    #[error("lost the connection to the engine while trying to {operation}: {source}")]
-    Transport {
-        operation: String,
-        #[source]
-        source: BollardError,
-    },
-}
-
-impl EngineError {
-    fn from_bollard(operation: impl Into<String>, error: BollardError) -> Self {
-        match error {
-            BollardError::DockerResponseServerError { message, .. }
-            | BollardError::DockerStreamError { error: message } => EngineError::Refused {
-                operation: operation.into(),
-                message,
-            },
-            other => EngineError::Transport {
-                operation: operation.into(),
-                source: other,
-            },
-        }
-    }
-}
 
 /// A connected engine that answered `/_ping`.
 #[derive(Debug, Clone)]
@@ -134,16 +65,16 @@ impl Engine {
             .map_err(|source| EngineError::Tls {
                 host: host.clone(),
                 files: Box::new(files.clone()),
-                source,
+                cause: source,
             })?,
             None => Docker::connect_with_host(&host).map_err(|source| match source {
                 BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
                     host: host.clone(),
-                    source,
+                    cause: source,
                 },
                 source => EngineError::BadHost {
                     host: host.clone(),
-                    source,
+                    cause: source,
                 },
             })?,
         };
@@ -156,7 +87,7 @@ impl Engine {
             }
             source => EngineError::Unreachable {
                 host: host.clone(),
-                source,
+                cause: source,
             },
         })?;
         let long_docker = docker.clone().with_timeout(LONG_TIMEOUT);
@@ -169,6 +100,23 @@ impl Engine {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    pub async fn info(&self) -> Result<SystemInfo, EngineError> {
+        self.docker
+            .info()
+            .await
+            .map_err(|e| EngineError::from_bollard("report its state", e))
+    }
+
+    /// The engine's API version (`GET /version`), for `devbox doctor`.
+    pub async fn api_version(&self) -> Result<String, EngineError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| EngineError::from_bollard("report its version", e))?;
+        Ok(version.api_version.unwrap_or_default())
     }
 
     /// Starts a build with the classic builder; the context is streamed from `context`.
@@ -187,16 +135,9 @@ impl Engine {
         &self,
         reference: &str,
     ) -> Result<Option<ImageInspect>, EngineError> {
-        match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(image)),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(EngineError::from_bollard(
-                format!("inspect image {reference}"),
-                e,
-            )),
-        }
+        absent_if_not_found(self.docker.inspect_image(reference).await, || {
+            format!("inspect image {reference}")
+        })
     }
 
     pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
@@ -242,18 +183,12 @@ impl Engine {
                 Some(RemoveContainerOptionsBuilder::default().force(true).build()),
             )
             .await;
-        let archive = match archive {
-            Ok(chunks) => chunks.concat(),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => {
-                return Err(EngineError::from_bollard(
-                    format!("read {path} from image {image}"),
-                    e,
-                ));
-            }
+        let Some(archive) =
+            absent_if_not_found(archive, || format!("read {path} from image {image}"))?
+        else {
+            return Ok(None);
         };
+        let archive = archive.concat();
         removed.map_err(|e| {
             EngineError::from_bollard(format!("remove temporary container {}", id), e)
         })?;

@@ -19,11 +19,10 @@ pub enum AgxError {
         file: String,
         attempts: Vec<(String, String)>,
     },
-    #[error("cannot write the AGX package to the cache {path}: {source}")]
+    #[error("cannot write the AGX package to the cache {path}: {cause}")]
     Cache {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -62,7 +61,7 @@ pub fn locate_or_download(
     }
     let cache_error = |source| AgxError::Cache {
         path: cached.clone(),
-        source,
+        cause: source,
     };
     std::fs::create_dir_all(cached.parent().expect("cache path has a parent"))
         .map_err(cache_error)?;

@@ -32,7 +32,7 @@ pub fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageError> {
             let sha256 = sha256_of(&path).map_err(|source| ImageError::UnreadableInput {
                 what: "license file",
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
             licenses.push(License { name, path, sha256 });
         }
@@ -60,7 +60,7 @@ pub fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, ImageEr
             .map_err(|source| ImageError::UnreadableInput {
                 what: "CA certificate",
                 path: certificate.clone(),
-                source,
+                cause: source,
             })?;
         if !text.contains("-----BEGIN CERTIFICATE-----") {
             return Err(ImageError::NotACertificate(certificate.clone()));
@@ -78,7 +78,7 @@ fn files_in(dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, I
             return Err(ImageError::UnreadableInput {
                 what: "folder",
                 path: dir.to_path_buf(),
-                source,
+                cause: source,
             });
         }
     };

@@ -12,9 +12,10 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 
+use crate::build_context;
 use crate::config::Config;
-use crate::context;
 use crate::engine::{Engine, EngineError};
+use crate::labels;
 use progress::{Failure, Mode, Progress, format_duration, format_size};
 pub use spec::BuildRequest;
 
@@ -35,14 +36,13 @@ pub enum ImageError {
         second: PathBuf,
     },
     #[error(
-        "cannot read {what} {}: {source}; make it readable by you (`chmod u+r`), or move it away",
+        "cannot read {what} {}: {cause}; make it readable by you (`chmod u+r`), or move it away",
         .path.display()
     )]
     UnreadableInput {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{} (from EXTRA_CA_CERTS) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
@@ -65,11 +65,10 @@ pub enum ImageError {
     Interrupted,
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
-    #[error("the image's AGX environment in {path} is not a JSON object of strings: {source}")]
+    #[error("the image's AGX environment in {path} is not a JSON object of strings: {cause}")]
     AgxEnv {
         path: &'static str,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -179,7 +178,7 @@ pub async fn build(
                 inputs::sha256_of(path).map_err(|source| ImageError::UnreadableInput {
                     what: "requirements file",
                     path: path.clone(),
-                    source,
+                    cause: source,
                 })?,
             )
         }
@@ -197,10 +196,10 @@ pub async fn build(
         spec::context_entries(&context_inputs).map_err(|source| ImageError::UnreadableInput {
             what: "images folder",
             path: config.project_dir.join("images"),
-            source,
+            cause: source,
         })?;
 
-    let context = context::stream(entries);
+    let context = build_context::stream(entries);
     let sent = context.sent.clone();
     let dockerfile_image = run_build(
         engine,
@@ -254,7 +253,7 @@ pub async fn build(
                 Some(_) => read_agx_env(engine, &dockerfile_image).await?,
                 None => BTreeMap::new(),
             };
-            let final_context = context::stream(vec![context::Entry::bytes(
+            let final_context = build_context::stream(vec![build_context::Entry::bytes(
                 "Dockerfile",
                 spec::final_dockerfile(&dockerfile_image, &agx_env, &labels),
             )]);
@@ -340,7 +339,7 @@ async fn read_agx_env(
     };
     serde_json::from_slice(&contents).map_err(|source| ImageError::AgxEnv {
         path: spec::AGX_ENV_PATH,
-        source,
+        cause: source,
     })
 }
 
@@ -350,9 +349,9 @@ fn creation_time(
     existing_labels: Option<&std::collections::HashMap<String, String>>,
     dockerfile_image: &str,
 ) -> String {
-    if let Some(labels) = existing_labels
-        && labels.get(spec::LABEL_DOCKERFILE_IMAGE).map(String::as_str) == Some(dockerfile_image)
-        && let Some(created) = labels.get(oci_spec::image::ANNOTATION_CREATED)
+    if let Some(existing) = existing_labels
+        && existing.get(labels::DOCKERFILE_IMAGE).map(String::as_str) == Some(dockerfile_image)
+        && let Some(created) = existing.get(oci_spec::image::ANNOTATION_CREATED)
     {
         return created.clone();
     }

@@ -10,18 +10,9 @@ use oci_spec::image::{
 };
 
 use super::inputs::License;
+use crate::build_context::{self, Entry};
 use crate::config::Config;
-use crate::context::{self, Entry};
-use crate::engine::LABEL_MANAGED;
-
-pub const LABEL_AGX_VERSION: &str = "io.devbox.agx.version";
-pub const LABEL_AGX_DISTRIBUTION: &str = "io.devbox.agx.distribution";
-pub const LABEL_BASE_IMAGE: &str = "io.devbox.base-image";
-pub const LABEL_LICENSE_PREFIX: &str = "io.devbox.license.";
-pub const LABEL_REQUIREMENTS: &str = "io.devbox.requirements.sha256";
-/// The id of the image the Dockerfile produced, before devbox's final layer; a rebuild that
-/// yields the same id changed nothing, and keeps the first build's creation time.
-pub const LABEL_DOCKERFILE_IMAGE: &str = "io.devbox.dockerfile-image";
+use crate::labels;
 
 /// Where the image records AGX's environment for devbox to turn into `ENV`.
 pub const AGX_ENV_PATH: &str = "/etc/devbox/agx-env.json";
@@ -80,7 +71,7 @@ pub struct ContextInputs {
 /// `project-requirements.txt` and `devbox`.
 pub fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Entry>> {
     let mut entries = match &inputs.images_dir {
-        Some(dir) => context::entries_of_dir(dir, "")?,
+        Some(dir) => build_context::entries_of_dir(dir, "")?,
         None => default_image_entries(),
     };
     entries.retain(|e| {
@@ -236,13 +227,13 @@ pub struct LabelInputs<'a> {
 pub fn labels(inputs: &LabelInputs<'_>) -> HashMap<String, String> {
     let config = inputs.config;
     let mut labels = HashMap::from([
-        (LABEL_MANAGED.to_string(), "true".to_string()),
+        labels::managed(),
         (ANNOTATION_CREATED.to_string(), inputs.created.clone()),
         (ANNOTATION_TITLE.to_string(), config.image_name.clone()),
         (ANNOTATION_VERSION.to_string(), config.image_tag.clone()),
-        (LABEL_BASE_IMAGE.to_string(), config.base_image.clone()),
+        (labels::BASE_IMAGE.to_string(), config.base_image.clone()),
         (
-            LABEL_DOCKERFILE_IMAGE.to_string(),
+            labels::DOCKERFILE_IMAGE.to_string(),
             inputs.dockerfile_image.to_string(),
         ),
     ]);
@@ -250,15 +241,18 @@ pub fn labels(inputs: &LabelInputs<'_>) -> HashMap<String, String> {
         labels.insert(ANNOTATION_REVISION.to_string(), revision.clone());
     }
     if let Some(agx) = &config.agx {
-        labels.insert(LABEL_AGX_VERSION.to_string(), agx.version.clone());
-        labels.insert(LABEL_AGX_DISTRIBUTION.to_string(), agx.distribution.clone());
+        labels.insert(labels::AGX_VERSION.to_string(), agx.version.clone());
+        labels.insert(
+            labels::AGX_DISTRIBUTION.to_string(),
+            agx.distribution.clone(),
+        );
     }
     if let Some(digest) = &inputs.requirements_sha256 {
-        labels.insert(LABEL_REQUIREMENTS.to_string(), digest.clone());
+        labels.insert(labels::REQUIREMENTS.to_string(), digest.clone());
     }
     for license in inputs.licenses {
         labels.insert(
-            format!("{LABEL_LICENSE_PREFIX}{}", license.name),
+            format!("{}{}", labels::LICENSE_PREFIX, license.name),
             format!("sha256:{}", license.sha256),
         );
     }
@@ -327,7 +321,7 @@ mod tests {
     #[test]
     fn the_embedded_images_match_the_images_folder() {
         let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
-        let on_disk = context::entries_of_dir(&folder, "").unwrap();
+        let on_disk = build_context::entries_of_dir(&folder, "").unwrap();
         let mut on_disk: Vec<(String, u32)> =
             on_disk.into_iter().map(|e| (e.path, e.mode)).collect();
         let mut embedded: Vec<(String, u32)> = default_image_entries()
@@ -416,8 +410,8 @@ mod tests {
             "machine-boom-project"
         );
         assert_eq!(labels["org.opencontainers.image.version"], "latest");
-        assert_eq!(labels[LABEL_AGX_VERSION], "2.36.1.2");
-        assert_eq!(labels[LABEL_DOCKERFILE_IMAGE], "sha256:1");
+        assert_eq!(labels[labels::AGX_VERSION], "2.36.1.2");
+        assert_eq!(labels[labels::DOCKERFILE_IMAGE], "sha256:1");
     }
 
     #[test]

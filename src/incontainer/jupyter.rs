@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::process::{self, Forwarder};
-use super::{Error, Published, env_value, option_value};
+use super::{AppletError, Published, env_value, option_value};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+
+const PRINTER: Printer = Printer::new("start-jupyter");
 
 pub const PORT: u16 = 2088;
 pub const ROOT: &str = "/mnt/src/notebooks";
@@ -21,10 +25,10 @@ const READY_WITHIN: Duration = Duration::from_secs(120);
 const HINT: &str = "the devbox image installs it with `notebook` in images/requirements.txt; \
                     a custom image needs it in its requirements too";
 
-pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
+pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let jupyter = process::find_program("jupyter", "Jupyter", HINT)?;
     process::find_program("jupyter-notebook", "Jupyter Notebook", HINT)?;
-    std::fs::create_dir_all(ROOT).map_err(|source| Error::Io {
+    std::fs::create_dir_all(ROOT).map_err(|source| AppletError::Io {
         action: format!("cannot create the notebooks folder {ROOT}"),
         source,
     })?;
@@ -34,7 +38,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
     };
     let port = effective_port(&extra);
     if process::is_listening(port) {
-        return Err(Error::Failed(format!(
+        return Err(AppletError::Failed(format!(
             "port {port} is taken already (a Jupyter started earlier is still running?): \
              stop it first, or pass --ServerApp.port=PORT"
         )));
@@ -49,7 +53,9 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
         // Jupyter reads its token from the environment: not on a command line `ps` shows.
         .env("JUPYTER_TOKEN", &token);
     if generated {
-        println!("start-jupyter: a fresh token for this server (set JUPYTER_TOKEN to choose one)");
+        PRINTER.result(
+            "start-jupyter: a fresh token for this server (set JUPYTER_TOKEN to choose one)",
+        );
     }
     let forwarder = Forwarder::start()?;
     let mut child = process::spawn_group(&mut command, "Jupyter")?;
@@ -65,7 +71,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
         let open_url = open_url(port, &base_url, &token);
         std::thread::spawn(move || announce_when_ready(&status_url, &token, &open_url, &stopped))
     };
-    let status = child.wait().map_err(|source| Error::Io {
+    let status = child.wait().map_err(|source| AppletError::Io {
         action: "cannot wait for Jupyter".into(),
         source,
     })?;
@@ -163,10 +169,10 @@ fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &
     let started = Instant::now();
     while !stopped.load(Ordering::SeqCst) {
         if started.elapsed() > READY_WITHIN {
-            eprintln!(
-                "start-jupyter: Jupyter has not answered on {status_url} within {}s; it keeps running",
+            PRINTER.warning(format!(
+                "Jupyter has not answered on {status_url} within {}s; it keeps running",
                 READY_WITHIN.as_secs()
-            );
+            ));
             return;
         }
         let answer = agent
@@ -175,13 +181,11 @@ fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &
             .call();
         match answer.map(|response| response.status().as_u16()) {
             Ok(200) => {
-                println!("{}", ready_message(open_url));
+                PRINTER.result(ready_message(open_url));
                 return;
             }
             Ok(status @ (401 | 403)) => {
-                eprintln!(
-                    "start-jupyter: Jupyter answers but refuses its token ({status}): was the token overridden by an argument?"
-                );
+                PRINTER.warning(format!("Jupyter answers but refuses its token ({status}): was the token overridden by an argument?"));
                 return;
             }
             _ => std::thread::sleep(Duration::from_millis(300)),

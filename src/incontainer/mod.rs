@@ -1,21 +1,24 @@
 //! The commands devbox answers to inside the container, by the name it is called with
 //! (`start-jupyter …`, through the image's links) or as `devbox start-jupyter …`.
 
-mod cluster;
 pub mod dns;
 mod jupyter;
 mod process;
+mod ray;
 pub mod status;
 mod vnc;
 
-pub use cluster::CURRENT_CLUSTER;
+pub use ray::CURRENT_CLUSTER;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::ExitCode;
 
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+
+/// One of the commands devbox answers to inside the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub enum Applet {
     StartVnc,
     StartJupyter,
     ClusterJoin,
@@ -23,17 +26,17 @@ pub enum Command {
     ClusterStatus,
 }
 
-impl Command {
-    pub const ALL: [(&'static str, Command); 5] = [
-        ("start-vnc", Command::StartVnc),
-        ("start-jupyter", Command::StartJupyter),
-        ("cluster-join", Command::ClusterJoin),
-        ("cluster-leave", Command::ClusterLeave),
-        ("cluster-status", Command::ClusterStatus),
+impl Applet {
+    pub const ALL: [(&'static str, Applet); 5] = [
+        ("start-vnc", Applet::StartVnc),
+        ("start-jupyter", Applet::StartJupyter),
+        ("cluster-join", Applet::ClusterJoin),
+        ("cluster-leave", Applet::ClusterLeave),
+        ("cluster-status", Applet::ClusterStatus),
     ];
 
     /// The command with this name.
-    pub fn named(name: &OsStr) -> Option<Command> {
+    pub fn named(name: &OsStr) -> Option<Applet> {
         let name = name.to_str()?;
         Self::ALL
             .iter()
@@ -42,7 +45,7 @@ impl Command {
     }
 
     /// The command named by the program's file name, when it is one of these.
-    pub fn from_argv0(argv0: &OsStr) -> Option<Command> {
+    pub fn from_argv0(argv0: &OsStr) -> Option<Applet> {
         Self::named(Path::new(argv0).file_name()?)
     }
 
@@ -59,13 +62,13 @@ impl Command {
 /// the program's name) or `devbox start-vnc ARGS…`. Their arguments are not devbox's: they go
 /// to Jupyter, x11vnc or `ray start` untouched, which is why they are taken before clap sees
 /// them.
-pub fn invocation(argv: &[OsString]) -> Option<(Command, Vec<OsString>)> {
+pub fn invocation(argv: &[OsString]) -> Option<(Applet, Vec<OsString>)> {
     let (argv0, rest) = argv.split_first()?;
-    if let Some(command) = Command::from_argv0(argv0) {
+    if let Some(command) = Applet::from_argv0(argv0) {
         return Some((command, rest.to_vec()));
     }
     let (first, args) = rest.split_first()?;
-    Command::named(first).map(|command| (command, args.to_vec()))
+    Applet::named(first).map(|command| (command, args.to_vec()))
 }
 
 /// The same commands as subcommands of `devbox`, for its help (and for `devbox -C DIR
@@ -105,26 +108,26 @@ pub struct PassedOn {
 }
 
 impl Subcommand {
-    pub fn into_parts(self) -> (Command, Vec<OsString>) {
+    pub fn into_parts(self) -> (Applet, Vec<OsString>) {
         match self {
-            Subcommand::StartVnc(passed) => (Command::StartVnc, passed.args),
-            Subcommand::StartJupyter(passed) => (Command::StartJupyter, passed.args),
-            Subcommand::ClusterJoin(passed) => (Command::ClusterJoin, passed.args),
-            Subcommand::ClusterLeave(passed) => (Command::ClusterLeave, passed.args),
-            Subcommand::ClusterStatus(passed) => (Command::ClusterStatus, passed.args),
+            Subcommand::StartVnc(passed) => (Applet::StartVnc, passed.args),
+            Subcommand::StartJupyter(passed) => (Applet::StartJupyter, passed.args),
+            Subcommand::ClusterJoin(passed) => (Applet::ClusterJoin, passed.args),
+            Subcommand::ClusterLeave(passed) => (Applet::ClusterLeave, passed.args),
+            Subcommand::ClusterStatus(passed) => (Applet::ClusterStatus, passed.args),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum AppletError {
     #[error("{what} is not installed in this image: no `{program}` on PATH ({hint})")]
     Missing {
         what: String,
         program: String,
         hint: String,
     },
-    #[error("{action}: {source}")]
+    #[error("{action}")]
     Io {
         action: String,
         #[source]
@@ -136,38 +139,29 @@ pub enum Error {
     Failed(String),
 }
 
-/// Runs an in-container command and gives the exit code: the foreground program's own (Jupyter,
-/// x11vnc, `ray start`), or 1 after an error, printed once with its causes.
-pub fn run(command: Command, args: Vec<OsString>) -> ExitCode {
-    ExitCode::from(execute(command, args))
-}
-
-/// `devbox [global options] start-vnc …` through clap: the same, its exit code returned
-/// (errors are printed already).
-pub fn run_subcommand(subcommand: Subcommand) -> i32 {
-    let (command, args) = subcommand.into_parts();
-    execute(command, args).into()
-}
-
-fn execute(command: Command, args: Vec<OsString>) -> u8 {
-    let result = match command {
-        Command::StartJupyter => jupyter::run(args),
-        Command::StartVnc => vnc::run(args),
-        Command::ClusterJoin => cluster::join(args),
-        Command::ClusterLeave => cluster::leave(args),
-        Command::ClusterStatus => status::run(args),
+/// Runs an in-container command: the foreground program's own exit status (Jupyter, x11vnc,
+/// `ray start`), or a failure after its error is reported.
+pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
+    let result = match applet {
+        Applet::StartJupyter => jupyter::run(args),
+        Applet::StartVnc => vnc::run(args),
+        Applet::ClusterJoin => ray::join(args),
+        Applet::ClusterLeave => ray::leave(args),
+        Applet::ClusterStatus => status::run(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            report(command, &error);
-            1
+    result.unwrap_or_else(|error| {
+        Printer::new(applet.name()).error(&error);
+        match error {
+            AppletError::Usage(_) => ExitStatus::Usage,
+            _ => ExitStatus::Failure,
         }
-    }
+    })
 }
 
-fn report(command: Command, error: &Error) {
-    crate::report::print_error(command.name(), error);
+/// `devbox [global options] start-vnc …` through clap: the same.
+pub fn run_subcommand(subcommand: Subcommand) -> ExitStatus {
+    let (applet, args) = subcommand.into_parts();
+    run(applet, args)
 }
 
 /// A setting from the environment; empty counts as unset (as `.env` files write it).
@@ -264,11 +258,11 @@ mod tests {
     #[test]
     fn commands_are_known_by_file_name() {
         assert_eq!(
-            Command::from_argv0(OsStr::new("/usr/local/bin/start-vnc")),
-            Some(Command::StartVnc)
+            Applet::from_argv0(OsStr::new("/usr/local/bin/start-vnc")),
+            Some(Applet::StartVnc)
         );
-        assert_eq!(Command::from_argv0(OsStr::new("devbox")), None);
-        assert_eq!(Command::ClusterJoin.name(), "cluster-join");
+        assert_eq!(Applet::from_argv0(OsStr::new("devbox")), None);
+        assert_eq!(Applet::ClusterJoin.name(), "cluster-join");
     }
 
     #[test]
@@ -280,11 +274,11 @@ mod tests {
                 "--num-cpus",
                 "1"
             ])),
-            Some((Command::ClusterJoin, os(&["--head", "--num-cpus", "1"])))
+            Some((Applet::ClusterJoin, os(&["--head", "--num-cpus", "1"])))
         );
         assert_eq!(
             invocation(&os(&["devbox", "start-jupyter", "--help"])),
-            Some((Command::StartJupyter, os(&["--help"])))
+            Some((Applet::StartJupyter, os(&["--help"])))
         );
         assert_eq!(invocation(&os(&["devbox", "build", "start-vnc"])), None);
         assert_eq!(invocation(&os(&["devbox"])), None);
@@ -312,7 +306,7 @@ mod tests {
         let cli = Cli::try_parse_from(["devbox", "start-vnc", "-viewonly", "--help", "x"]).unwrap();
         assert_eq!(
             cli.command.into_parts(),
-            (Command::StartVnc, os(&["-viewonly", "--help", "x"]))
+            (Applet::StartVnc, os(&["-viewonly", "--help", "x"]))
         );
     }
 }

@@ -16,11 +16,11 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use super::Error;
+use super::AppletError;
 
 /// The program `name` on PATH, or an error saying what is missing and how to get it.
-pub fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, Error> {
-    which::which(name).map_err(|_| Error::Missing {
+pub fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, AppletError> {
+    which::which(name).map_err(|_| AppletError::Missing {
         what: what.to_string(),
         program: name.to_string(),
         hint: hint.to_string(),
@@ -29,23 +29,23 @@ pub fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, Error
 
 /// Starts `command` in a process group of its own, with no standard input (a process outside
 /// the terminal's foreground group must not read from it).
-pub fn spawn_group(command: &mut Command, what: &str) -> Result<Child, Error> {
+pub fn spawn_group(command: &mut Command, what: &str) -> Result<Child, AppletError> {
     command
         .process_group(0)
         .stdin(Stdio::null())
         .spawn()
-        .map_err(|source| Error::Io {
+        .map_err(|source| AppletError::Io {
             action: format!("cannot start {what}"),
             source,
         })
 }
 
 /// The exit code a shell would report: the child's own, or 128 + the signal that ended it.
-pub fn exit_code(status: ExitStatus) -> u8 {
+pub fn exit_code(status: ExitStatus) -> crate::exit::ExitStatus {
     match (status.code(), status.signal()) {
-        (Some(code), _) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
-        (None, Some(signal)) => u8::try_from((128 + signal).clamp(0, 255)).unwrap_or(1),
-        (None, None) => 1,
+        (Some(code), _) => crate::exit::ExitStatus::of_program(code.into()),
+        (None, Some(signal)) => crate::exit::ExitStatus::of_program((128 + signal).into()),
+        (None, None) => crate::exit::ExitStatus::Failure,
     }
 }
 
@@ -87,11 +87,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn start() -> Result<Forwarder, Error> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|source| Error::Io {
-            action: "cannot handle signals".into(),
-            source,
-        })?;
+    pub fn start() -> Result<Forwarder, AppletError> {
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|source| AppletError::Io {
+                action: "cannot handle signals".into(),
+                source,
+            })?;
         let handle = signals.handle();
         let groups: Arc<Mutex<Vec<i32>>> = Arc::default();
         let received = Arc::new(AtomicI32::new(0));
@@ -230,12 +231,12 @@ pub fn listens_on(table: &str, port: u16) -> bool {
 }
 
 /// `count` bytes from the kernel's random source.
-pub fn random_bytes(count: usize) -> Result<Vec<u8>, Error> {
+pub fn random_bytes(count: usize) -> Result<Vec<u8>, AppletError> {
     use std::io::Read;
     let mut bytes = vec![0u8; count];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut file| file.read_exact(&mut bytes))
-        .map_err(|source| Error::Io {
+        .map_err(|source| AppletError::Io {
             action: "cannot read /dev/urandom".into(),
             source,
         })?;
@@ -248,10 +249,10 @@ mod tests {
 
     #[test]
     fn exit_codes_are_a_shells() {
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)).code(), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)).code(), 3);
         // Killed by SIGTERM (15): 143.
-        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)).code(), 143);
     }
 
     #[test]
@@ -289,7 +290,7 @@ mod tests {
         let mut child = spawn_group(&mut command, "sleep").unwrap();
         let started = Instant::now();
         let status = terminate(&mut child, Duration::from_secs(5)).unwrap();
-        assert_eq!(exit_code(status), 128 + 15);
+        assert_eq!(exit_code(status).code(), 128 + 15);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -10,8 +10,12 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::Error;
-use super::cluster;
+use super::AppletError;
+use super::ray;
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+
+const PRINTER: Printer = Printer::new("cluster-status");
 
 /// Marks the line that carries the answer, whatever else Ray prints.
 const MARKER: &str = "DEVBOX-CLUSTER-STATUS ";
@@ -170,7 +174,7 @@ Usage: cluster-status [--json] [--address HOST:PORT]
 The nodes of the Ray cluster this node is in (or the one at --address): address, role,
 alive or dead, CPUs, GPUs, memory. --json prints them as JSON.";
 
-pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
+pub fn run(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let mut json = false;
     let mut address = None;
     let mut args = args.into_iter();
@@ -178,22 +182,22 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
         match arg.to_str() {
             Some("--json") => json = true,
             Some("-h" | "--help") => {
-                println!("{HELP}");
-                return Ok(0);
+                PRINTER.result(HELP);
+                return Ok(ExitStatus::Success);
             }
             Some("--address") => address = args.next().map(|a| a.to_string_lossy().into_owned()),
             Some(text) if text.starts_with("--address=") => {
                 address = Some(text["--address=".len()..].to_string());
             }
             _ => {
-                return Err(Error::Usage(format!(
+                return Err(AppletError::Usage(format!(
                     "unexpected argument {arg:?}\n\n{HELP}"
                 )));
             }
         }
     }
-    if address.is_none() && cluster::raylet().is_none() {
-        return Err(Error::Failed(
+    if address.is_none() && ray::raylet().is_none() {
+        return Err(AppletError::Failed(
             "not in a Ray cluster: Ray does not run on this node (join with cluster-join, or \
              ask another node with --address HOST:2099)"
                 .into(),
@@ -209,7 +213,7 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|source| Error::Io {
+        .map_err(|source| AppletError::Io {
             action: "cannot run Python to ask Ray".into(),
             source,
         })?;
@@ -220,7 +224,7 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(Error::Failed(format!(
+            return Err(AppletError::Failed(format!(
                 "cannot list the cluster's nodes ({}):\n{}",
                 output.status,
                 tail.join("\n")
@@ -228,14 +232,11 @@ pub fn run(args: Vec<OsString>) -> Result<u8, Error> {
         }
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).expect("the status serializes")
-        );
+        PRINTER.result(serde_json::to_string_pretty(&status).expect("the status serializes"));
     } else {
-        print!("{}", render(&status));
+        PRINTER.result(render(&status));
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::process::{self, Forwarder};
-use super::{Error, Published, env_value, option_value};
+use super::{AppletError, Published, env_value, option_value};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+
+const PRINTER: Printer = Printer::new("start-vnc");
 
 pub const PORT: u16 = 2059;
 const GEOMETRY: &str = "1920x1080x24";
@@ -29,15 +33,15 @@ const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVW
 /// VNC authentication uses the first 8 characters of a password, no more.
 const PASSWORD_LENGTH: usize = 8;
 
-pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
+pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let x11vnc = process::find_program("x11vnc", "x11vnc", HINT)?;
     let (password, generated) = match env_value("VNC_PASSWORD") {
         Some(password) => {
             if password.chars().count() > PASSWORD_LENGTH {
-                eprintln!(
-                    "start-vnc: VNC_PASSWORD is longer than {PASSWORD_LENGTH} characters: VNC \
+                PRINTER.warning(format!(
+                    "VNC_PASSWORD is longer than {PASSWORD_LENGTH} characters: VNC \
                      authentication uses only its first {PASSWORD_LENGTH}"
-                );
+                ));
             }
             (password, false)
         }
@@ -47,7 +51,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
         .and_then(|port| port.parse().ok())
         .unwrap_or(PORT);
     if process::is_listening(port) {
-        return Err(Error::Failed(format!(
+        return Err(AppletError::Failed(format!(
             "port {port} is taken already (a VNC server started earlier is still running?): \
              stop it first, or pass -rfbport PORT"
         )));
@@ -66,7 +70,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
         xvfb = Some(server);
         if let Some(signal) = forwarder.received() {
             // Interrupted while the X server started: it ends with `xvfb`, as a shell would say.
-            return Ok(128u8.saturating_add(signal as u8));
+            return Ok(ExitStatus::of_program(128 + signal as i64));
         }
         Some(format!(":{number}"))
     };
@@ -92,7 +96,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
             let started = Instant::now();
             while !stopped.load(Ordering::SeqCst) && started.elapsed() < X_STARTS_WITHIN * 2 {
                 if process::is_listening(port) {
-                    println!("\n{message}\n");
+                    PRINTER.result(format!("\n{message}\n\n"));
                     let _ = std::io::stdout().flush();
                     return;
                 }
@@ -100,14 +104,12 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
             }
             // Slow, not gone: the generated password is printed once, so print it all the same.
             if !stopped.load(Ordering::SeqCst) {
-                println!(
-                    "\nstart-vnc: x11vnc is not listening on port {port} yet; once it is:\n{message}\n"
-                );
+                PRINTER.result(format!("\nstart-vnc: x11vnc is not listening on port {port} yet; once it is:\n{message}\n\n"));
                 let _ = std::io::stdout().flush();
             }
         })
     };
-    let status = server.0.wait().map_err(|source| Error::Io {
+    let status = server.0.wait().map_err(|source| AppletError::Io {
         action: "cannot wait for x11vnc".into(),
         source,
     })?;
@@ -119,7 +121,7 @@ pub fn run(extra: Vec<OsString>) -> Result<u8, Error> {
     drop(forwarder);
     // Stopped on request: the shell's code for it (x11vnc's own says little: 2).
     Ok(match signal {
-        Some(signal) => 128u8.saturating_add(signal as u8),
+        Some(signal) => ExitStatus::of_program(128 + signal as i64),
         None => process::exit_code(status),
     })
 }
@@ -170,7 +172,7 @@ fn ready_message(display: Option<&str>, port: u16, started_x: bool) -> String {
     format!("start-vnc: VNC on {display}: connect a VNC viewer to {address}:{host_port} ({note})")
 }
 
-pub fn generate_password() -> Result<String, Error> {
+pub fn generate_password() -> Result<String, AppletError> {
     let mut password = String::new();
     // Bytes beyond the largest multiple of the alphabet's size are skipped: no bias.
     let limit = 256 - 256 % PASSWORD_ALPHABET.len();
@@ -188,9 +190,10 @@ pub fn generate_password() -> Result<String, Error> {
 
 /// Writes the password into an -rfbauth file with `x11vnc -storepasswd FILE`, which reads it
 /// from its standard input (twice, then a confirmation).
-fn store_password(x11vnc: &Path, password: &str, dir: &Path) -> Result<PathBuf, Error> {
+fn store_password(x11vnc: &Path, password: &str, dir: &Path) -> Result<PathBuf, AppletError> {
     let file = dir.join("passwd");
-    let failed = |detail: String| Error::Failed(format!("x11vnc -storepasswd failed: {detail}"));
+    let failed =
+        |detail: String| AppletError::Failed(format!("x11vnc -storepasswd failed: {detail}"));
     let mut child = Command::new(x11vnc)
         .arg("-storepasswd")
         .arg(&file)
@@ -198,14 +201,14 @@ fn store_password(x11vnc: &Path, password: &str, dir: &Path) -> Result<PathBuf, 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| Error::Io {
+        .map_err(|source| AppletError::Io {
             action: "cannot run x11vnc -storepasswd".into(),
             source,
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = write!(stdin, "{password}\n{password}\ny\n");
     }
-    let output = child.wait_with_output().map_err(|source| Error::Io {
+    let output = child.wait_with_output().map_err(|source| AppletError::Io {
         action: "cannot run x11vnc -storepasswd".into(),
         source,
     })?;
@@ -224,7 +227,7 @@ fn store_password(x11vnc: &Path, password: &str, dir: &Path) -> Result<PathBuf, 
 struct PrivateDir(PathBuf);
 
 impl PrivateDir {
-    fn create() -> Result<PrivateDir, Error> {
+    fn create() -> Result<PrivateDir, AppletError> {
         let name = format!(
             "devbox-vnc-{}",
             super::jupyter::hex(&process::random_bytes(8)?)
@@ -233,7 +236,7 @@ impl PrivateDir {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .map_err(|source| Error::Io {
+            .map_err(|source| AppletError::Io {
                 action: format!("cannot create {}", path.display()),
                 source,
             })?;
@@ -296,7 +299,7 @@ fn socket_path(display: u32) -> PathBuf {
 }
 
 /// The first display that is free, or made free by removing what a dead server left.
-fn free_display() -> Result<u32, Error> {
+fn free_display() -> Result<u32, AppletError> {
     for display in DISPLAYS {
         let lock = std::fs::read_to_string(lock_path(display)).ok();
         let state = lock_state(lock.as_deref(), is_x_server);
@@ -304,7 +307,9 @@ fn free_display() -> Result<u32, Error> {
         match state {
             Display::InUse => continue,
             Display::Stale => {
-                eprintln!("start-vnc: removing the stale lock of display :{display}");
+                PRINTER.progress(format!(
+                    "start-vnc: removing the stale lock of display :{display}"
+                ));
                 if std::fs::remove_file(lock_path(display)).is_err() {
                     continue; // another user's: leave it, take another display
                 }
@@ -322,7 +327,7 @@ fn free_display() -> Result<u32, Error> {
         }
         return Ok(display);
     }
-    Err(Error::Failed(format!(
+    Err(AppletError::Failed(format!(
         "no free X display among :{} to :{}",
         DISPLAYS.start,
         DISPLAYS.end - 1
@@ -330,7 +335,7 @@ fn free_display() -> Result<u32, Error> {
 }
 
 /// /tmp/.X11-unix, world-writable and sticky: an X server that is not root does not make it.
-fn socket_dir() -> Result<(), Error> {
+fn socket_dir() -> Result<(), AppletError> {
     use std::os::unix::fs::PermissionsExt;
     let dir = Path::new("/tmp/.X11-unix");
     if dir.is_dir() {
@@ -341,7 +346,7 @@ fn socket_dir() -> Result<(), Error> {
     match made {
         Ok(()) => Ok(()),
         Err(_) if dir.is_dir() => Ok(()), // made meanwhile by another
-        Err(source) => Err(Error::Io {
+        Err(source) => Err(AppletError::Io {
             action: format!("cannot create {}", dir.display()),
             source,
         }),
@@ -349,7 +354,7 @@ fn socket_dir() -> Result<(), Error> {
 }
 
 /// Xvfb on a free display, answering on its socket.
-fn start_xvfb(forwarder: &Forwarder) -> Result<(u32, ProcessGroup), Error> {
+fn start_xvfb(forwarder: &Forwarder) -> Result<(u32, ProcessGroup), AppletError> {
     let xvfb = process::find_program("Xvfb", "Xvfb", HINT)?;
     let display = free_display()?;
     socket_dir()?;
@@ -365,7 +370,7 @@ fn start_xvfb(forwarder: &Forwarder) -> Result<(u32, ProcessGroup), Error> {
             return Ok((display, server));
         }
         if let Some(status) = server.0.try_wait().ok().flatten() {
-            return Err(Error::Failed(format!(
+            return Err(AppletError::Failed(format!(
                 "Xvfb on display :{display} ended at once ({status}); its messages are above"
             )));
         }
@@ -373,7 +378,7 @@ fn start_xvfb(forwarder: &Forwarder) -> Result<(u32, ProcessGroup), Error> {
             return Ok((display, server));
         }
         if started.elapsed() > X_STARTS_WITHIN {
-            return Err(Error::Failed(format!(
+            return Err(AppletError::Failed(format!(
                 "Xvfb on display :{display} did not answer on {} within {}s",
                 socket.display(),
                 X_STARTS_WITHIN.as_secs()

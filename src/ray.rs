@@ -1,21 +1,23 @@
 //! The Ray cluster from the host: `cluster up` starts (or reuses) the container on the
 //! project's overlay network and joins it to the cluster, head or worker as its name decides;
-//! `cluster down` leaves and stops; `cluster status` asks the container.
+//! the other cluster commands run devbox's in-container commands there.
+
+use bollard::models::ContainerInspectResponse;
 
 use crate::config::Config;
 use crate::container::{self, ContainerError, StartOptions, Started};
 use crate::engine::Engine;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub enum RayError {
     #[error(
         "CLUSTER_HEAD_NAME is not set: set it in the .env of every machine to the container name of \
          the head (on the head's machine, `devbox status` shows it)"
     )]
     NoHead,
-    #[error("`{command}` in {container} failed (exit code {code}); its output is above")]
-    CommandFailed {
-        command: &'static str,
+    #[error("`{applet}` in {container} failed (exit code {code}); its output is above")]
+    AppletFailed {
+        applet: &'static str,
         container: String,
         code: i64,
     },
@@ -29,33 +31,31 @@ pub async fn up(
     config: &Config,
     mut options: StartOptions,
     recreate: bool,
-) -> Result<Started, ClusterError> {
+) -> Result<Started, RayError> {
     if config.cluster_head_name.is_none() {
-        return Err(ClusterError::NoHead);
+        return Err(RayError::NoHead);
     }
     options
         .network
         .get_or_insert_with(|| config.cluster_network.clone());
     let started = container::start(engine, config, &options, recreate).await?;
-    let name = match &started {
-        Started::Created(spec) | Started::AlreadyRunning(spec) => spec.name.clone(),
-    };
-    run_in(engine, config, &name, "cluster-join").await?;
+    let running = container::running(engine, &started.spec().name).await?;
+    run_applet(engine, &running, "cluster-join").await?;
     Ok(started)
 }
 
-/// Runs one of devbox's in-container commands in the container, its output streamed.
-pub async fn run_in(
+/// Runs one of devbox's in-container commands in the running container (as
+/// `container::running` found it), its output streamed.
+pub async fn run_applet(
     engine: &Engine,
-    config: &Config,
-    name: &str,
-    command: &'static str,
-) -> Result<(), ClusterError> {
-    let code = container::connect(engine, config, name, &[command.to_string()]).await?;
+    running: &ContainerInspectResponse,
+    applet: &'static str,
+) -> Result<(), RayError> {
+    let code = container::connect(engine, running, &[applet.to_string()]).await?;
     if code != 0 {
-        return Err(ClusterError::CommandFailed {
-            command,
-            container: name.to_string(),
+        return Err(RayError::AppletFailed {
+            applet,
+            container: container::name_of(running).to_string(),
             code,
         });
     }

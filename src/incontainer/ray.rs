@@ -14,7 +14,12 @@ use nix::unistd::Pid;
 
 use super::dns::Resolver;
 use super::process::{self, ProcessInfo};
-use super::{Error, env_value, hostname};
+use super::{AppletError, env_value, hostname};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+
+const JOIN: Printer = Printer::new("cluster-join");
+const LEAVE: Printer = Printer::new("cluster-leave");
 
 /// The head's GCS: `ray.init(address="<head>:2099")` and workers connect here.
 pub const GCS_PORT: u16 = 2099;
@@ -82,7 +87,7 @@ pub struct JoinOptions {
 }
 
 /// devbox's own options, wherever they stand; everything else is for `ray start`.
-pub fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, Error> {
+pub fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, AppletError> {
     let mut options = JoinOptions {
         head: false,
         wait: DEFAULT_WAIT,
@@ -107,11 +112,10 @@ pub fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, Error> {
     Ok(options)
 }
 
-fn parse_seconds(option: &str, value: &str) -> Result<Duration, Error> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| Error::Usage(format!("{option} takes a number of seconds, not {value:?}")))
+fn parse_seconds(option: &str, value: &str) -> Result<Duration, AppletError> {
+    value.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+        AppletError::Usage(format!("{option} takes a number of seconds, not {value:?}"))
+    })
 }
 
 /// Whom this node is in the cluster.
@@ -123,12 +127,12 @@ pub enum Role {
 
 /// The head when asked for or when this container is the one CLUSTER_HEAD_NAME names (host
 /// names compare without regard to case); else a worker of that head (`NAME[:PORT]`).
-pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<Role, Error> {
+pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<Role, AppletError> {
     if head_flag {
         return Ok(Role::Head);
     }
     let Some(head_name) = head_name else {
-        return Err(Error::Usage(
+        return Err(AppletError::Failed(
             "CLUSTER_HEAD_NAME is not set: set it in the project's .env to the head container's \
              name (and `devbox start` again), or pass --head to make this container the head"
                 .into(),
@@ -138,7 +142,7 @@ pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<
         Some((name, port)) => (
             name,
             port.parse::<u16>().map_err(|_| {
-                Error::Usage(format!(
+                AppletError::Failed(format!(
                     "CLUSTER_HEAD_NAME={head_name:?}: expected NAME or NAME:PORT"
                 ))
             })?,
@@ -291,7 +295,7 @@ pub fn waiting_line(head: &str, port: u16, left: Duration, problem: &str) -> Str
 
 /// Waits for the head's GCS port to accept a connection, resolving its name anew each time
 /// (its container may not exist yet). Returns the address that answered.
-fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, Error> {
+fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, AppletError> {
     let resolver = Resolver::system();
     let started = Instant::now();
     let on_terminal = std::io::stderr().is_terminal();
@@ -306,10 +310,12 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, Err
                     match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
                         Ok(_) => {
                             if shown && on_terminal {
-                                eprintln!();
+                                JOIN.progress("");
                             }
                             if shown {
-                                eprintln!("cluster-join: the Ray head answers at {target}");
+                                JOIN.progress(format!(
+                                    "cluster-join: the Ray head answers at {target}"
+                                ));
                             }
                             return Ok(address);
                         }
@@ -323,9 +329,9 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, Err
         let elapsed = started.elapsed();
         if elapsed >= limit {
             if shown && on_terminal {
-                eprintln!();
+                JOIN.progress("");
             }
-            return Err(Error::Failed(format!(
+            return Err(AppletError::Failed(format!(
                 "the Ray head at {head}:{port} did not answer within {} ({problem}); start it \
                  first (`cluster-join` in the container {head}), or wait longer with --wait SECONDS",
                 format_countdown(limit)
@@ -333,10 +339,10 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, Err
         }
         let line = waiting_line(head, port, limit - elapsed, &problem);
         if on_terminal {
-            eprint!("\r\x1b[K{line}");
+            JOIN.progress_in_place(&line);
             shown = true;
         } else if last_printed.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
-            eprintln!("{line}");
+            JOIN.progress(&line);
             last_printed = Some(Instant::now());
             shown = true;
         }
@@ -421,23 +427,23 @@ fn current_cluster() -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-pub fn join(args: Vec<OsString>) -> Result<u8, Error> {
+pub fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let options = parse_join_args(args)?;
     if options.help {
-        println!("{JOIN_HELP}");
-        return Ok(0);
+        JOIN.result(JOIN_HELP);
+        return Ok(ExitStatus::Success);
     }
     let ray = process::find_program("ray", "Ray", RAY_HINT)?;
     if let Some(raylet) = raylet() {
         let cluster = current_cluster()
             .map(|address| format!(" at {address}"))
             .unwrap_or_default();
-        println!(
+        JOIN.result(format!(
             "cluster-join: this node is already in the Ray cluster{cluster} (raylet pid {}); \
              nothing started. To join anew: cluster-leave, then cluster-join.",
             raylet.pid
-        );
-        return Ok(0);
+        ));
+        return Ok(ExitStatus::Success);
     }
     let hostname = hostname();
     let head_name = env_value("CLUSTER_HEAD_NAME");
@@ -453,51 +459,49 @@ pub fn join(args: Vec<OsString>) -> Result<u8, Error> {
     };
     let args = ray_start_args(head_address, node_ip, gpus, &options.ray_args);
     match &role {
-        Role::Head => println!(
+        Role::Head => JOIN.result(format!(
             "cluster-join: starting the Ray head on {} (GCS port {GCS_PORT}{})",
             node_ip.map_or_else(|| hostname.clone(), |ip| format!("{hostname}, {ip}")),
             gpus.map(|n| format!(", {n} GPU(s)")).unwrap_or_default()
-        ),
-        Role::Worker { head, port } => println!(
+        )),
+        Role::Worker { head, port } => JOIN.result(format!(
             "cluster-join: joining the Ray head {head}:{port} ({}){}",
             head_address.map(|a| a.ip().to_string()).unwrap_or_default(),
             gpus.map(|n| format!(" with {n} GPU(s)"))
                 .unwrap_or_default()
-        ),
+        )),
     }
     let status = Command::new(&ray)
         .args(&args)
         .envs(ray_start_env())
         .status()
-        .map_err(|source| Error::Io {
+        .map_err(|source| AppletError::Io {
             action: "cannot run `ray start`".into(),
             source,
         })?;
     if !status.success() {
-        return Err(Error::Failed(format!(
+        return Err(AppletError::Failed(format!(
             "`ray start` failed ({status}); its messages are above"
         )));
     }
     match role {
-        Role::Head => println!(
-            "cluster-join: this node is the Ray head. Workers join with `cluster-join` where \
-             CLUSTER_HEAD_NAME={hostname}; programs connect with ray.init(address=\"{hostname}:{GCS_PORT}\")."
-        ),
+        Role::Head => JOIN.result(format!("cluster-join: this node is the Ray head. Workers join with `cluster-join` where \
+             CLUSTER_HEAD_NAME={hostname}; programs connect with ray.init(address=\"{hostname}:{GCS_PORT}\").")),
         Role::Worker { head, port } => {
-            println!("cluster-join: joined the Ray cluster of {head}:{port}.")
+            JOIN.result(format!("cluster-join: joined the Ray cluster of {head}:{port}."))
         }
     }
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
-pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
+pub fn leave(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let mut grace = DEFAULT_GRACE;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("-h" | "--help") => {
-                println!("{LEAVE_HELP}");
-                return Ok(0);
+                LEAVE.result(LEAVE_HELP);
+                return Ok(ExitStatus::Success);
             }
             Some("--grace-period") => {
                 let value = args.next().unwrap_or_default();
@@ -507,22 +511,22 @@ pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
                 grace = parse_seconds("--grace-period", &text["--grace-period=".len()..])?;
             }
             _ => {
-                return Err(Error::Usage(format!(
+                return Err(AppletError::Usage(format!(
                     "unexpected argument {arg:?}\n\n{LEAVE_HELP}"
                 )));
             }
         }
     }
     if ray_processes().is_empty() {
-        println!("cluster-leave: not in a Ray cluster: no Ray process runs on this node");
-        return Ok(0);
+        LEAVE.result("cluster-leave: not in a Ray cluster: no Ray process runs on this node");
+        return Ok(ExitStatus::Success);
     }
     match which::which("ray") {
         Ok(ray) => {
-            println!(
+            LEAVE.result(format!(
                 "cluster-leave: stopping Ray on this node (a grace period of {}s, then by force)",
                 grace.as_secs()
-            );
+            ));
             let _ = Command::new(&ray)
                 .args(["stop", &format!("--grace-period={}", grace.as_secs())])
                 .status();
@@ -530,7 +534,7 @@ pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
                 let _ = Command::new(&ray).args(["stop", "--force"]).status();
             }
         }
-        Err(_) => eprintln!("cluster-leave: no `ray` on PATH: ending Ray's processes directly"),
+        Err(_) => LEAVE.note("no `ray` on PATH: ending Ray's processes directly"),
     }
     // Whatever `ray stop` did not end (or could not, without `ray`).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -545,13 +549,13 @@ pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
                 .map(|p| format!("{} ({})", p.pid, p.comm))
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(Error::Failed(format!(
+            return Err(AppletError::Failed(format!(
                 "Ray processes are still running after SIGKILL: {list}"
             )));
         }
         for p in &left {
             if kill(Pid::from_raw(p.pid), Signal::SIGKILL) == Err(nix::errno::Errno::EPERM) {
-                return Err(Error::Failed(format!(
+                return Err(AppletError::Failed(format!(
                     "Ray process {} ({}) belongs to another user: run cluster-leave as the \
                      user that joined (`devbox connect` uses the same user as `devbox start`)",
                     p.pid, p.comm
@@ -560,8 +564,8 @@ pub fn leave(args: Vec<OsString>) -> Result<u8, Error> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("cluster-leave: Ray stopped: no Ray process is left on this node");
-    Ok(0)
+    LEAVE.result("cluster-leave: Ray stopped: no Ray process is left on this node");
+    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -1,9 +1,37 @@
-//! The engine's swarm: init, join, leave, and the join tokens.
+//! The engine's swarm, in one place: this node's role, init, join, leave and the join
+//! tokens here; its overlay networks in `networks`. (Services, tasks and secrets go beside
+//! them.)
 
-use bollard::models::{SwarmInitRequest, SwarmJoinRequest};
+mod networks;
+
+use bollard::models::{LocalNodeState, SwarmInitRequest, SwarmJoinRequest, SystemInfo};
 use bollard::query_parameters::LeaveSwarmOptionsBuilder;
 
 use super::{Engine, EngineError};
+
+/// The engine's place in a swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwarmRole {
+    None,
+    Worker,
+    Manager,
+}
+
+impl SwarmRole {
+    /// The role the engine's `info` reports.
+    pub fn of(info: &SystemInfo) -> SwarmRole {
+        let swarm = info.swarm.as_ref();
+        match swarm.and_then(|s| s.local_node_state) {
+            Some(LocalNodeState::ACTIVE)
+                if swarm.and_then(|s| s.control_available) == Some(true) =>
+            {
+                SwarmRole::Manager
+            }
+            Some(LocalNodeState::ACTIVE) => SwarmRole::Worker,
+            _ => SwarmRole::None,
+        }
+    }
+}
 
 impl Engine {
     /// Makes this engine a swarm manager; returns its node id.

@@ -1,0 +1,102 @@
+//! `devbox swarm …` and `devbox network …`.
+
+use super::{CommandError, WhileDoing};
+use crate::cli::{NetworkCommand, SwarmCommand};
+use crate::engine::{Engine, Target};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+use crate::swarm::{self, SWARM_PORTS, networks};
+
+pub async fn swarm(target: &Target, command: &SwarmCommand) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
+    let engine = Engine::connect(target).await?;
+    match command {
+        SwarmCommand::Init { advertise_addr } => {
+            let init = swarm::init(&engine, advertise_addr.as_deref())
+                .await
+                .while_doing(|| "making a swarm".into())?;
+            printer.result(if init.already {
+                "this engine already manages a swarm"
+            } else {
+                "this engine now manages a new swarm"
+            });
+            printer.result(format!(
+                "on each other machine, run:\n  {}",
+                init.join_command
+            ));
+            printer.result(format!("open between the machines: {SWARM_PORTS}"));
+        }
+        SwarmCommand::Join {
+            token,
+            manager,
+            advertise_addr,
+        } => {
+            let joined = swarm::join(&engine, token, manager, advertise_addr.as_deref())
+                .await
+                .while_doing(|| "joining the swarm".into())?;
+            printer.result(if joined {
+                format!("joined the swarm of {manager}")
+            } else {
+                "this engine is already in a swarm (`devbox swarm leave` first to change)".into()
+            });
+        }
+        SwarmCommand::Leave { force } => {
+            let left = swarm::leave(&engine, *force)
+                .await
+                .while_doing(|| "leaving the swarm".into())?;
+            printer.result(if left {
+                "left the swarm"
+            } else {
+                "this engine is in no swarm"
+            });
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub async fn network(
+    target: &Target,
+    command: &NetworkCommand,
+) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
+    let engine = Engine::connect(target).await?;
+    match command {
+        NetworkCommand::Create { name, subnet, mtu } => {
+            let created = networks::create(&engine, name, subnet.as_deref(), *mtu)
+                .await
+                .while_doing(|| format!("creating network {name}"))?;
+            printer.result(if created {
+                format!("created attachable overlay network {name}")
+            } else {
+                format!("{name} already exists as an attachable overlay network")
+            });
+        }
+        NetworkCommand::Ls => {
+            let networks = networks::list(&engine)
+                .await
+                .while_doing(|| "listing networks".into())?;
+            let mut table = format!(
+                "{:<24} {:<8} {:<6} {:<18} CONTAINERS\n",
+                "NAME", "DRIVER", "SCOPE", "SUBNET"
+            );
+            for n in networks {
+                table.push_str(&format!(
+                    "{:<24} {:<8} {:<6} {:<18} {}\n",
+                    n.name,
+                    n.driver,
+                    n.scope,
+                    n.subnets.join(","),
+                    n.containers.join(",")
+                ));
+            }
+            printer.result(table);
+        }
+        NetworkCommand::Rm { name } => {
+            networks::remove(&engine, name)
+                .await
+                .while_doing(|| format!("removing network {name}"))?;
+            printer.result(format!("removed network {name}"));
+        }
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,181 @@
+//! The engine's errors, and the only reading of its status codes and messages: each refusal
+//! gets a `Refusal` kind here, and the rest of devbox matches on that kind.
+
+use bollard::errors::Error as BollardError;
+
+use super::target::TlsFiles;
+
+/// What the engine refused, as far as devbox acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404: no such container, image, network or path.
+    NotFound,
+    /// 409: the name is taken, or the object is in a state that forbids it.
+    Conflict,
+    /// 304: it is already so (a container already stopped).
+    AlreadyDone,
+    /// A network's address range overlaps one that exists.
+    AddressOverlap,
+    /// A network still has endpoints (containers, possibly on other machines).
+    NetworkInUse,
+    /// The swarm needs to be told which of this machine's addresses to advertise.
+    AdvertiseAddressNeeded,
+    /// A swarm join token that the manager does not accept.
+    InvalidJoinToken,
+    /// The engine has no runtime or device driver for GPUs (no NVIDIA Container Toolkit).
+    NoGpuRuntime,
+    Other,
+}
+
+impl Refusal {
+    fn of(status: u16, message: &str) -> Refusal {
+        let says = |text: &str| message.contains(text);
+        match status {
+            404 => Refusal::NotFound,
+            409 => Refusal::Conflict,
+            304 => Refusal::AlreadyDone,
+            _ if says("overlap") => Refusal::AddressOverlap,
+            _ if says("active endpoints") => Refusal::NetworkInUse,
+            _ if says("advertise address") || says("multiple addresses") => {
+                Refusal::AdvertiseAddressNeeded
+            }
+            _ if says("join token") || says("InvalidArgument") || says("certificate") => {
+                Refusal::InvalidJoinToken
+            }
+            _ if says("could not select device driver")
+                || says("nvidia")
+                || says("unknown or invalid runtime") =>
+            {
+                Refusal::NoGpuRuntime
+            }
+            _ => Refusal::Other,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the Docker Engine at {host}: {cause}\n\
+         Start it (`sudo systemctl start docker`, or `scripts/engine-up` from devbox's repository), \
+         or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable { host: String, cause: BollardError },
+    #[error(
+        "there is no docker context named {name}: `docker context ls` lists them, \
+         `docker context create {name} --docker host=ssh://user@machine` makes one"
+    )]
+    UnknownContext { name: String },
+    #[error(
+        "{host:?} is not an engine address devbox can use (unix://, tcp:// or ssh://): {cause}"
+    )]
+    BadHost { host: String, cause: BollardError },
+    #[error(
+        "the engine at {host} takes only TLS connections with a client certificate: set \
+         DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem, \
+         or use a docker context made with them (`docker context create NAME --docker host={host},ca=…,cert=…,key=…`)"
+    )]
+    NeedsTls { host: String },
+    #[error(
+        "cannot use the TLS files for {host} ({}, {}, {}): {cause}\n\
+         DOCKER_CERT_PATH (or the docker context) names the folder with the engine's CA (ca.pem) \
+         and this client's certificate and key (cert.pem, key.pem)",
+        .files.ca.display(), .files.cert.display(), .files.key.display()
+    )]
+    Tls {
+        host: String,
+        files: Box<TlsFiles>,
+        cause: BollardError,
+    },
+    #[error("the engine could not {operation}: {message}")]
+    Refused {
+        operation: String,
+        message: String,
+        refusal: Refusal,
+    },
+    #[error("lost the connection to the engine while trying to {operation}")]
+    Transport {
+        operation: String,
+        #[source]
+        source: BollardError,
+    },
+}
+
+impl EngineError {
+    pub(super) fn from_bollard(operation: impl Into<String>, error: BollardError) -> Self {
+        match error {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Refused {
+                operation: operation.into(),
+                refusal: Refusal::of(status_code, &message),
+                message,
+            },
+            BollardError::DockerStreamError { error: message } => EngineError::Refused {
+                operation: operation.into(),
+                refusal: Refusal::of(0, &message),
+                message,
+            },
+            other => EngineError::Transport {
+                operation: operation.into(),
+                source: other,
+            },
+        }
+    }
+
+    /// What the engine refused, when it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            EngineError::Refused { refusal, .. } => Some(*refusal),
+            _ => None,
+        }
+    }
+}
+
+/// An answer of "no such thing" as `None`: what every lookup wants.
+pub(super) fn absent_if_not_found<T>(
+    result: Result<T, BollardError>,
+    operation: impl FnOnce() -> String,
+) -> Result<Option<T>, EngineError> {
+    match result {
+        Ok(found) => Ok(Some(found)),
+        Err(BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(error) => Err(EngineError::from_bollard(operation(), error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn refusals_are_told_apart_by_status_then_message() {
+        assert_eq!(Refusal::of(404, "network x not found"), Refusal::NotFound);
+        assert_eq!(
+            Refusal::of(409, "Conflict. The container name"),
+            Refusal::Conflict
+        );
+        assert_eq!(
+            Refusal::of(403, "Pool overlaps with other one on this address space"),
+            Refusal::AddressOverlap
+        );
+        assert_eq!(
+            Refusal::of(
+                403,
+                "error while removing network: network x id y has active endpoints"
+            ),
+            Refusal::NetworkInUse
+        );
+        assert_eq!(
+            Refusal::of(
+                500,
+                "could not select device driver \"\" with capabilities: [[gpu]]"
+            ),
+            Refusal::NoGpuRuntime
+        );
+        assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
+    }
+}

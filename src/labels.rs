@@ -1,0 +1,64 @@
+//! devbox's labels, in one place: everything devbox creates carries `io.devbox.managed=true`,
+//! so it can be found, told apart from what others made, and cleaned up; images and
+//! containers carry more, under the same prefix.
+
+use std::collections::HashMap;
+
+/// `io.devbox.<name>`: the prefix is spelled only here.
+macro_rules! label {
+    ($name:literal) => {
+        concat!("io.devbox.", $name)
+    };
+}
+
+pub const MANAGED: &str = label!("managed");
+
+// The dev container's.
+pub const PROJECT: &str = label!("project");
+pub const CONFIG_HASH: &str = label!("config-hash");
+/// The configuration's facets (secrets only as digests), to say what changed.
+pub const CONFIG: &str = label!("config");
+/// The `.env` the container was started with, as digests per key, to tell when it is stale.
+pub const DOTENV: &str = label!("dotenv");
+
+// The project image's.
+pub const AGX_VERSION: &str = label!("agx.version");
+pub const AGX_DISTRIBUTION: &str = label!("agx.distribution");
+pub const BASE_IMAGE: &str = label!("base-image");
+/// Followed by a license file's name; the value is the file's SHA-256.
+pub const LICENSE_PREFIX: &str = label!("license.");
+pub const REQUIREMENTS: &str = label!("requirements.sha256");
+/// The id of the image the Dockerfile produced, before devbox's final layer; a rebuild that
+/// yields the same id changed nothing, and keeps the first build's creation time.
+pub const DOCKERFILE_IMAGE: &str = label!("dockerfile-image");
+
+/// The label that marks something as devbox's, to add to a set of labels.
+pub fn managed() -> (String, String) {
+    (MANAGED.to_string(), "true".to_string())
+}
+
+/// Only devbox's: the engine's list filter.
+pub fn managed_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{MANAGED}=true")])])
+}
+
+/// Whether these labels (a container's, a network's) say devbox made it.
+pub fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
+    labels
+        .and_then(|labels| labels.get(MANAGED))
+        .is_some_and(|value| value == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    #[test]
+    fn only_devboxs_label_marks_a_thing_as_devboxs() {
+        assert_eq!(super::MANAGED, "io.devbox.managed");
+        assert!(super::is_managed(Some(&HashMap::from([super::managed()]))));
+        let other = HashMap::from([(super::MANAGED.to_string(), "false".to_string())]);
+        assert!(!super::is_managed(Some(&other)));
+        assert!(!super::is_managed(None));
+    }
+}

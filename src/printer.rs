@@ -1,0 +1,87 @@
+//! The one output policy, and the only code that prints: what a command found or did (its
+//! result, and data such as tables, JSON and the status) on stdout; what happens along the
+//! way, notes, warnings and errors on stderr, as `PROGRAM: note: …`, `PROGRAM: warning: …`,
+//! `PROGRAM: error: …`. Streams of bytes (a container's output, the build's) are written by
+//! their own code to the same streams.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Display;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// The name the user called: `devbox`, or an in-container command's (`start-vnc`).
+    program: &'static str,
+}
+
+impl Printer {
+    pub const DEVBOX: Printer = Printer::new("devbox");
+
+    pub const fn new(program: &'static str) -> Printer {
+        Printer { program }
+    }
+
+    /// A result or data, on stdout; text that ends its own lines is printed as it is.
+    pub fn result(self, text: impl Display) {
+        let text = text.to_string();
+        if text.ends_with('\n') {
+            print!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    /// What is happening (progress), on stderr.
+    pub fn progress(self, text: impl Display) {
+        eprintln!("{text}");
+    }
+
+    /// Progress that the next line replaces in place, on a terminal's stderr.
+    pub fn progress_in_place(self, text: impl Display) {
+        eprint!("\r\x1b[K{text}");
+    }
+
+    pub fn note(self, text: impl Display) {
+        eprintln!("{}: note: {text}", self.program);
+    }
+
+    pub fn warning(self, text: impl Display) {
+        eprintln!("{}: warning: {text}", self.program);
+    }
+
+    /// An error, once: its message and, on the same line, each cause its message does not
+    /// carry itself (every error type says its cause either in its text or as its source).
+    pub fn error(self, error: &dyn std::error::Error) {
+        eprintln!("{}: error: {}", self.program, chain(error));
+    }
+}
+
+/// The error and its sources, joined as `outer: inner: innermost`.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("while starting box")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("image x does not exist")]
+    struct Inner;
+
+    #[test]
+    fn an_error_reads_as_its_context_then_its_causes() {
+        assert_eq!(
+            super::chain(&Outer(Inner)),
+            "while starting box: image x does not exist"
+        );
+    }
+}

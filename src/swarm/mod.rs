@@ -1,0 +1,162 @@
+//! Several machines: the engine's swarm (init, join, leave) and, in `networks`, the
+//! attachable overlay networks devbox makes on it. Every error a team meets in practice says
+//! what to do.
+
+pub mod networks;
+
+use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
+
+/// The ports that must be open between the machines of a swarm.
+pub const SWARM_PORTS: &str = "2377/tcp (managers), 7946/tcp and 7946/udp, 4789/udp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    #[error(
+        "this engine is a worker of a swarm; run this on a manager (`docker node ls` there lists the machines)"
+    )]
+    NotManager,
+    #[error(
+        "this engine is in no swarm: make one with `devbox swarm init` on one machine and `devbox swarm join …` on the others"
+    )]
+    NoSwarm,
+    #[error(
+        "the join token is not valid for the swarm at {manager}: run `devbox swarm init` on the \
+         manager (it prints the current join line) and copy the token again"
+    )]
+    BadToken { manager: String },
+    #[error(
+        "cannot reach the swarm manager at {manager}: {message}\nCheck that the manager is up, that \
+         the address is the one `devbox swarm init` printed, and that {SWARM_PORTS} are open between the machines"
+    )]
+    ManagerUnreachable { manager: String, message: String },
+    #[error(
+        "this machine has several addresses and the engine cannot choose one: {message}\n\
+         Name the one the other machines reach with --advertise-addr ADDRESS"
+    )]
+    AdvertiseAddress { message: String },
+    #[error(
+        "the network's addresses overlap a network that exists ({message}); choose a free range \
+         with --subnet, e.g. --subnet 10.213.0.0/24"
+    )]
+    Overlap { message: String },
+    #[error(
+        "network {0} was not created by devbox; remove it with `docker network rm {0}` if you mean to"
+    )]
+    Foreign(String),
+    #[error(
+        "network {name} exists as a {driver} network that is not attachable: containers started by \
+         devbox cannot join it. Remove it (`docker network rm {name}`) and let devbox make it, use \
+         an attachable overlay network (`docker network create --driver overlay --attachable NAME`), \
+         or choose another name"
+    )]
+    NotAttachable { name: String, driver: String },
+    #[error(
+        "network {name} is in use by {}; stop those first (`devbox stop` on each machine)",
+        .containers.join(", ")
+    )]
+    InUse {
+        name: String,
+        containers: Vec<String>,
+    },
+    #[error("there is no network {0}")]
+    Missing(String),
+    #[error(
+        "this engine manages the swarm: leaving it ends the swarm for every machine in it. \
+         Use `devbox swarm leave --force` if that is what you want"
+    )]
+    ManagerLeave,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What `swarm init` found or made.
+#[derive(Debug)]
+pub struct SwarmInit {
+    pub already: bool,
+    pub join_command: String,
+}
+
+pub async fn init(engine: &Engine, advertise_addr: Option<&str>) -> Result<SwarmInit, SwarmError> {
+    let info = engine.info().await?;
+    let already = match SwarmRole::of(&info) {
+        SwarmRole::Manager => true,
+        SwarmRole::Worker => return Err(SwarmError::NotManager),
+        SwarmRole::None => {
+            engine
+                .init_swarm(advertise_addr)
+                .await
+                .map_err(|e| match e {
+                    EngineError::Refused {
+                        refusal: Refusal::AdvertiseAddressNeeded,
+                        message,
+                        ..
+                    } => SwarmError::AdvertiseAddress { message },
+                    other => other.into(),
+                })?;
+            false
+        }
+    };
+    let info = engine.info().await?;
+    let manager = info
+        .swarm
+        .and_then(|s| s.node_addr)
+        .filter(|a| !a.is_empty())
+        .or_else(|| advertise_addr.map(String::from))
+        .unwrap_or_else(|| "<this machine's address>".into());
+    let token = engine.worker_join_token().await?;
+    Ok(SwarmInit {
+        already,
+        join_command: format!("devbox swarm join --token {token} {manager}:2377"),
+    })
+}
+
+/// Joins this engine to a swarm as a worker; `false` when it already was in one.
+pub async fn join(
+    engine: &Engine,
+    token: &str,
+    manager: &str,
+    advertise_addr: Option<&str>,
+) -> Result<bool, SwarmError> {
+    if SwarmRole::of(&engine.info().await?) != SwarmRole::None {
+        return Ok(false);
+    }
+    let manager = if manager.contains(':') {
+        manager.to_string()
+    } else {
+        format!("{manager}:2377")
+    };
+    engine
+        .join_swarm(&manager, token, advertise_addr)
+        .await
+        .map_err(|e| match e {
+            EngineError::Refused {
+                refusal: Refusal::InvalidJoinToken,
+                ..
+            } => SwarmError::BadToken {
+                manager: manager.clone(),
+            },
+            EngineError::Refused {
+                refusal: Refusal::AdvertiseAddressNeeded,
+                message,
+                ..
+            } => SwarmError::AdvertiseAddress { message },
+            EngineError::Refused { message, .. } => SwarmError::ManagerUnreachable {
+                manager: manager.clone(),
+                message,
+            },
+            other => other.into(),
+        })?;
+    Ok(true)
+}
+
+/// Leaves the swarm; `false` when not in one.
+pub async fn leave(engine: &Engine, force: bool) -> Result<bool, SwarmError> {
+    match SwarmRole::of(&engine.info().await?) {
+        SwarmRole::None => Ok(false),
+        SwarmRole::Manager if !force => Err(SwarmError::ManagerLeave),
+        _ => {
+            engine.leave_swarm(force).await?;
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! devbox's attachable overlay networks: create (with the engine's refusals explained),
+//! list, remove.
+
+use super::SwarmError;
+use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
+use crate::labels;
+
+/// Creates NAME as an attachable overlay network; `false` when it already exists as one.
+pub async fn create(
+    engine: &Engine,
+    name: &str,
+    subnet: Option<&str>,
+    mtu: Option<u32>,
+) -> Result<bool, SwarmError> {
+    match SwarmRole::of(&engine.info().await?) {
+        SwarmRole::Manager => {}
+        SwarmRole::Worker => return Err(SwarmError::NotManager),
+        SwarmRole::None => return Err(SwarmError::NoSwarm),
+    }
+    if let Some(existing) = engine.inspect_network(name).await? {
+        if existing.driver.as_deref() == Some("overlay") && existing.attachable == Some(true) {
+            return Ok(false);
+        }
+        return Err(SwarmError::NotAttachable {
+            name: name.to_string(),
+            driver: existing.driver.unwrap_or_default(),
+        });
+    }
+    create_overlay(engine, name, subnet, mtu).await?;
+    Ok(true)
+}
+
+/// Makes NAME, which does not exist, as an attachable overlay network (on a manager), with the
+/// engine's refusal of an address range that overlaps another network explained.
+pub async fn create_overlay(
+    engine: &Engine,
+    name: &str,
+    subnet: Option<&str>,
+    mtu: Option<u32>,
+) -> Result<(), SwarmError> {
+    engine
+        .create_overlay_network(name, subnet, mtu)
+        .await
+        .map_err(|e| match e {
+            EngineError::Refused {
+                refusal: Refusal::AddressOverlap,
+                message,
+                ..
+            } => SwarmError::Overlap { message },
+            other => other.into(),
+        })
+}
+
+/// One of devbox's networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSummary {
+    pub name: String,
+    pub driver: String,
+    pub scope: String,
+    pub subnets: Vec<String>,
+    pub containers: Vec<String>,
+}
+
+pub async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmError> {
+    let mut summaries = Vec::new();
+    for network in engine.devbox_networks().await? {
+        let name = network.name.clone().unwrap_or_default();
+        let inspect = engine.inspect_network(&name).await?;
+        let subnets = inspect
+            .as_ref()
+            .and_then(|n| n.ipam.as_ref())
+            .and_then(|ipam| ipam.config.as_ref())
+            .map(|configs| configs.iter().filter_map(|c| c.subnet.clone()).collect())
+            .unwrap_or_default();
+        summaries.push(NetworkSummary {
+            driver: network.driver.unwrap_or_default(),
+            scope: network.scope.unwrap_or_default(),
+            subnets,
+            containers: container_names(inspect.as_ref()),
+            name,
+        });
+    }
+    summaries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(summaries)
+}
+
+fn container_names(network: Option<&bollard::models::NetworkInspect>) -> Vec<String> {
+    let mut names: Vec<String> = network
+        .and_then(|n| n.containers.as_ref())
+        .map(|containers| {
+            containers
+                .iter()
+                // An overlay network's load balancer is an endpoint too, not a container.
+                .filter(|(id, _)| !id.starts_with("lb-"))
+                .filter_map(|(_, c)| c.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Removes one of devbox's networks, refusing while containers use it.
+pub async fn remove(engine: &Engine, name: &str) -> Result<(), SwarmError> {
+    let network = engine
+        .inspect_network(name)
+        .await?
+        .ok_or_else(|| SwarmError::Missing(name.to_string()))?;
+    if !labels::is_managed(network.labels.as_ref()) {
+        return Err(SwarmError::Foreign(name.to_string()));
+    }
+    if network.scope.as_deref() == Some("swarm")
+        && SwarmRole::of(&engine.info().await?) != SwarmRole::Manager
+    {
+        return Err(SwarmError::NotManager);
+    }
+    let containers = container_names(Some(&network));
+    if !containers.is_empty() {
+        return Err(SwarmError::InUse {
+            name: name.to_string(),
+            containers,
+        });
+    }
+    engine
+        .remove_network(name)
+        .await
+        .map_err(|e| match e.refusal() {
+            Some(Refusal::NetworkInUse) => SwarmError::InUse {
+                name: name.to_string(),
+                containers: vec!["containers on other machines".into()],
+            },
+            _ => e.into(),
+        })
+}
