@@ -11,39 +11,39 @@ macro_rules! label {
     };
 }
 
-pub const MANAGED: &str = label!("managed");
+pub(crate) const MANAGED: &str = label!("managed");
 
 // The dev container's.
-pub const PROJECT: &str = label!("project");
-pub const CONFIG_HASH: &str = label!("config-hash");
+pub(crate) const PROJECT: &str = label!("project");
+pub(crate) const CONFIG_HASH: &str = label!("config-hash");
 /// The configuration's facets (secrets only as digests), to say what changed.
-pub const CONFIG: &str = label!("config");
+pub(crate) const CONFIG: &str = label!("config");
 /// The `.env` the container was started with, as digests per key, to tell when it is stale.
-pub const DOTENV: &str = label!("dotenv");
+pub(crate) const DOTENV: &str = label!("dotenv");
 
 // The project image's.
-pub const AGX_VERSION: &str = label!("agx.version");
-pub const AGX_DISTRIBUTION: &str = label!("agx.distribution");
-pub const BASE_IMAGE: &str = label!("base-image");
+pub(crate) const AGX_VERSION: &str = label!("agx.version");
+pub(crate) const AGX_DISTRIBUTION: &str = label!("agx.distribution");
+pub(crate) const BASE_IMAGE: &str = label!("base-image");
 /// Followed by a license file's name; the value is the file's SHA-256.
-pub const LICENSE_PREFIX: &str = label!("license.");
-pub const REQUIREMENTS: &str = label!("requirements.sha256");
+pub(crate) const LICENSE_PREFIX: &str = label!("license.");
+pub(crate) const REQUIREMENTS: &str = label!("requirements.sha256");
 /// The id of the image the Dockerfile produced, before devbox's final layer; a rebuild that
 /// yields the same id changed nothing, and keeps the first build's creation time.
-pub const DOCKERFILE_IMAGE: &str = label!("dockerfile-image");
+pub(crate) const DOCKERFILE_IMAGE: &str = label!("dockerfile-image");
 
 /// The label that marks something as devbox's, to add to a set of labels.
-pub fn managed() -> (String, String) {
+pub(crate) fn managed() -> (String, String) {
     (MANAGED.to_string(), "true".to_string())
 }
 
 /// Only devbox's: the engine's list filter.
-pub fn managed_filter() -> HashMap<String, Vec<String>> {
+pub(crate) fn managed_filter() -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{MANAGED}=true")])])
 }
 
 /// Whether these labels (a container's, a network's) say devbox made it.
-pub fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
+pub(crate) fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
     labels
         .and_then(|labels| labels.get(MANAGED))
         .is_some_and(|value| value == "true")

@@ -26,7 +26,7 @@ pub enum RayError {
 }
 
 /// Starts the container on the cluster network (unless `options` name another) and joins it.
-pub async fn up(
+pub(crate) async fn up(
     engine: &Engine,
     config: &Config,
     mut options: StartOptions,
@@ -46,7 +46,7 @@ pub async fn up(
 
 /// Runs one of devbox's in-container commands in the running container (as
 /// `container::running` found it), its output streamed.
-pub async fn run_applet(
+pub(crate) async fn run_applet(
     engine: &Engine,
     running: &ContainerInspectResponse,
     applet: &'static str,

@@ -16,7 +16,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What goes into the context at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A file on the host, read while the tar is written.
     File(PathBuf),
     /// Contents known to devbox (its default `images/` files, generated files).
@@ -26,7 +26,7 @@ pub enum Source {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Path inside the context, `/`-separated and relative.
     pub path: String,
     pub source: Source,
@@ -34,7 +34,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn file(path: impl Into<String>, source: impl Into<PathBuf>) -> Self {
+    pub(crate) fn file(path: impl Into<String>, source: impl Into<PathBuf>) -> Self {
         Entry {
             path: path.into(),
             source: Source::File(source.into()),
@@ -42,7 +42,7 @@ impl Entry {
         }
     }
 
-    pub fn bytes(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn bytes(path: impl Into<String>, contents: impl Into<Vec<u8>>) -> Self {
         Entry {
             path: path.into(),
             source: Source::Bytes(contents.into()),
@@ -50,7 +50,7 @@ impl Entry {
         }
     }
 
-    pub fn dir(path: impl Into<String>) -> Self {
+    pub(crate) fn dir(path: impl Into<String>) -> Self {
         Entry {
             path: path.into(),
             source: Source::Dir,
@@ -58,14 +58,14 @@ impl Entry {
         }
     }
 
-    pub fn executable(mut self) -> Self {
+    pub(crate) fn executable(mut self) -> Self {
         self.mode = 0o755;
         self
     }
 }
 
 /// Every regular file under `dir`, as entries under `prefix` (sorted, so the tar is stable).
-pub fn entries_of_dir(dir: &Path, prefix: &str) -> io::Result<Vec<Entry>> {
+pub(crate) fn entries_of_dir(dir: &Path, prefix: &str) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(dir)
         .follow_links(true)
@@ -101,7 +101,7 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
 }
 
 /// Writes the entries as a tar archive. Files are copied in fixed-size pieces.
-pub fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
+pub(crate) fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
     for entry in entries {
@@ -133,12 +133,12 @@ pub fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
 }
 
 /// A tar stream of the entries, produced on a blocking task; `sent` counts its bytes.
-pub struct ContextStream {
+pub(crate) struct ContextStream {
     pub body: std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>,
     pub sent: Arc<AtomicU64>,
 }
 
-pub fn stream(entries: Vec<Entry>) -> ContextStream {
+pub(crate) fn stream(entries: Vec<Entry>) -> ContextStream {
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let sent = Arc::new(AtomicU64::new(0));
     let writer = ChunkWriter {

@@ -8,7 +8,7 @@ use crate::exit::ExitStatus;
 use crate::image::{self, BuildRequest};
 use crate::printer::Printer;
 
-pub async fn run(
+pub(super) async fn run(
     config: &Config,
     target: &Target,
     args: &BuildArgs,

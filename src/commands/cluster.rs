@@ -11,7 +11,7 @@ use crate::printer::Printer;
 use crate::ray;
 use crate::swarm::{SwarmError, networks};
 
-pub async fn run(
+pub(super) async fn run(
     config: &Config,
     target: &Target,
     command: &ClusterCommand,
@@ -20,7 +20,7 @@ pub async fn run(
     let engine = Engine::connect(target).await?;
     match command {
         ClusterCommand::Up(args) => {
-            let name = name_of(config, &args.start.name);
+            let name = name_of(config, args.start.name.as_ref());
             let doing = || format!("bringing {name} into the cluster");
             let options = start_options(config, &args.start).while_doing(doing)?;
             let started = ray::up(&engine, config, options, args.start.recreate)
@@ -41,7 +41,7 @@ pub async fn run(
             }
         }
         ClusterCommand::Down(args) => {
-            let name = name_of(config, &args.name);
+            let name = name_of(config, args.name.as_ref());
             let stopped = container::stop(&engine, &name, args.time)
                 .await
                 .while_doing(|| format!("taking {name} out of the cluster"))?;
@@ -70,7 +70,7 @@ pub async fn run(
             }
         }
         ClusterCommand::Status { name } => {
-            let name = name_of(config, name);
+            let name = name_of(config, name.as_ref());
             let doing = || format!("reading the cluster's status from {name}");
             let running = container::running(&engine, &name)
                 .await

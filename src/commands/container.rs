@@ -12,9 +12,9 @@ use crate::image::progress::format_size;
 use crate::printer::Printer;
 
 /// The container's name for a command that finds an existing one.
-pub(super) fn name_of(config: &Config, name: &Option<String>) -> String {
+pub(super) fn name_of(config: &Config, name: Option<&String>) -> String {
     let options = StartOptions {
-        name: name.clone(),
+        name: name.cloned(),
         ..Default::default()
     };
     spec::container_name(config, &options, &container::this_hostname())
@@ -97,13 +97,13 @@ pub(super) fn report_created(
     }
 }
 
-pub async fn start(
+pub(super) async fn start(
     config: &Config,
     target: &Target,
     args: &StartArgs,
 ) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
-    let name = name_of(config, &args.name);
+    let name = name_of(config, args.name.as_ref());
     let doing = || format!("starting {name}");
     let options = start_options(config, args).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
@@ -133,13 +133,13 @@ pub async fn start(
     Ok(ExitStatus::Success)
 }
 
-pub async fn connect(
+pub(super) async fn connect(
     config: &Config,
     target: &Target,
     args: &ConnectArgs,
 ) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
-    let name = name_of(config, &args.name);
+    let name = name_of(config, args.name.as_ref());
     let doing = || format!("connecting to {name}");
     let running = container::running(&engine, &name)
         .await
@@ -153,14 +153,14 @@ pub async fn connect(
     Ok(ExitStatus::of_program(code))
 }
 
-pub async fn stop(
+pub(super) async fn stop(
     config: &Config,
     target: &Target,
     args: &StopArgs,
 ) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
-    let name = name_of(config, &args.name);
+    let name = name_of(config, args.name.as_ref());
     let stopped = container::stop(&engine, &name, args.time)
         .await
         .while_doing(|| format!("stopping {name}"))?;
@@ -178,13 +178,13 @@ pub async fn stop(
     Ok(ExitStatus::Success)
 }
 
-pub async fn status(
+pub(super) async fn status(
     config: &Config,
     target: &Target,
     args: &StatusArgs,
 ) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
-    let name = name_of(config, &args.name);
+    let name = name_of(config, args.name.as_ref());
     let status = status::status(&engine, config, &name)
         .await
         .while_doing(|| format!("reading the status of {name}"))?;
@@ -202,13 +202,13 @@ pub async fn status(
     Ok(ExitStatus::Success)
 }
 
-pub async fn logs(
+pub(super) async fn logs(
     config: &Config,
     target: &Target,
     args: &LogsArgs,
 ) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
-    let name = name_of(config, &args.name);
+    let name = name_of(config, args.name.as_ref());
     container::logs(&engine, &name, args.follow, args.tail)
         .await
         .while_doing(|| format!("reading the logs of {name}"))?;

@@ -8,7 +8,7 @@ use crate::engine::Target;
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
-pub async fn run(
+pub(super) async fn run(
     config: Result<Config, ConfigError>,
     target: &Target,
     args: &DoctorArgs,

@@ -33,7 +33,7 @@ fn new_env_file(host_ca_dir: &Path) -> String {
     }
 }
 
-pub fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, CommandError> {
+pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
     let env_file = new_env_file(Path::new(HOST_EXTRA_CA_DIR));
     if env_file != ENV_EXAMPLE && !project_dir.join(DEFAULT_ENV_FILE).exists() {

@@ -10,7 +10,7 @@ use crate::config::{Config, KNOWN_KEYS, SECRET_KEYS};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
-pub fn run(config: &Config, args: &ConfigArgs) -> Result<ExitStatus, CommandError> {
+pub(super) fn run(config: &Config, args: &ConfigArgs) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
     let mut settings = settings(config);
     if let Some(key) = &args.get {

@@ -1,5 +1,7 @@
 //! `devbox swarm …` and `devbox network …`.
 
+use std::fmt::Write;
+
 use super::{CommandError, WhileDoing};
 use crate::cli::{NetworkCommand, SwarmCommand};
 use crate::engine::{Engine, Target};
@@ -7,7 +9,10 @@ use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::swarm::{self, SWARM_PORTS, networks};
 
-pub async fn swarm(target: &Target, command: &SwarmCommand) -> Result<ExitStatus, CommandError> {
+pub(super) async fn swarm(
+    target: &Target,
+    command: &SwarmCommand,
+) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
     match command {
@@ -54,7 +59,7 @@ pub async fn swarm(target: &Target, command: &SwarmCommand) -> Result<ExitStatus
     Ok(ExitStatus::Success)
 }
 
-pub async fn network(
+pub(super) async fn network(
     target: &Target,
     command: &NetworkCommand,
 ) -> Result<ExitStatus, CommandError> {
@@ -80,14 +85,15 @@ pub async fn network(
                 "NAME", "DRIVER", "SCOPE", "SUBNET"
             );
             for n in networks {
-                table.push_str(&format!(
-                    "{:<24} {:<8} {:<6} {:<18} {}\n",
+                let _ = writeln!(
+                    table,
+                    "{:<24} {:<8} {:<6} {:<18} {}",
                     n.name,
                     n.driver,
                     n.scope,
                     n.subnets.join(","),
                     n.containers.join(",")
-                ));
+                );
             }
             printer.result(table);
         }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub use envfile::{EnvFile, Origin};
+pub use envfile::EnvFile;
+pub(crate) use envfile::Origin;
 pub(crate) use validate::is_container_name;
 
 /// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
@@ -36,10 +37,10 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Settings whose values are secrets: shown only as set or unset unless asked for.
-pub const SECRET_KEYS: &[&str] = &["JUPYTER_TOKEN", "VNC_PASSWORD"];
+pub(crate) const SECRET_KEYS: &[&str] = &["JUPYTER_TOKEN", "VNC_PASSWORD"];
 
-pub const DEFAULT_BASE_IMAGE: &str = "nvidia/cuda:12.2.2-runtime-ubuntu22.04";
-pub const DEFAULT_ENV_FILE: &str = ".env";
+pub(crate) const DEFAULT_BASE_IMAGE: &str = "nvidia/cuda:12.2.2-runtime-ubuntu22.04";
+pub(crate) const DEFAULT_ENV_FILE: &str = ".env";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -95,7 +96,7 @@ pub enum ConfigError {
 
 /// AGX Dynamics, when the project uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agx {
+pub(crate) struct Agx {
     pub version: String,
     pub distribution: String,
     pub download_url: String,
@@ -103,14 +104,14 @@ pub struct Agx {
 
 impl Agx {
     /// The vendor's package file name.
-    pub fn package_file(&self) -> String {
+    pub(crate) fn package_file(&self) -> String {
         format!("agx-{}-{}.deb", self.version, self.distribution)
     }
 }
 
 /// The host folders bind-mounted into the container, resolved against the project folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mounts {
+pub(crate) struct Mounts {
     pub src: PathBuf,
     pub scripts: PathBuf,
     pub models: PathBuf,
@@ -119,7 +120,7 @@ pub struct Mounts {
 
 /// A project's resolved configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub project_dir: PathBuf,
     pub image_name: String,
     pub image_tag: String,
@@ -141,12 +142,12 @@ pub struct Config {
 
 impl Config {
     /// Loads `env_file` (default `.env` in `project_dir`) and the process environment.
-    pub fn load(project_dir: &Path, env_file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub(crate) fn load(project_dir: &Path, env_file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_with(project_dir, env_file, |key| std::env::var(key).ok())
     }
 
     /// As [`Config::load`], with the process environment given as a lookup (for tests).
-    pub fn load_with(
+    pub(crate) fn load_with(
         project_dir: &Path,
         env_file: Option<&Path>,
         process_env: impl Fn(&str) -> Option<String>,
@@ -161,24 +162,24 @@ impl Config {
             None => project_dir.join(DEFAULT_ENV_FILE),
         };
         let file = EnvFile::read(&env_path)?;
-        validate::resolve(project_dir, file, &process_env)
+        validate::resolve(project_dir, &file, &process_env)
     }
 
     /// The `.env`'s keys that devbox does not read: the project's own, for the container.
-    pub fn project_keys(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn project_keys(&self) -> impl Iterator<Item = &String> {
         self.values
             .keys()
             .filter(|key| !KNOWN_KEYS.iter().any(|(known, _)| known == key))
     }
 
     /// The image reference `IMAGE_NAME:IMAGE_TAG`.
-    pub fn image_ref(&self) -> String {
+    pub(crate) fn image_ref(&self) -> String {
         format!("{}:{}", self.image_name, self.image_tag)
     }
 }
 
 /// The contents of `env.example`: every key with its default and what it means.
-pub const ENV_EXAMPLE: &str = include_str!("../../env.example");
+pub(crate) const ENV_EXAMPLE: &str = include_str!("../../env.example");
 
 #[cfg(test)]
 mod tests {

@@ -30,40 +30,74 @@ impl Setting {
     }
 }
 
+/// Where each setting's value comes from: the process environment, the `.env`, the default.
+type Lookup<'a> = dyn Fn(&'static str) -> Setting + 'a;
+
 pub(super) fn resolve(
     project_dir: PathBuf,
-    file: EnvFile,
+    file: &EnvFile,
     process_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let setting = |key: &'static str| -> Setting {
-        if let Some(value) = process_env(key) {
-            return Setting {
-                key,
-                value,
-                origin: Origin::Process,
-            };
-        }
-        if let Some((value, line)) = file.get(key) {
-            return Setting {
-                key,
-                value: value.to_string(),
-                origin: Origin::File {
-                    path: file.path.clone(),
-                    line,
-                },
-            };
-        }
-        let default = KNOWN_KEYS
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map_or("", |(_, d)| *d);
-        Setting {
-            key,
-            value: default.to_string(),
-            origin: Origin::Default,
-        }
-    };
+    let setting = |key: &'static str| lookup(key, file, process_env);
+    let (image_name, image_tag, base_image) = resolve_image(&setting)?;
+    let agx = resolve_agx(&setting)?;
+    let extra_ca_certs = resolve_extra_ca_certs(&setting, &project_dir)?;
+    let names = resolve_names(&setting)?;
+    let publish_address = resolve_publish_address(&setting)?;
+    let mounts = resolve_mounts(&setting, &project_dir)?;
+    Ok(Config {
+        image_name,
+        image_tag,
+        base_image,
+        agx,
+        extra_ca_certs,
+        container_name: names.container,
+        cluster_head_name: names.cluster_head,
+        cluster_network: names.cluster_network,
+        publish_address,
+        jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
+        vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
+        mounts,
+        values: container_values(file, process_env),
+        project_dir,
+    })
+}
 
+fn lookup(
+    key: &'static str,
+    file: &EnvFile,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Setting {
+    if let Some(value) = process_env(key) {
+        return Setting {
+            key,
+            value,
+            origin: Origin::Process,
+        };
+    }
+    if let Some((value, line)) = file.get(key) {
+        return Setting {
+            key,
+            value: value.to_string(),
+            origin: Origin::File {
+                path: file.path.clone(),
+                line,
+            },
+        };
+    }
+    let default = KNOWN_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, d)| *d);
+    Setting {
+        key,
+        value: default.to_string(),
+        origin: Origin::Default,
+    }
+}
+
+/// `IMAGE_NAME`, `IMAGE_TAG`, `BASE_IMAGE`.
+fn resolve_image(setting: &Lookup) -> Result<(String, String, String), ConfigError> {
     let image_name = setting("IMAGE_NAME");
     if !is_image_name(&image_name.value) {
         return Err(image_name.invalid(
@@ -83,27 +117,38 @@ pub(super) fn resolve(
             "an image reference without spaces, e.g. nvidia/cuda:12.2.2-runtime-ubuntu22.04",
         ));
     }
+    Ok((image_name.value, image_tag.value, base_image.value))
+}
 
-    let agx = resolve_agx(&setting)?;
-
+fn resolve_extra_ca_certs(
+    setting: &Lookup,
+    project_dir: &std::path::Path,
+) -> Result<Option<PathBuf>, ConfigError> {
     let extra_ca_certs = setting("EXTRA_CA_CERTS");
-    let extra_ca_certs = match extra_ca_certs.non_empty() {
-        None => None,
-        Some(value) => {
-            let path = project_dir.join(value);
-            if !path.exists() {
-                return Err(ConfigError::MissingPath {
-                    key: extra_ca_certs.key,
-                    value: value.to_string(),
-                    origin: extra_ca_certs.origin.clone(),
-                    path,
-                    hint: "point it at a PEM certificate file or a folder of them (*.crt, *.pem), or leave it empty",
-                });
-            }
-            Some(path)
-        }
+    let Some(value) = extra_ca_certs.non_empty() else {
+        return Ok(None);
     };
+    let path = project_dir.join(value);
+    if !path.exists() {
+        return Err(ConfigError::MissingPath {
+            key: extra_ca_certs.key,
+            value: value.to_string(),
+            origin: extra_ca_certs.origin.clone(),
+            path,
+            hint: "point it at a PEM certificate file or a folder of them (*.crt, *.pem), or leave it empty",
+        });
+    }
+    Ok(Some(path))
+}
 
+/// The names of the container, the cluster's head and the cluster's network.
+struct Names {
+    container: Option<String>,
+    cluster_head: Option<String>,
+    cluster_network: String,
+}
+
+fn resolve_names(setting: &Lookup) -> Result<Names, ConfigError> {
     let container_name = setting("CONTAINER_NAME");
     if let Some(name) = container_name.non_empty()
         && !is_container_name(name)
@@ -120,22 +165,30 @@ pub(super) fn resolve(
             "the head's container name: letters, digits, _ . and -, starting with a letter or digit",
         ));
     }
-
     let cluster_network = setting("CLUSTER_NETWORK");
     if !is_container_name(&cluster_network.value) {
         return Err(cluster_network.invalid(
             "a network name: letters, digits, _ . and -, starting with a letter or digit",
         ));
     }
+    Ok(Names {
+        container: container_name.non_empty().map(str::to_string),
+        cluster_head: cluster_head_name.non_empty().map(str::to_string),
+        cluster_network: cluster_network.value,
+    })
+}
 
+fn resolve_publish_address(setting: &Lookup) -> Result<IpAddr, ConfigError> {
     let publish_address = setting("PUBLISH_ADDRESS");
-    let publish_ip: IpAddr = publish_address.value.parse().map_err(|_| {
+    publish_address.value.parse().map_err(|_| {
         publish_address.invalid(
             "an IP address of this host to publish ports on, e.g. 127.0.0.1 (default, reach it \
              through an ssh tunnel) or 0.0.0.0 (every interface)",
         )
-    })?;
+    })
+}
 
+fn resolve_mounts(setting: &Lookup, project_dir: &std::path::Path) -> Result<Mounts, ConfigError> {
     let mount = |key: &'static str| -> Result<PathBuf, ConfigError> {
         let dir = setting(key);
         if dir.value.trim().is_empty() {
@@ -143,13 +196,20 @@ pub(super) fn resolve(
         }
         Ok(project_dir.join(&dir.value))
     };
-    let mounts = Mounts {
+    Ok(Mounts {
         src: mount("SRC_DIR")?,
         scripts: mount("SCRIPTS_DIR")?,
         models: mount("MODELS_DIR")?,
         data: mount("DATA_DIR")?,
-    };
+    })
+}
 
+/// Every key of the `.env` and every setting the environment overrides: the container's
+/// environment.
+fn container_values(
+    file: &EnvFile,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
     let mut values: BTreeMap<String, String> = file
         .entries
         .iter()
@@ -163,26 +223,10 @@ pub(super) fn resolve(
             values.insert((*key).to_string(), value);
         }
     }
-
-    Ok(Config {
-        image_name: image_name.value,
-        image_tag: image_tag.value,
-        base_image: base_image.value,
-        agx,
-        extra_ca_certs,
-        container_name: container_name.non_empty().map(str::to_string),
-        cluster_head_name: cluster_head_name.non_empty().map(str::to_string),
-        cluster_network: cluster_network.value,
-        publish_address: publish_ip,
-        jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
-        vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
-        mounts,
-        values,
-        project_dir,
-    })
+    values
 }
 
-fn resolve_agx(setting: &dyn Fn(&'static str) -> Setting) -> Result<Option<Agx>, ConfigError> {
+fn resolve_agx(setting: &Lookup) -> Result<Option<Agx>, ConfigError> {
     let version = setting("AGX_VERSION");
     let Some(version_value) = version.non_empty() else {
         return Ok(None);

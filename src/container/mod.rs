@@ -2,10 +2,10 @@
 //! and logs.
 
 pub mod options;
-mod ports;
-pub use ports::holder_of as port_holder;
-pub mod spec;
-pub mod status;
+pub(crate) mod ports;
+pub(crate) use ports::holder_of as port_holder;
+pub(crate) mod spec;
+pub(crate) mod status;
 mod terminal;
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError, LogOutput, Refusal, SwarmRole};
 use crate::labels;
 use options::OptionError;
-pub use spec::StartOptions;
+pub(crate) use spec::StartOptions;
 use spec::{ContainerSpec, HostFacts};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ pub enum ContainerError {
 
 /// What `start` did.
 #[derive(Debug)]
-pub enum Started {
+pub(crate) enum Started {
     Created {
         spec: ContainerSpec,
         /// devbox made the container's overlay network for it.
@@ -93,7 +93,7 @@ pub enum Started {
 }
 
 impl Started {
-    pub fn spec(&self) -> &ContainerSpec {
+    pub(crate) fn spec(&self) -> &ContainerSpec {
         match self {
             Started::Created { spec, .. } | Started::AlreadyRunning(spec) => spec,
         }
@@ -105,7 +105,7 @@ pub(super) fn is_managed(container: &ContainerInspectResponse) -> bool {
 }
 
 /// The container's name, as the user gave it.
-pub fn name_of(container: &ContainerInspectResponse) -> &str {
+pub(crate) fn name_of(container: &ContainerInspectResponse) -> &str {
     container
         .name
         .as_deref()
@@ -132,7 +132,7 @@ fn is_running(container: &ContainerInspectResponse) -> bool {
 }
 
 /// This host's name (the default container name starts with it).
-pub fn this_hostname() -> String {
+pub(crate) fn this_hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -140,7 +140,7 @@ pub fn this_hostname() -> String {
 }
 
 /// The user's login name, for the container's USER and HOME.
-pub fn login_name() -> String {
+pub(crate) fn login_name() -> String {
     std::env::var("USER")
         .ok()
         .filter(|u| {
@@ -184,7 +184,7 @@ async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, Conta
 }
 
 /// The container as `start` would make it now (for drift and staleness checks).
-pub async fn wanted_spec(
+pub(crate) async fn wanted_spec(
     engine: &Engine,
     config: &Config,
     options: &StartOptions,
@@ -193,7 +193,7 @@ pub async fn wanted_spec(
     Ok(spec::container_spec(config, options, &host))
 }
 
-pub async fn start(
+pub(crate) async fn start(
     engine: &Engine,
     config: &Config,
     options: &StartOptions,
@@ -228,20 +228,7 @@ pub async fn start(
         engine.remove_container(&spec.name).await?;
     }
 
-    if engine.target().is_local() {
-        for publish in &spec.publish {
-            if let Some(holder) = ports::holder_of(engine, publish).await? {
-                return Err(ContainerError::PortInUse {
-                    port: publish.host_port,
-                    address: publish
-                        .host_ip
-                        .map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
-                    holder,
-                    container_port: publish.container_port,
-                });
-            }
-        }
-    }
+    refuse_taken_ports(engine, &spec).await?;
     // From here on devbox makes things: a Ctrl-C (caught from now, not only once a future is
     // polled) must not leave a network, a folder or a container that never started.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -302,6 +289,27 @@ pub async fn start(
     })
 }
 
+/// A host port that something else holds is named with its holder before anything is made
+/// (only a local engine's ports can be looked into).
+async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(), ContainerError> {
+    if !engine.target().is_local() {
+        return Ok(());
+    }
+    for publish in &spec.publish {
+        if let Some(holder) = ports::holder_of(engine, publish).await? {
+            return Err(ContainerError::PortInUse {
+                port: publish.host_port,
+                address: publish
+                    .host_ip
+                    .map_or("0.0.0.0".to_string(), |ip| ip.to_string()),
+                holder,
+                container_port: publish.container_port,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What a `start` made before the container ran, to undo when it fails.
 #[derive(Default)]
 struct Made {
@@ -351,7 +359,7 @@ async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, Containe
 }
 
 /// The running container named `name`, or why not.
-pub async fn running(
+pub(crate) async fn running(
     engine: &Engine,
     name: &str,
 ) -> Result<ContainerInspectResponse, ContainerError> {
@@ -366,7 +374,7 @@ pub async fn running(
 
 /// What no longer matches the `.env` or the image since the container started, said in one
 /// sentence; `None` when it is current.
-pub async fn staleness(
+pub(crate) async fn staleness(
     engine: &Engine,
     config: &Config,
     container: &ContainerInspectResponse,
@@ -394,7 +402,7 @@ pub async fn staleness(
 
 /// `devbox connect`: a login shell, or one command, in the container that `running` found;
 /// the command's exit code.
-pub async fn connect(
+pub(crate) async fn connect(
     engine: &Engine,
     container: &ContainerInspectResponse,
     command: &[String],
@@ -519,14 +527,14 @@ async fn leave_cluster(engine: &Engine, name: &str) -> Option<String> {
 
 /// What `stop` did to a container that existed.
 #[derive(Debug)]
-pub struct Stopped {
+pub(crate) struct Stopped {
     /// The container could not leave the Ray cluster cleanly before it stopped.
     pub leave_failure: Option<String>,
 }
 
 /// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove; `None` when
 /// there was no such container.
-pub async fn stop(
+pub(crate) async fn stop(
     engine: &Engine,
     name: &str,
     timeout_seconds: i32,
@@ -547,7 +555,7 @@ pub async fn stop(
 }
 
 /// `devbox logs`: the container's output, streamed as it comes.
-pub async fn logs(
+pub(crate) async fn logs(
     engine: &Engine,
     name: &str,
     follow: bool,

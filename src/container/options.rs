@@ -266,18 +266,15 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
             .filter(|&p| p > 0)
             .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))
     };
-    match text.split_once('-') {
-        Some((start, end)) => {
-            let (start, end) = (port(start)?, port(end)?);
-            if start > end {
-                return Err(format!("the range {start}-{end} runs backwards"));
-            }
-            Ok((start, end))
+    if let Some((start, end)) = text.split_once('-') {
+        let (start, end) = (port(start)?, port(end)?);
+        if start > end {
+            return Err(format!("the range {start}-{end} runs backwards"));
         }
-        None => {
-            let p = port(text)?;
-            Ok((p, p))
-        }
+        Ok((start, end))
+    } else {
+        let p = port(text)?;
+        Ok((p, p))
     }
 }
 
@@ -445,7 +442,7 @@ mod tests {
         extra
             .iter()
             .chain(GPU_CAPABILITIES.iter().filter(|c| !extra.contains(c)))
-            .map(|c| c.to_string())
+            .map(ToString::to_string)
             .collect()
     }
 

@@ -7,7 +7,7 @@ use super::options::{Protocol, Publish};
 use crate::engine::Engine;
 
 /// `None` when the port can be published; otherwise who holds it.
-pub async fn holder_of(
+pub(crate) async fn holder_of(
     engine: &Engine,
     publish: &Publish,
 ) -> Result<Option<String>, ContainerError> {
@@ -31,8 +31,7 @@ pub async fn holder_of(
     let containers = engine.containers_publishing(publish.host_port).await?;
     if let Some(name) = containers
         .iter()
-        .filter_map(|c| c.names.as_ref()?.first().cloned())
-        .next()
+        .find_map(|c| c.names.as_ref()?.first().cloned())
     {
         return Ok(Some(format!("container {}", name.trim_start_matches('/'))));
     }
@@ -79,8 +78,7 @@ fn process_listening_on(port: u16, protocol: Protocol) -> Option<(u32, String)> 
                 .any(|inode| target == format!("socket:[{inode}]"))
             {
                 let name = std::fs::read_to_string(process.path().join("comm"))
-                    .map(|c| c.trim().to_string())
-                    .unwrap_or_else(|_| "?".into());
+                    .map_or_else(|_| "?".into(), |c| c.trim().to_string());
                 return Some((pid, name));
             }
         }
@@ -104,6 +102,16 @@ fn socket_inodes(table: &str, port: u16, protocol: Protocol) -> Vec<String> {
             (local_port == port && listening).then(|| inode.to_string())
         })
         .collect()
+}
+
+/// How a published address is written in a URL: an address that means every interface is
+/// reached on loopback from the host itself (and through the ssh tunnel); IPv6 in brackets.
+pub(crate) fn url_host(address: &str) -> String {
+    match address {
+        "" | "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
+        ipv6 if ipv6.contains(':') && !ipv6.starts_with('[') => format!("[{ipv6}]"),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

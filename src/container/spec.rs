@@ -13,17 +13,17 @@ use super::options::{GpuRequest, Protocol, Publish, Volume};
 use crate::config::Config;
 use crate::labels;
 
-pub const VNC_PORT: u16 = 2059;
-pub const JUPYTER_PORT: u16 = 2088;
+pub(crate) const VNC_PORT: u16 = 2059;
+pub(crate) const JUPYTER_PORT: u16 = 2088;
 /// Ray's own services and its workers: open to the cluster network, never published.
-pub const RAY_PORTS: [(u16, u16); 2] = [(2092, 2099), (10000, 20000)];
-pub const DEFAULT_SHM_BYTES: i64 = 16 << 30;
+pub(crate) const RAY_PORTS: [(u16, u16); 2] = [(2092, 2099), (10000, 20000)];
+pub(crate) const DEFAULT_SHM_BYTES: i64 = 16 << 30;
 /// The group that may read the AGX license files in the image (see images/Dockerfile).
-pub const LICENSE_GROUP_ID: &str = "2090";
+pub(crate) const LICENSE_GROUP_ID: &str = "2090";
 
 /// What `devbox start` was asked for beyond the `.env`.
 #[derive(Debug, Clone, Default)]
-pub struct StartOptions {
+pub(crate) struct StartOptions {
     pub name: Option<String>,
     pub gpus: Option<GpuRequest>,
     pub network: Option<String>,
@@ -37,7 +37,7 @@ pub struct StartOptions {
 
 /// Facts about the host and image that shape the container.
 #[derive(Debug, Clone)]
-pub struct HostFacts {
+pub(crate) struct HostFacts {
     pub hostname: String,
     pub uid: u32,
     pub gid: u32,
@@ -50,7 +50,7 @@ pub struct HostFacts {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerSpec {
+pub(crate) struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub image_id: String,
@@ -72,7 +72,7 @@ pub struct ContainerSpec {
 }
 
 /// The container's name: `--name`, else `CONTAINER_NAME`, else `<hostname>-<image name>`.
-pub fn container_name(config: &Config, options: &StartOptions, hostname: &str) -> String {
+pub(crate) fn container_name(config: &Config, options: &StartOptions, hostname: &str) -> String {
     options
         .name
         .clone()
@@ -97,7 +97,11 @@ pub fn container_name(config: &Config, options: &StartOptions, hostname: &str) -
         })
 }
 
-pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts) -> ContainerSpec {
+pub(crate) fn container_spec(
+    config: &Config,
+    options: &StartOptions,
+    host: &HostFacts,
+) -> ContainerSpec {
     let name = container_name(config, options, &host.hostname);
     let root = host.uid == 0;
     let home = if root {
@@ -105,7 +109,37 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
     } else {
         format!("/home/{}", host.user)
     };
+    let publish = published_ports(config, options);
+    let env = environment(config, options, host, &name, &home, &publish);
+    let (shm_size, shm_clamped_from) = match options.shm_size {
+        Some(size) => (size, None),
+        None if host.memory_bytes > 0 && DEFAULT_SHM_BYTES > host.memory_bytes / 2 => {
+            (host.memory_bytes / 2, Some(DEFAULT_SHM_BYTES))
+        }
+        None => (DEFAULT_SHM_BYTES, None),
+    };
+    ContainerSpec {
+        name,
+        image: config.image_ref(),
+        image_id: host.image_id.clone(),
+        project: config.project_dir.to_string_lossy().into_owned(),
+        user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
+        home,
+        env,
+        dotenv: dotenv_digests(&config.values),
+        mounts: mounts(config, options),
+        publish,
+        shm_size,
+        shm_clamped_from,
+        gpus: options.gpus.clone(),
+        network: options.network.clone(),
+        privileged: options.privileged,
+        command: options.command.clone(),
+    }
+}
 
+/// VNC and Jupyter on `PUBLISH_ADDRESS` unless `-p` moves them, then the `-p` ports.
+fn published_ports(config: &Config, options: &StartOptions) -> Vec<Publish> {
     let mut publish: Vec<Publish> = [VNC_PORT, JUPYTER_PORT]
         .into_iter()
         .filter(|port| !options.publish.iter().any(|p| p.container_port == *port))
@@ -121,7 +155,18 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
         ..p.clone()
     }));
     publish.sort();
+    publish
+}
 
+/// The `.env`, `-e`, the user, and what the in-container commands need to know.
+fn environment(
+    config: &Config,
+    options: &StartOptions,
+    host: &HostFacts,
+    name: &str,
+    home: &str,
+    publish: &[Publish],
+) -> BTreeMap<String, String> {
     let host_port_of = |container_port: u16| {
         publish
             .iter()
@@ -132,8 +177,8 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
     let mut env: BTreeMap<String, String> = config.values.clone();
     env.extend(options.env.iter().cloned());
     env.insert("USER".into(), host.user.clone());
-    env.insert("HOME".into(), home.clone());
-    env.insert("DEVBOX_CONTAINER_NAME".into(), name.clone());
+    env.insert("HOME".into(), home.to_string());
+    env.insert("DEVBOX_CONTAINER_NAME".into(), name.to_string());
     env.insert(
         "DEVBOX_PUBLISH_ADDRESS".into(),
         config.publish_address.to_string(),
@@ -143,7 +188,7 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
         "DEVBOX_JUPYTER_HOST_PORT".into(),
         host_port_of(JUPYTER_PORT),
     );
-    if !root {
+    if host.uid != 0 {
         // The image's Python environment belongs to root: the user's own packages go into
         // the (writable) home, and its bin folder goes on PATH.
         env.insert("PIP_USER".into(), "1".into());
@@ -157,8 +202,12 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
             "compute,utility,graphics,display".into(),
         );
     }
+    env
+}
 
-    let mounts = [
+/// The project's folders at /mnt/…, then the `-v` volumes.
+fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
+    [
         (&config.mounts.src, "/mnt/src"),
         (&config.mounts.scripts, "/mnt/scripts"),
         (&config.mounts.models, "/mnt/models"),
@@ -171,39 +220,12 @@ pub fn container_spec(config: &Config, options: &StartOptions, host: &HostFacts)
         read_only: false,
     })
     .chain(options.volumes.iter().cloned())
-    .collect();
-
-    let (shm_size, shm_clamped_from) = match options.shm_size {
-        Some(size) => (size, None),
-        None if host.memory_bytes > 0 && DEFAULT_SHM_BYTES > host.memory_bytes / 2 => {
-            (host.memory_bytes / 2, Some(DEFAULT_SHM_BYTES))
-        }
-        None => (DEFAULT_SHM_BYTES, None),
-    };
-
-    ContainerSpec {
-        name,
-        image: config.image_ref(),
-        image_id: host.image_id.clone(),
-        project: config.project_dir.to_string_lossy().into_owned(),
-        user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
-        home,
-        env,
-        dotenv: dotenv_digests(&config.values),
-        mounts,
-        publish,
-        shm_size,
-        shm_clamped_from,
-        gpus: options.gpus.clone(),
-        network: options.network.clone(),
-        privileged: options.privileged,
-        command: options.command.clone(),
-    }
+    .collect()
 }
 
 impl ContainerSpec {
     /// What the container is, facet by facet; secrets only as digests.
-    pub fn facets(&self) -> BTreeMap<String, String> {
+    pub(crate) fn facets(&self) -> BTreeMap<String, String> {
         let mut facets = BTreeMap::from([
             ("image".to_string(), self.image_id.clone()),
             (
@@ -249,12 +271,12 @@ impl ContainerSpec {
         facets
     }
 
-    pub fn config_hash(&self) -> String {
+    pub(crate) fn config_hash(&self) -> String {
         let facets = serde_json::to_vec(&self.facets()).expect("facets serialise");
         short_digest(&facets)
     }
 
-    pub fn labels(&self) -> HashMap<String, String> {
+    pub(crate) fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             labels::managed(),
             (labels::PROJECT.to_string(), self.project.clone()),
@@ -270,7 +292,7 @@ impl ContainerSpec {
         ])
     }
 
-    pub fn create_body(&self) -> ContainerCreateBody {
+    pub(crate) fn create_body(&self) -> ContainerCreateBody {
         let mut exposed: Vec<String> = RAY_PORTS
             .iter()
             .flat_map(|(start, end)| *start..=*end)
@@ -361,7 +383,7 @@ impl ContainerSpec {
 }
 
 /// `env KEY` → a digest of the value: comparable, and no secret in a label.
-pub fn dotenv_digests(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn dotenv_digests(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     values
         .iter()
         .map(|(key, value)| (format!("env {key}"), short_digest(value.as_bytes())))
@@ -369,7 +391,7 @@ pub fn dotenv_digests(values: &BTreeMap<String, String>) -> BTreeMap<String, Str
 }
 
 /// What differs between the facets a container was started with and the wanted ones.
-pub fn differences(
+pub(crate) fn differences(
     started: &BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
 ) -> Vec<String> {

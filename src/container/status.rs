@@ -8,12 +8,13 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::ContainerError;
+use super::ports::url_host;
 use super::spec::{JUPYTER_PORT, VNC_PORT};
 use crate::config::Config;
 use crate::engine::Engine;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Status {
+pub(crate) struct Status {
     pub name: String,
     /// `running`, `exited`, `created`…, or `absent`.
     pub state: String,
@@ -30,7 +31,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Port {
+pub(crate) struct Port {
     pub service: String,
     pub container_port: u16,
     pub protocol: String,
@@ -40,13 +41,13 @@ pub struct Port {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Network {
+pub(crate) struct Network {
     pub name: String,
     pub address: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Jupyter {
+pub(crate) struct Jupyter {
     pub url: String,
     /// Only with --show-secrets.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +63,7 @@ fn service_of(container_port: u16) -> &'static str {
 }
 
 /// The status from what the engine reports (pure, so it can be tested without one).
-pub fn from_inspect(
+pub(crate) fn from_inspect(
     name: &str,
     container: Option<&ContainerInspectResponse>,
     current_image_id: Option<&str>,
@@ -87,6 +88,26 @@ pub fn from_inspect(
         .as_ref()
         .and_then(|s| s.status)
         .map_or("unknown".to_string(), |s| s.to_string());
+    let ports = ports_of(container);
+    let ssh_tunnel = ssh_tunnel(&ports, login);
+    let gpus = gpus_of(container);
+    let networks = networks_of(container);
+    Status {
+        name: name.to_string(),
+        state,
+        managed: super::is_managed(container),
+        image: container.config.as_ref().and_then(|c| c.image.clone()),
+        image_current: current_image_id.map(|id| container.image.as_deref() == Some(id)),
+        ports,
+        gpus,
+        networks,
+        ssh_tunnel,
+        jupyter: None,
+    }
+}
+
+/// The published ports, in order, each with its URL where it has one.
+fn ports_of(container: &ContainerInspectResponse) -> Vec<Port> {
     let mut ports: Vec<Port> = container
         .network_settings
         .as_ref()
@@ -103,13 +124,7 @@ pub fn from_inspect(
                     .as_deref()
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(0);
-                let shown_ip = if host_ip.is_empty() || host_ip == "0.0.0.0" || host_ip == "::" {
-                    "127.0.0.1".to_string()
-                } else if host_ip.contains(':') {
-                    format!("[{host_ip}]")
-                } else {
-                    host_ip.clone()
-                };
+                let shown_ip = url_host(&host_ip);
                 Port {
                     service: service_of(container_port).into(),
                     container_port,
@@ -126,6 +141,11 @@ pub fn from_inspect(
         })
         .collect();
     ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
+    ports
+}
+
+/// The `ssh -L` line that reaches the published ports from a laptop.
+fn ssh_tunnel(ports: &[Port], login: &str) -> Option<String> {
     // IPv4 and IPv6 bindings of one port tunnel once.
     let mut tunnel_ports: Vec<u16> = ports
         .iter()
@@ -133,15 +153,18 @@ pub fn from_inspect(
         .filter(|p| *p != 0)
         .collect();
     tunnel_ports.dedup();
-    let ssh_tunnel = (!tunnel_ports.is_empty()).then(|| {
+    (!tunnel_ports.is_empty()).then(|| {
         let host = super::this_hostname();
         let forwards: Vec<String> = tunnel_ports
             .iter()
             .map(|p| format!("-L {p}:127.0.0.1:{p}"))
             .collect();
         format!("ssh -N {} {login}@{host}", forwards.join(" "))
-    });
-    let gpus = container
+    })
+}
+
+fn gpus_of(container: &ContainerInspectResponse) -> Vec<String> {
+    container
         .host_config
         .as_ref()
         .and_then(|h| h.device_requests.as_ref())
@@ -155,7 +178,10 @@ pub fn from_inspect(
                 _ => "requested".to_string(),
             },
         )
-        .collect();
+        .collect()
+}
+
+fn networks_of(container: &ContainerInspectResponse) -> Vec<Network> {
     let mut networks: Vec<Network> = container
         .network_settings
         .as_ref()
@@ -168,23 +194,12 @@ pub fn from_inspect(
         })
         .collect();
     networks.sort_by(|a, b| a.name.cmp(&b.name));
-    Status {
-        name: name.to_string(),
-        state,
-        managed: super::is_managed(container),
-        image: container.config.as_ref().and_then(|c| c.image.clone()),
-        image_current: current_image_id.map(|id| container.image.as_deref() == Some(id)),
-        ports,
-        gpus,
-        networks,
-        ssh_tunnel,
-        jupyter: None,
-    }
+    networks
 }
 
 /// The status of a container `start` has just created: nothing runs in it yet but its
 /// command, so Jupyter is not looked for (that costs a process listing).
-pub async fn fresh_status(
+pub(crate) async fn fresh_status(
     engine: &Engine,
     config: &Config,
     name: &str,
@@ -203,7 +218,7 @@ pub async fn fresh_status(
 }
 
 /// The status of the project's container, with the running Jupyter's URL and token.
-pub async fn status(
+pub(crate) async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
@@ -256,7 +271,7 @@ async fn running_jupyter_token(engine: &Engine, name: &str) -> Option<String> {
 
 impl Status {
     /// The status for scripts, which get the token only when asked (`--show-secrets`).
-    pub fn without_secrets(mut self) -> Status {
+    pub(crate) fn without_secrets(mut self) -> Status {
         if let Some(jupyter) = &mut self.jupyter {
             jupyter.token = None;
         }
@@ -265,7 +280,7 @@ impl Status {
 }
 
 /// The status for people, who open the URL with its token.
-pub fn render(status: &Status) -> String {
+pub(crate) fn render(status: &Status) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "container  {} ({})", status.name, status.state);
     if status.state == "absent" {

@@ -12,7 +12,7 @@ use super::ContainerError;
 use crate::engine::{Engine, Exec};
 
 /// The terminal's size as (rows, columns).
-pub fn size() -> Option<(u16, u16)> {
+pub(super) fn size() -> Option<(u16, u16)> {
     terminal_size::terminal_size_of(std::io::stdout().as_fd())
         .or_else(|| terminal_size::terminal_size_of(std::io::stdin().as_fd()))
         .map(|(columns, rows)| (rows.0, columns.0))
@@ -40,7 +40,7 @@ impl Drop for RawMode {
     }
 }
 
-pub async fn run_interactive(engine: &Engine, exec: Exec) -> Result<i64, ContainerError> {
+pub(super) async fn run_interactive(engine: &Engine, exec: Exec) -> Result<i64, ContainerError> {
     let Exec {
         id,
         mut output,

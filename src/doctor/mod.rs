@@ -2,6 +2,7 @@
 //! fix. Failures make the exit code non-zero; warnings and information do not.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::labels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub(crate) enum Level {
     Ok,
     Info,
     Warn,
@@ -24,7 +25,7 @@ pub enum Level {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: &'static str,
     pub level: Level,
     pub detail: String,
@@ -53,7 +54,11 @@ const MIN_SHM_BYTES: i64 = 2 << 30;
 
 /// Runs every check; the configuration is loaded here so that a bad `.env` is one failed check
 /// among the others rather than the end of the report.
-pub async fn run(config: Result<Config, ConfigError>, target: &Target, gpus: bool) -> Vec<Check> {
+pub(crate) async fn run(
+    config: Result<Config, ConfigError>,
+    target: &Target,
+    gpus: bool,
+) -> Vec<Check> {
     let mut checks = Vec::new();
     let config = match config {
         Ok(config) => {
@@ -523,7 +528,7 @@ fn shm_check(memory: i64) -> Check {
 }
 
 /// The report for people.
-pub fn render(checks: &[Check]) -> String {
+pub(crate) fn render(checks: &[Check]) -> String {
     let mut text = String::new();
     for c in checks {
         let mark = match c.level {
@@ -532,21 +537,21 @@ pub fn render(checks: &[Check]) -> String {
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        text.push_str(&format!("{mark} {:<10} {}\n", c.name, c.detail));
+        let _ = writeln!(text, "{mark} {:<10} {}", c.name, c.detail);
         if let Some(fix) = &c.fix {
-            text.push_str(&format!("     {:<10} fix: {fix}\n", ""));
+            let _ = writeln!(text, "     {:<10} fix: {fix}", "");
         }
     }
     let failed = checks.iter().filter(|c| c.level == Level::Fail).count();
-    text.push_str(&if failed == 0 {
-        "nothing is wrong\n".to_string()
+    if failed == 0 {
+        text.push_str("nothing is wrong\n");
     } else {
-        format!("{failed} problem(s)\n")
-    });
+        let _ = writeln!(text, "{failed} problem(s)");
+    }
     text
 }
 
-pub fn passed(checks: &[Check]) -> bool {
+pub(crate) fn passed(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.level != Level::Fail)
 }
 

@@ -11,11 +11,11 @@ use futures_util::{Stream, TryStreamExt};
 use super::{Engine, EngineError, absent_if_not_found};
 use crate::labels;
 
-pub use bollard::container::LogOutput;
+pub(crate) use bollard::container::LogOutput;
 
 impl Engine {
     /// The container's details, or `None` when there is no container of that name.
-    pub async fn inspect_container(
+    pub(crate) async fn inspect_container(
         &self,
         name: &str,
     ) -> Result<Option<ContainerInspectResponse>, EngineError> {
@@ -29,7 +29,7 @@ impl Engine {
         absent_if_not_found(inspected, || format!("inspect container {name}"))
     }
 
-    pub async fn create_container(
+    pub(crate) async fn create_container(
         &self,
         name: &str,
         body: ContainerCreateBody,
@@ -42,7 +42,7 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard(format!("create container {name}"), e))
     }
 
-    pub async fn start_container(&self, name: &str) -> Result<(), EngineError> {
+    pub(crate) async fn start_container(&self, name: &str) -> Result<(), EngineError> {
         self.docker
             .start_container(
                 name,
@@ -53,7 +53,7 @@ impl Engine {
     }
 
     /// SIGTERM, then SIGKILL after `timeout_seconds`.
-    pub async fn stop_container(
+    pub(crate) async fn stop_container(
         &self,
         name: &str,
         timeout_seconds: i32,
@@ -75,7 +75,7 @@ impl Engine {
     }
 
     /// Removes the container (and its anonymous volumes); gone already is fine.
-    pub async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
+    pub(crate) async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
@@ -85,7 +85,7 @@ impl Engine {
     }
 
     /// Running containers that publish `host_port`.
-    pub async fn containers_publishing(
+    pub(crate) async fn containers_publishing(
         &self,
         host_port: u16,
     ) -> Result<Vec<ContainerSummary>, EngineError> {
@@ -100,7 +100,7 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard("list containers", e))
     }
 
-    pub fn logs(
+    pub(crate) fn logs(
         &self,
         name: &str,
         follow: bool,
@@ -120,7 +120,7 @@ impl Engine {
 
     /// Runs `command` in a fresh container of `image` (with every GPU when `gpus`) and
     /// returns its exit code and output; the container is removed whatever happens.
-    pub async fn run_to_end(
+    pub(crate) async fn run_to_end(
         &self,
         image: &str,
         command: &[&str],
@@ -128,7 +128,12 @@ impl Engine {
     ) -> Result<(i64, String), EngineError> {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
-            cmd: Some(command.iter().map(|c| c.to_string()).collect()),
+            cmd: Some(
+                command
+                    .iter()
+                    .map(std::string::ToString::to_string)
+                    .collect(),
+            ),
             host_config: Some(bollard::models::HostConfig {
                 device_requests: gpus.then(|| {
                     vec![bollard::models::DeviceRequest {
@@ -189,7 +194,11 @@ impl Engine {
     }
 
     /// Whether `path` exists in the container (asked of the engine, nothing run inside).
-    pub async fn path_exists(&self, container: &str, path: &str) -> Result<bool, EngineError> {
+    pub(crate) async fn path_exists(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<bool, EngineError> {
         let options = bollard::query_parameters::ContainerArchiveInfoOptionsBuilder::default()
             .path(path)
             .build();
@@ -201,7 +210,7 @@ impl Engine {
     }
 
     /// The command lines of the container's processes.
-    pub async fn processes(&self, container: &str) -> Result<Vec<String>, EngineError> {
+    pub(crate) async fn processes(&self, container: &str) -> Result<Vec<String>, EngineError> {
         let top = self
             .docker
             .top_processes(container, None::<bollard::query_parameters::TopOptions>)

@@ -11,14 +11,18 @@ use tokio::io::AsyncWrite;
 use super::{Engine, EngineError, LogOutput};
 
 /// A started command: its output, its input, and its id for resizing and the exit code.
-pub struct Exec {
+pub(crate) struct Exec {
     pub id: String,
     pub output: Pin<Box<dyn Stream<Item = Result<LogOutput, EngineError>> + Send>>,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
 }
 
 impl Engine {
-    pub async fn exec(&self, container: &str, config: ExecConfig) -> Result<Exec, EngineError> {
+    pub(crate) async fn exec(
+        &self,
+        container: &str,
+        config: ExecConfig,
+    ) -> Result<Exec, EngineError> {
         let tty = config.tty.unwrap_or(false);
         let operation = format!("run a command in {container}");
         let created = self
@@ -48,7 +52,12 @@ impl Engine {
         }
     }
 
-    pub async fn resize_exec(&self, id: &str, rows: u16, columns: u16) -> Result<(), EngineError> {
+    pub(crate) async fn resize_exec(
+        &self,
+        id: &str,
+        rows: u16,
+        columns: u16,
+    ) -> Result<(), EngineError> {
         let options = ResizeExecOptionsBuilder::default()
             .h(i32::from(rows))
             .w(i32::from(columns))
@@ -62,7 +71,7 @@ impl Engine {
     /// The command's exit code, once its output has ended. The engine may record the exit
     /// a moment after it closes the output: wait for it (a few seconds at most) rather than
     /// report a code it has not given.
-    pub async fn exec_exit_code(&self, id: &str) -> Result<i64, EngineError> {
+    pub(crate) async fn exec_exit_code(&self, id: &str) -> Result<i64, EngineError> {
         const OPERATION: &str = "read the command's exit code";
         for _ in 0..250 {
             let inspect = self

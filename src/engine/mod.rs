@@ -7,11 +7,11 @@ mod exec;
 mod swarm;
 mod target;
 
-pub use containers::LogOutput;
-pub use error::{EngineError, Refusal};
-pub use exec::Exec;
-pub use swarm::SwarmRole;
-pub use target::Target;
+pub(crate) use containers::LogOutput;
+pub(crate) use error::{EngineError, Refusal};
+pub(crate) use exec::Exec;
+pub(crate) use swarm::SwarmRole;
+pub(crate) use target::Target;
 
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ const LONG_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A connected engine that answered `/_ping`.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     docker: Docker,
     /// The same connection without a practical timeout, for builds, execs and logs.
     long_docker: Docker,
@@ -51,7 +51,7 @@ impl Engine {
     /// negotiating would only add a `GET /version` (7-12 ms on Engine 20.10) to every command.
     /// The engine tests, which run against Engine 20.10 (API 1.41, older than bollard's
     /// default), fail at once should a bollard release start sending the prefix.
-    pub async fn connect(target: &Target) -> Result<Self, EngineError> {
+    pub(crate) async fn connect(target: &Target) -> Result<Self, EngineError> {
         let host = target.host.clone();
         let docker = match &target.tls {
             Some(files) => Docker::connect_with_ssl(
@@ -98,11 +98,11 @@ impl Engine {
         })
     }
 
-    pub fn target(&self) -> &Target {
+    pub(crate) fn target(&self) -> &Target {
         &self.target
     }
 
-    pub async fn info(&self) -> Result<SystemInfo, EngineError> {
+    pub(crate) async fn info(&self) -> Result<SystemInfo, EngineError> {
         self.docker
             .info()
             .await
@@ -110,7 +110,7 @@ impl Engine {
     }
 
     /// The engine's API version (`GET /version`), for `devbox doctor`.
-    pub async fn api_version(&self) -> Result<String, EngineError> {
+    pub(crate) async fn api_version(&self) -> Result<String, EngineError> {
         let version = self
             .docker
             .version()
@@ -120,7 +120,7 @@ impl Engine {
     }
 
     /// Starts a build with the classic builder; the context is streamed from `context`.
-    pub fn build(
+    pub(crate) fn build(
         &self,
         options: BuildImageOptions,
         context: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
@@ -131,7 +131,7 @@ impl Engine {
     }
 
     /// The image's details, or `None` when the engine has no such image.
-    pub async fn inspect_image(
+    pub(crate) async fn inspect_image(
         &self,
         reference: &str,
     ) -> Result<Option<ImageInspect>, EngineError> {
@@ -140,7 +140,12 @@ impl Engine {
         })
     }
 
-    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+    pub(crate) async fn tag_image(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+    ) -> Result<(), EngineError> {
         let options = TagImageOptionsBuilder::default()
             .repo(repo)
             .tag(tag)
@@ -153,7 +158,7 @@ impl Engine {
 
     /// Reads one file out of an image through a container that is created, never started,
     /// and removed again.
-    pub async fn read_file_from_image(
+    pub(crate) async fn read_file_from_image(
         &self,
         image: &str,
         path: &str,
@@ -190,7 +195,7 @@ impl Engine {
         };
         let archive = archive.concat();
         removed.map_err(|e| {
-            EngineError::from_bollard(format!("remove temporary container {}", id), e)
+            EngineError::from_bollard(format!("remove temporary container {id}"), e)
         })?;
         let mut entries = tar::Archive::new(archive.as_slice());
         let mut entries = entries.entries().map_err(|e| EngineError::Transport {

@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 
 use super::EngineError;
 
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+pub(super) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// The engine's address, the context it came from (for messages), and the client's TLS
 /// files when the engine verifies its clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub host: String,
     pub context: Option<String>,
     pub tls: Option<TlsFiles>,
@@ -40,7 +40,7 @@ impl TlsFiles {
 
 impl Target {
     /// Resolves with the process environment and the user's docker configuration.
-    pub fn resolve(context_flag: Option<&str>) -> Result<Target, EngineError> {
+    pub(crate) fn resolve(context_flag: Option<&str>) -> Result<Target, EngineError> {
         let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
         let config_dir = env("DOCKER_CONFIG")
             .map(PathBuf::from)
@@ -50,12 +50,12 @@ impl Target {
     }
 
     /// Whether the engine runs on this host (so a local port check means something).
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         self.host.starts_with("unix://")
     }
 }
 
-pub fn resolve(
+pub(super) fn resolve(
     context_flag: Option<&str>,
     env: impl Fn(&str) -> Option<String>,
     config_dir: &Path,
@@ -64,9 +64,7 @@ pub fn resolve(
     let env_tls = || {
         env("DOCKER_TLS_VERIFY").map(|_| {
             TlsFiles::in_folder(
-                &env("DOCKER_CERT_PATH")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| config_dir.to_path_buf()),
+                &env("DOCKER_CERT_PATH").map_or_else(|| config_dir.to_path_buf(), PathBuf::from),
             )
         })
     };
@@ -75,16 +73,15 @@ pub fn resolve(
         host: host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
         context: None,
     };
-    let name = match context_flag {
-        Some(name) => name.to_string(),
-        None => {
-            if let Some(host) = env("DOCKER_HOST") {
-                return Ok(default(Some(host)));
-            }
-            match env("DOCKER_CONTEXT").or_else(|| current_context(config_dir)) {
-                Some(name) => name,
-                None => return Ok(default(None)),
-            }
+    let name = if let Some(name) = context_flag {
+        name.to_string()
+    } else {
+        if let Some(host) = env("DOCKER_HOST") {
+            return Ok(default(Some(host)));
+        }
+        match env("DOCKER_CONTEXT").or_else(|| current_context(config_dir)) {
+            Some(name) => name,
+            None => return Ok(default(None)),
         }
     };
     if name == "default" {

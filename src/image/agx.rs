@@ -27,7 +27,7 @@ pub enum AgxError {
 }
 
 /// The cache folder for downloads: `$XDG_CACHE_HOME/devbox`, else `~/.cache/devbox`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -37,14 +37,14 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// The URLs the package is tried at, in order.
-pub fn download_urls(agx: &Agx) -> Vec<String> {
+pub(crate) fn download_urls(agx: &Agx) -> Vec<String> {
     let base = agx.download_url.trim_end_matches('/');
     let file = agx.package_file();
     vec![format!("{base}/{file}"), format!("{base}/old/{file}")]
 }
 
 /// The package's path on this host, downloading it into `cache` if it is nowhere yet.
-pub fn locate_or_download(
+pub(crate) fn locate_or_download(
     agx: &Agx,
     project_dir: &Path,
     cache: &Path,
@@ -111,7 +111,7 @@ fn download(url: &str, to: &Path, show_progress: bool) -> Result<(), String> {
     );
     bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
     if !show_progress {
-        eprintln!("downloading {url}");
+        crate::printer::Printer::DEVBOX.progress(format!("downloading {url}"));
     }
     let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut out = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;

@@ -10,14 +10,14 @@ use super::ImageError;
 
 /// A license file, known by name and digest; its contents never leave the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct License {
+pub(crate) struct License {
     pub name: String,
     pub path: PathBuf,
     pub sha256: String,
 }
 
 /// Every `*.lic` in the project folder and in its `licenses/` folder.
-pub fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageError> {
+pub(crate) fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageError> {
     let mut licenses: Vec<License> = Vec::new();
     for dir in [project_dir.to_path_buf(), project_dir.join("licenses")] {
         for path in files_in(&dir, |name| name.ends_with(".lic"))? {
@@ -42,7 +42,7 @@ pub fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageError> {
 
 /// The PEM certificates named by `EXTRA_CA_CERTS`: one file, or the `*.crt`/`*.pem` files of
 /// a folder. A file that holds no certificate is an error, not silently skipped.
-pub fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, ImageError> {
+pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, ImageError> {
     let Some(path) = setting else {
         return Ok(Vec::new());
     };
@@ -98,7 +98,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// SHA-256 of a file, read in pieces.
-pub fn sha256_of(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = [0u8; 64 * 1024];

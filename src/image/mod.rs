@@ -1,9 +1,9 @@
 //! The project's image: what goes into it, how it is built, and how it is labelled.
 
-pub mod agx;
-pub mod inputs;
-pub mod progress;
-pub mod spec;
+pub(crate) mod agx;
+pub(crate) mod inputs;
+pub(crate) mod progress;
+pub(crate) mod spec;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::labels;
 use progress::{Failure, Mode, Progress, format_duration, format_size};
-pub use spec::BuildRequest;
+pub(crate) use spec::BuildRequest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -95,7 +95,7 @@ fn describe_failure(failure: &Failure) -> String {
 
 /// The result of a build.
 #[derive(Debug, Clone)]
-pub struct BuiltImage {
+pub(crate) struct BuiltImage {
     pub id: String,
     pub tags: Vec<String>,
     pub size: i64,
@@ -119,13 +119,13 @@ impl std::fmt::Display for BuiltImage {
 
 /// The project's inputs, checked before anything is sent to an engine.
 #[derive(Debug, Clone)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     pub licenses: Vec<inputs::License>,
     pub certificates: Vec<PathBuf>,
 }
 
 impl Inputs {
-    pub fn check(config: &Config) -> Result<Self, ImageError> {
+    pub(crate) fn check(config: &Config) -> Result<Self, ImageError> {
         let licenses = inputs::find_licenses(&config.project_dir)?;
         if config.agx.is_some() && licenses.is_empty() {
             return Err(ImageError::NoLicense(config.project_dir.clone()));
@@ -138,8 +138,9 @@ impl Inputs {
     }
 }
 
-/// Builds the project's image and tags it `IMAGE_NAME:IMAGE_TAG` (and any extra tags).
-pub async fn build(
+/// Builds the project's image and tags it `IMAGE_NAME:IMAGE_TAG` (and any extra tags), in
+/// phases: gather the context's inputs, build the Dockerfile, add devbox's final layer, tag.
+pub(crate) async fn build(
     engine: &Engine,
     config: &Config,
     inputs: Inputs,
@@ -153,6 +154,39 @@ pub async fn build(
     } else {
         Mode::Plain
     };
+    let gathered = gather(config, inputs, mode).await?;
+    let (dockerfile_image, context_bytes) =
+        build_dockerfile(engine, config, request, &gathered.context, mode).await?;
+    let id = add_final_layer(engine, config, &gathered, &dockerfile_image, mode).await?;
+    let mut tags = vec![config.image_ref()];
+    for extra in &request.extra_tags {
+        let (repo, tag) = split_reference(extra);
+        engine.tag_image(&id, repo, tag).await?;
+        tags.push(format!("{repo}:{tag}"));
+    }
+    let size = engine
+        .inspect_image(&id)
+        .await?
+        .and_then(|image| image.size)
+        .unwrap_or(0);
+    Ok(BuiltImage {
+        id,
+        tags,
+        size,
+        context_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// What the build needs from the project and the network, before the engine is asked.
+struct Gathered {
+    context: spec::ContextInputs,
+    licenses: Vec<inputs::License>,
+    requirements_sha256: Option<String>,
+}
+
+/// The AGX package (found or downloaded), the requirements file and its digest.
+async fn gather(config: &Config, inputs: Inputs, mode: Mode) -> Result<Gathered, ImageError> {
     let Inputs {
         licenses,
         certificates,
@@ -175,30 +209,43 @@ pub async fn build(
     let requirements_sha256 = match &requirements {
         Some(path) => {
             Some(
-                inputs::sha256_of(path).map_err(|source| ImageError::UnreadableInput {
+                inputs::sha256_of(path).map_err(|cause| ImageError::UnreadableInput {
                     what: "requirements file",
                     path: path.clone(),
-                    cause: source,
+                    cause,
                 })?,
             )
         }
         None => None,
     };
-    let context_inputs = spec::ContextInputs {
-        images_dir: spec::project_images_dir(&config.project_dir),
-        licenses: licenses.clone(),
-        certificates,
-        agx_package,
-        project_requirements: requirements,
-        devbox_binary: std::env::current_exe().map_err(ImageError::OwnBinary)?,
-    };
+    Ok(Gathered {
+        context: spec::ContextInputs {
+            images_dir: spec::project_images_dir(&config.project_dir),
+            licenses: licenses.clone(),
+            certificates,
+            agx_package,
+            project_requirements: requirements,
+            devbox_binary: std::env::current_exe().map_err(ImageError::OwnBinary)?,
+        },
+        licenses,
+        requirements_sha256,
+    })
+}
+
+/// Streams the context and builds the Dockerfile; the image's id and the bytes sent.
+async fn build_dockerfile(
+    engine: &Engine,
+    config: &Config,
+    request: &BuildRequest,
+    context_inputs: &spec::ContextInputs,
+    mode: Mode,
+) -> Result<(String, u64), ImageError> {
     let entries =
-        spec::context_entries(&context_inputs).map_err(|source| ImageError::UnreadableInput {
+        spec::context_entries(context_inputs).map_err(|cause| ImageError::UnreadableInput {
             what: "images folder",
             path: config.project_dir.join("images"),
-            cause: source,
+            cause,
         })?;
-
     let context = build_context::stream(entries);
     let sent = context.sent.clone();
     let dockerfile_image = run_build(
@@ -223,8 +270,21 @@ pub async fn build(
         }
         other => other,
     })?;
-    let context_bytes = sent.load(std::sync::atomic::Ordering::Relaxed);
+    Ok((
+        dockerfile_image,
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+    ))
+}
 
+/// devbox's layer on the Dockerfile's image: AGX's environment and the labels, tagged
+/// `IMAGE_NAME:IMAGE_TAG`. A rebuild that changed nothing keeps the tagged image as it is.
+async fn add_final_layer(
+    engine: &Engine,
+    config: &Config,
+    gathered: &Gathered,
+    dockerfile_image: &str,
+    mode: Mode,
+) -> Result<String, ImageError> {
     let tag = config.image_ref();
     let existing = engine.inspect_image(&tag).await?.map(|image| {
         let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
@@ -232,65 +292,40 @@ pub async fn build(
     });
     let labels = spec::labels(&spec::LabelInputs {
         config,
-        licenses: &licenses,
-        requirements_sha256,
-        dockerfile_image: &dockerfile_image,
-        created: creation_time(existing.as_ref().map(|(_, l)| l), &dockerfile_image),
+        licenses: &gathered.licenses,
+        requirements_sha256: gathered.requirements_sha256.clone(),
+        dockerfile_image,
+        created: creation_time(existing.as_ref().map(|(_, l)| l), dockerfile_image),
         revision: git_revision(&config.project_dir),
     });
-    // The tagged image already is this Dockerfile image with these labels (a rebuild that
-    // changed nothing): it stands as it is.
-    let up_to_date = existing.as_ref().and_then(|(id, existing_labels)| {
-        labels
+    if let Some((id, existing_labels)) = &existing
+        && labels
             .iter()
             .all(|(k, v)| existing_labels.get(k) == Some(v))
-            .then(|| id.clone())
-    });
-    let id = match up_to_date {
-        Some(id) => id,
-        None => {
-            let agx_env = match &config.agx {
-                Some(_) => read_agx_env(engine, &dockerfile_image).await?,
-                None => BTreeMap::new(),
-            };
-            let final_context = build_context::stream(vec![build_context::Entry::bytes(
-                "Dockerfile",
-                spec::final_dockerfile(&dockerfile_image, &agx_env, &labels),
-            )]);
-            let quiet_finish = if mode == Mode::Terminal {
-                Mode::Quiet
-            } else {
-                mode
-            };
-            run_build(
-                engine,
-                spec::final_build_options(&tag),
-                final_context.body,
-                quiet_finish,
-                "labelling",
-            )
-            .await?
-        }
-    };
-
-    let mut tags = vec![tag];
-    for extra in &request.extra_tags {
-        let (repo, tag) = split_reference(extra);
-        engine.tag_image(&id, repo, tag).await?;
-        tags.push(format!("{repo}:{tag}"));
+    {
+        return Ok(id.clone());
     }
-    let size = engine
-        .inspect_image(&id)
-        .await?
-        .and_then(|image| image.size)
-        .unwrap_or(0);
-    Ok(BuiltImage {
-        id,
-        tags,
-        size,
-        context_bytes,
-        elapsed: started.elapsed(),
-    })
+    let agx_env = match &config.agx {
+        Some(_) => read_agx_env(engine, dockerfile_image).await?,
+        None => BTreeMap::new(),
+    };
+    let final_context = build_context::stream(vec![build_context::Entry::bytes(
+        "Dockerfile",
+        spec::final_dockerfile(dockerfile_image, &agx_env, &labels),
+    )]);
+    let quiet_finish = if mode == Mode::Terminal {
+        Mode::Quiet
+    } else {
+        mode
+    };
+    run_build(
+        engine,
+        spec::final_build_options(&tag),
+        final_context.body,
+        quiet_finish,
+        "labelling",
+    )
+    .await
 }
 
 async fn run_build(
@@ -374,7 +409,7 @@ fn git_revision(project_dir: &Path) -> Option<String> {
 }
 
 /// `name[:tag]` → (name, tag), `latest` when no tag is given (a registry port is not a tag).
-pub fn split_reference(reference: &str) -> (&str, &str) {
+pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name, tag),
         _ => (reference, "latest"),

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 const TAIL_LINES: usize = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Terminal,
     Plain,
     Quiet,
@@ -26,7 +26,7 @@ pub struct Step {
 }
 
 /// `Step 3/12 : RUN apt-get …` → the step.
-pub fn parse_step(line: &str) -> Option<Step> {
+pub(crate) fn parse_step(line: &str) -> Option<Step> {
     let rest = line.strip_prefix("Step ")?;
     let (counts, instruction) = rest.split_once(" : ")?;
     let (number, total) = counts.split_once('/')?;
@@ -45,7 +45,7 @@ pub struct Failure {
     pub last_lines: Vec<String>,
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     mode: Mode,
     bar: ProgressBar,
     step: Option<Step>,
@@ -56,7 +56,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(mode: Mode, label: &str) -> Self {
+    pub(crate) fn new(mode: Mode, label: &str) -> Self {
         let bar = match mode {
             Mode::Terminal => {
                 let bar = ProgressBar::new_spinner();
@@ -82,7 +82,7 @@ impl Progress {
     }
 
     /// Takes one message from the engine; an error message ends the build as a failure.
-    pub fn update(&mut self, info: &BuildInfo) -> Result<(), Failure> {
+    pub(crate) fn update(&mut self, info: &BuildInfo) -> Result<(), Failure> {
         if let Some(id) = info.aux.as_ref().and_then(|aux| aux.id.clone()) {
             self.image_id = Some(id);
         }
@@ -135,7 +135,7 @@ impl Progress {
     }
 
     /// The failure as it stands now (also used when the stream breaks off).
-    pub fn failure(&mut self, message: String) -> Failure {
+    pub(crate) fn failure(&mut self, message: String) -> Failure {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.line(&rest);
@@ -149,7 +149,7 @@ impl Progress {
     }
 
     /// The image id the build reported, once it has finished.
-    pub fn finish(self) -> Option<String> {
+    pub(crate) fn finish(self) -> Option<String> {
         self.bar.finish_and_clear();
         self.image_id
     }
@@ -162,7 +162,7 @@ fn plain(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if seconds >= 60 {
         format!("{}m{:02}s", seconds / 60, seconds % 60)
@@ -171,7 +171,7 @@ pub fn format_duration(duration: Duration) -> String {
     }
 }
 
-pub fn format_size(bytes: i64) -> String {
+pub(crate) fn format_size(bytes: i64) -> String {
     let bytes = bytes as f64;
     match bytes {
         b if b >= 1e9 => format!("{:.2} GB", b / 1e9),

@@ -2,6 +2,7 @@
 //! engine: the build context's entries, the build options, and the image's labels.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{BuildImageOptions, BuildImageOptionsBuilder};
@@ -15,11 +16,11 @@ use crate::config::Config;
 use crate::labels;
 
 /// Where the image records AGX's environment for devbox to turn into `ENV`.
-pub const AGX_ENV_PATH: &str = "/etc/devbox/agx-env.json";
+pub(crate) const AGX_ENV_PATH: &str = "/etc/devbox/agx-env.json";
 
 /// devbox's own `images/` folder, carried in the binary for projects without their own:
 /// (name, contents, executable).
-pub const DEFAULT_IMAGE_FILES: &[(&str, &str, bool)] = &[
+pub(crate) const DEFAULT_IMAGE_FILES: &[(&str, &str, bool)] = &[
     ("Dockerfile", include_str!("../../images/Dockerfile"), false),
     (
         "requirements.txt",
@@ -40,7 +41,7 @@ pub const DEFAULT_IMAGE_FILES: &[(&str, &str, bool)] = &[
 ];
 
 /// Entries for devbox's default `images/` files.
-pub fn default_image_entries() -> Vec<Entry> {
+pub(crate) fn default_image_entries() -> Vec<Entry> {
     DEFAULT_IMAGE_FILES
         .iter()
         .map(|(name, contents, executable)| {
@@ -56,7 +57,7 @@ pub fn default_image_entries() -> Vec<Entry> {
 
 /// Everything the build context is made of.
 #[derive(Debug, Clone)]
-pub struct ContextInputs {
+pub(crate) struct ContextInputs {
     /// The project's own `images/` folder, or `None` for devbox's default.
     pub images_dir: Option<PathBuf>,
     pub licenses: Vec<License>,
@@ -69,7 +70,7 @@ pub struct ContextInputs {
 /// The context's entries. Its layout is the contract with `images/Dockerfile`: the files of
 /// `images/` at the root, then `certs/`, `licenses/`, `agx/` (each present, maybe empty),
 /// `project-requirements.txt` and `devbox`.
-pub fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Entry>> {
+pub(crate) fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Entry>> {
     let mut entries = match &inputs.images_dir {
         Some(dir) => build_context::entries_of_dir(dir, "")?,
         None => default_image_entries(),
@@ -116,7 +117,7 @@ pub fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Entry>> {
 
 /// What the user asked of one build, in the docker CLI's terms.
 #[derive(Debug, Clone, Default)]
-pub struct BuildRequest {
+pub(crate) struct BuildRequest {
     pub no_cache: bool,
     pub pull: bool,
     pub build_args: Vec<(String, String)>,
@@ -124,7 +125,7 @@ pub struct BuildRequest {
     pub quiet: bool,
 }
 
-pub fn build_args(config: &Config, request: &BuildRequest) -> HashMap<String, String> {
+pub(crate) fn build_args(config: &Config, request: &BuildRequest) -> HashMap<String, String> {
     let mut args = HashMap::from([
         ("BASE_IMAGE".to_string(), config.base_image.clone()),
         (
@@ -149,7 +150,10 @@ pub fn build_args(config: &Config, request: &BuildRequest) -> HashMap<String, St
 }
 
 /// The build of the Dockerfile itself, untagged: devbox's final layer is tagged.
-pub fn dockerfile_build_options(config: &Config, request: &BuildRequest) -> BuildImageOptions {
+pub(crate) fn dockerfile_build_options(
+    config: &Config,
+    request: &BuildRequest,
+) -> BuildImageOptions {
     let mut builder = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .buildargs(&build_args(config, request))
@@ -165,7 +169,7 @@ pub fn dockerfile_build_options(config: &Config, request: &BuildRequest) -> Buil
 /// The final layer: AGX's environment as `ENV` (so every process has it, `docker exec`
 /// included) and the labels, on top of the Dockerfile's image. One instruction each: the
 /// classic builder commits a layer per instruction (and per label passed as an option).
-pub fn final_dockerfile(
+pub(crate) fn final_dockerfile(
     dockerfile_image: &str,
     agx_env: &BTreeMap<String, String>,
     labels: &HashMap<String, String>,
@@ -178,12 +182,12 @@ pub fn final_dockerfile(
     };
     let mut text = format!("FROM {dockerfile_image}\n");
     if !agx_env.is_empty() {
-        text.push_str(&format!("ENV {}\n", pairs(agx_env.iter().collect())));
+        let _ = writeln!(text, "ENV {}", pairs(agx_env.iter().collect()));
     }
     let mut labels: Vec<(&String, &String)> = labels.iter().collect();
     labels.sort();
     if !labels.is_empty() {
-        text.push_str(&format!("LABEL {}\n", pairs(labels)));
+        let _ = writeln!(text, "LABEL {}", pairs(labels));
     }
     text
 }
@@ -204,7 +208,7 @@ fn quote_env_value(value: &str) -> String {
     quoted
 }
 
-pub fn final_build_options(tag: &str) -> BuildImageOptions {
+pub(crate) fn final_build_options(tag: &str) -> BuildImageOptions {
     BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(tag)
@@ -215,7 +219,7 @@ pub fn final_build_options(tag: &str) -> BuildImageOptions {
 
 /// What the labels say about the image.
 #[derive(Debug, Clone)]
-pub struct LabelInputs<'a> {
+pub(crate) struct LabelInputs<'a> {
     pub config: &'a Config,
     pub licenses: &'a [License],
     pub requirements_sha256: Option<String>,
@@ -224,7 +228,7 @@ pub struct LabelInputs<'a> {
     pub revision: Option<String>,
 }
 
-pub fn labels(inputs: &LabelInputs<'_>) -> HashMap<String, String> {
+pub(crate) fn labels(inputs: &LabelInputs<'_>) -> HashMap<String, String> {
     let config = inputs.config;
     let mut labels = HashMap::from([
         labels::managed(),
@@ -260,7 +264,7 @@ pub fn labels(inputs: &LabelInputs<'_>) -> HashMap<String, String> {
 }
 
 /// The project's `images/` folder when it has its own Dockerfile.
-pub fn project_images_dir(project_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn project_images_dir(project_dir: &Path) -> Option<PathBuf> {
     let dir = project_dir.join("images");
     dir.join("Dockerfile").is_file().then_some(dir)
 }

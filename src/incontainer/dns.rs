@@ -15,7 +15,7 @@ const CLASS_IN: u16 = 1;
 const MAX_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     #[error("{0:?} is not a valid host name")]
     InvalidName(String),
     #[error(
@@ -32,7 +32,7 @@ pub enum ResolveError {
 
 /// What /etc/resolv.conf says, as far as a resolver of A records needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvConf {
+pub(crate) struct ResolvConf {
     pub nameservers: Vec<SocketAddr>,
     pub search: Vec<String>,
     pub ndots: usize,
@@ -53,7 +53,7 @@ impl Default for ResolvConf {
     }
 }
 
-pub fn parse_resolv_conf(text: &str) -> ResolvConf {
+pub(crate) fn parse_resolv_conf(text: &str) -> ResolvConf {
     let mut conf = ResolvConf {
         nameservers: Vec::new(),
         ..ResolvConf::default()
@@ -69,7 +69,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
                 }
             }
             // The last of `search` and `domain` wins, as in the C library.
-            Some("search") | Some("domain") => {
+            Some("search" | "domain") => {
                 conf.search = words
                     .map(|domain| domain.trim_end_matches('.').to_string())
                     .filter(|domain| !domain.is_empty())
@@ -82,7 +82,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
                     match (key, number) {
                         ("ndots", Some(n)) => conf.ndots = n.min(15) as usize,
                         ("timeout", Some(n)) => {
-                            conf.timeout = Duration::from_secs(n.clamp(1, 30).into())
+                            conf.timeout = Duration::from_secs(n.clamp(1, 30).into());
                         }
                         ("attempts", Some(n)) => conf.attempts = n.clamp(1, 5),
                         _ => {}
@@ -99,7 +99,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
 }
 
 /// The IPv4 addresses /etc/hosts gives `name` (names compare without regard to case).
-pub fn hosts_lookup(text: &str, name: &str) -> Vec<Ipv4Addr> {
+pub(crate) fn hosts_lookup(text: &str, name: &str) -> Vec<Ipv4Addr> {
     let name = name.trim_end_matches('.');
     text.lines()
         .filter_map(|line| {
@@ -115,7 +115,7 @@ pub fn hosts_lookup(text: &str, name: &str) -> Vec<Ipv4Addr> {
 
 /// The names to ask the nameservers, in order, for `name` (the C library's rules: a name with
 /// at least `ndots` dots is tried as it is first, others with the search domains first).
-pub fn candidates(name: &str, conf: &ResolvConf) -> Vec<String> {
+pub(crate) fn candidates(name: &str, conf: &ResolvConf) -> Vec<String> {
     if let Some(absolute) = name.strip_suffix('.') {
         return vec![absolute.to_string()];
     }
@@ -128,7 +128,7 @@ pub fn candidates(name: &str, conf: &ResolvConf) -> Vec<String> {
 }
 
 /// A DNS query for the A records of `name`, with recursion desired.
-pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, ResolveError> {
+pub(crate) fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, ResolveError> {
     let invalid = || ResolveError::InvalidName(name.to_string());
     if name.is_empty() || name.len() > 253 {
         return Err(invalid());
@@ -153,7 +153,7 @@ pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, ResolveError> {
 
 /// What a nameserver answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Addresses(Vec<Ipv4Addr>),
     /// The name does not exist, or has no A record.
     NoSuchName,
@@ -164,7 +164,7 @@ pub enum Answer {
 }
 
 /// Reads the answer to query `id`; `None` when the packet is not that answer.
-pub fn parse_response(id: u16, packet: &[u8]) -> Option<Answer> {
+pub(crate) fn parse_response(id: u16, packet: &[u8]) -> Option<Answer> {
     let u16_at = |at: usize| -> Option<u16> {
         Some(u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]))
     };
@@ -222,7 +222,7 @@ fn skip_name(packet: &[u8], mut at: usize) -> Option<usize> {
 
 /// A resolver reading the system's files (or others, for tests).
 #[derive(Debug, Clone)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     pub hosts: PathBuf,
     pub resolv_conf: PathBuf,
     /// The nameservers' port: 53, as resolv.conf cannot say otherwise (another for tests).
@@ -230,7 +230,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn system() -> Self {
+    pub(crate) fn system() -> Self {
         Resolver {
             hosts: "/etc/hosts".into(),
             resolv_conf: "/etc/resolv.conf".into(),
@@ -239,7 +239,7 @@ impl Resolver {
     }
 
     /// The IPv4 addresses of `name`: an address as it is, then /etc/hosts, then DNS.
-    pub fn lookup_ipv4(&self, name: &str) -> Result<Vec<Ipv4Addr>, ResolveError> {
+    pub(crate) fn lookup_ipv4(&self, name: &str) -> Result<Vec<Ipv4Addr>, ResolveError> {
         if let Ok(address) = name.parse::<Ipv4Addr>() {
             return Ok(vec![address]);
         }
@@ -304,7 +304,7 @@ fn query_all(name: &str, conf: &ResolvConf) -> Result<Option<Vec<Ipv4Addr>>, Str
 }
 
 /// One query to one nameserver: UDP, then TCP when the answer was truncated.
-pub fn query(name: &str, server: SocketAddr, timeout: Duration) -> std::io::Result<Answer> {
+pub(crate) fn query(name: &str, server: SocketAddr, timeout: Duration) -> std::io::Result<Answer> {
     let id = query_id();
     let packet = encode_query(id, name)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
@@ -333,7 +333,7 @@ pub fn query(name: &str, server: SocketAddr, timeout: Duration) -> std::io::Resu
         match parse_response(id, &buffer[..size]) {
             Some(Answer::Truncated) => return query_tcp(&packet, id, server, timeout),
             Some(answer) => return Ok(answer),
-            None => continue, // a stray packet: keep waiting for ours
+            None => {} // a stray packet: keep waiting for ours
         }
     }
 }
@@ -365,15 +365,16 @@ fn query_tcp(
 
 /// A query id that is hard to guess (it is what tells our answer from a forged one).
 fn query_id() -> u16 {
-    super::process::random_bytes(2)
-        .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]))
-        .unwrap_or_else(|_| {
+    super::process::random_bytes(2).map_or_else(
+        |_| {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
                 .subsec_nanos();
             (nanos ^ std::process::id()) as u16
-        })
+        },
+        |bytes| u16::from_be_bytes([bytes[0], bytes[1]]),
+    )
 }
 
 #[cfg(test)]

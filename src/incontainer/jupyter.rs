@@ -18,14 +18,14 @@ use crate::printer::Printer;
 
 const PRINTER: Printer = Printer::new("start-jupyter");
 
-pub const PORT: u16 = 2088;
-pub const ROOT: &str = "/mnt/src/notebooks";
+pub(super) const PORT: u16 = 2088;
+pub(super) const ROOT: &str = "/mnt/src/notebooks";
 /// How long to wait for the server to answer before saying so (it keeps running).
 const READY_WITHIN: Duration = Duration::from_secs(120);
 const HINT: &str = "the devbox image installs it with `notebook` in images/requirements.txt; \
                     a custom image needs it in its requirements too";
 
-pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
+pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     let jupyter = process::find_program("jupyter", "Jupyter", HINT)?;
     process::find_program("jupyter-notebook", "Jupyter Notebook", HINT)?;
     std::fs::create_dir_all(ROOT).map_err(|source| AppletError::Io {
@@ -36,20 +36,20 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         Some(token) => (token, false),
         None => (hex(&process::random_bytes(24)?), true),
     };
-    let port = effective_port(&extra);
+    let port = effective_port(extra);
     if process::is_listening(port) {
         return Err(AppletError::Failed(format!(
             "port {port} is taken already (a Jupyter started earlier is still running?): \
              stop it first, or pass --ServerApp.port=PORT"
         )));
     }
-    let base_url = option_value(&extra, &["--ServerApp.base_url", "--NotebookApp.base_url"])
+    let base_url = option_value(extra, &["--ServerApp.base_url", "--NotebookApp.base_url"])
         .unwrap_or_else(|| "/".into());
     let is_root = nix::unistd::geteuid().is_root();
 
     let mut command = Command::new(jupyter);
     command
-        .args(notebook_args(Path::new(ROOT), PORT, is_root, &extra))
+        .args(notebook_args(Path::new(ROOT), PORT, is_root, extra))
         // Jupyter reads its token from the environment: not on a command line `ps` shows.
         .env("JUPYTER_TOKEN", &token);
     if generated {
@@ -84,7 +84,12 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
 }
 
 /// `jupyter` arguments: devbox's settings first, the user's after them (so they win).
-pub fn notebook_args(root: &Path, port: u16, is_root: bool, extra: &[OsString]) -> Vec<OsString> {
+pub(super) fn notebook_args(
+    root: &Path,
+    port: u16,
+    is_root: bool,
+    extra: &[OsString],
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "notebook".to_string(),
         "--ServerApp.ip=0.0.0.0".to_string(),
@@ -107,7 +112,7 @@ pub fn notebook_args(root: &Path, port: u16, is_root: bool, extra: &[OsString]) 
 }
 
 /// The port Jupyter listens on: 2088 unless the user's arguments say otherwise.
-pub fn effective_port(extra: &[OsString]) -> u16 {
+pub(super) fn effective_port(extra: &[OsString]) -> u16 {
     option_value(extra, &["--port", "--ServerApp.port", "--NotebookApp.port"])
         .and_then(|port| port.parse().ok())
         .unwrap_or(PORT)
@@ -133,7 +138,7 @@ fn open_url(port: u16, base_url: &str, token: &str) -> String {
     format_url(&host, host_port, base_url, token)
 }
 
-pub fn format_url(host: &str, port: u16, base_url: &str, token: &str) -> String {
+pub(super) fn format_url(host: &str, port: u16, base_url: &str, token: &str) -> String {
     format!(
         "http://{host}:{port}{}tree?token={}",
         slashed(base_url),
@@ -153,8 +158,8 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+pub(super) fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
 }
 
 /// Polls Jupyter's API with the token until it answers, then prints where to open it.

@@ -1,14 +1,14 @@
 //! The commands devbox answers to inside the container, by the name it is called with
 //! (`start-jupyter …`, through the image's links) or as `devbox start-jupyter …`.
 
-pub mod dns;
+pub(crate) mod dns;
 mod jupyter;
 mod process;
 mod ray;
-pub mod status;
+pub(crate) mod status;
 mod vnc;
 
-pub use ray::CURRENT_CLUSTER;
+pub(crate) use ray::CURRENT_CLUSTER;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -120,7 +120,7 @@ impl Subcommand {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppletError {
+pub(crate) enum AppletError {
     #[error("{what} is not installed in this image: no `{program}` on PATH ({hint})")]
     Missing {
         what: String,
@@ -143,8 +143,8 @@ pub enum AppletError {
 /// `ray start`), or a failure after its error is reported.
 pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
     let result = match applet {
-        Applet::StartJupyter => jupyter::run(args),
-        Applet::StartVnc => vnc::run(args),
+        Applet::StartJupyter => jupyter::run(&args),
+        Applet::StartVnc => vnc::run(&args),
         Applet::ClusterJoin => ray::join(args),
         Applet::ClusterLeave => ray::leave(args),
         Applet::ClusterStatus => status::run(args),
@@ -159,7 +159,7 @@ pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
 }
 
 /// `devbox [global options] start-vnc …` through clap: the same.
-pub fn run_subcommand(subcommand: Subcommand) -> ExitStatus {
+pub(crate) fn run_subcommand(subcommand: Subcommand) -> ExitStatus {
     let (applet, args) = subcommand.into_parts();
     run(applet, args)
 }
@@ -207,15 +207,7 @@ impl Published {
         match (address, host_port) {
             (Some(_), Some(0)) => Published::EngineChosen,
             (Some(address), Some(port)) => {
-                // Published on every address: the host itself reaches it on loopback.
-                let shown = match address.as_str() {
-                    "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_string(),
-                    other if other.contains(':') && !other.starts_with('[') => {
-                        format!("[{other}]")
-                    }
-                    other => other.to_string(),
-                };
-                Published::At(shown, port)
+                Published::At(crate::container::ports::url_host(&address), port)
             }
             _ => Published::No,
         }
@@ -243,8 +235,7 @@ fn own_address() -> String {
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+        .map_or_else(|_| "localhost".into(), |name| name.trim().to_string())
 }
 
 #[cfg(test)]

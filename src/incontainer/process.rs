@@ -19,7 +19,7 @@ use signal_hook::iterator::{Handle, Signals};
 use super::AppletError;
 
 /// The program `name` on PATH, or an error saying what is missing and how to get it.
-pub fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, AppletError> {
+pub(super) fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, AppletError> {
     which::which(name).map_err(|_| AppletError::Missing {
         what: what.to_string(),
         program: name.to_string(),
@@ -29,7 +29,7 @@ pub fn find_program(name: &str, what: &str, hint: &str) -> Result<PathBuf, Apple
 
 /// Starts `command` in a process group of its own, with no standard input (a process outside
 /// the terminal's foreground group must not read from it).
-pub fn spawn_group(command: &mut Command, what: &str) -> Result<Child, AppletError> {
+pub(super) fn spawn_group(command: &mut Command, what: &str) -> Result<Child, AppletError> {
     command
         .process_group(0)
         .stdin(Stdio::null())
@@ -41,7 +41,7 @@ pub fn spawn_group(command: &mut Command, what: &str) -> Result<Child, AppletErr
 }
 
 /// The exit code a shell would report: the child's own, or 128 + the signal that ended it.
-pub fn exit_code(status: ExitStatus) -> crate::exit::ExitStatus {
+pub(super) fn exit_code(status: ExitStatus) -> crate::exit::ExitStatus {
     match (status.code(), status.signal()) {
         (Some(code), _) => crate::exit::ExitStatus::of_program(code.into()),
         (None, Some(signal)) => crate::exit::ExitStatus::of_program((128 + signal).into()),
@@ -50,14 +50,14 @@ pub fn exit_code(status: ExitStatus) -> crate::exit::ExitStatus {
 }
 
 /// Sends `signal` to the process group led by `child` (ignoring a group that is gone).
-pub fn signal_group(child: &Child, signal: Signal) {
+pub(super) fn signal_group(child: &Child, signal: Signal) {
     if let Ok(pid) = i32::try_from(child.id()) {
         let _ = killpg(Pid::from_raw(pid), signal);
     }
 }
 
 /// Ends `child`'s process group: SIGTERM, then SIGKILL after `grace`. Returns its status.
-pub fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+pub(super) fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
     if let Some(status) = child.try_wait()? {
         signal_group(child, Signal::SIGKILL);
         return Ok(status);
@@ -79,7 +79,7 @@ pub fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
 /// Forwards SIGINT, SIGTERM and SIGHUP that devbox receives to the process groups registered
 /// with it, for as long as it lives. devbox itself then no longer dies of them: it waits for
 /// its children to end and exits with their status.
-pub struct Forwarder {
+pub(super) struct Forwarder {
     groups: Arc<Mutex<Vec<i32>>>,
     received: Arc<AtomicI32>,
     handle: Handle,
@@ -87,7 +87,7 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn start() -> Result<Forwarder, AppletError> {
+    pub(super) fn start() -> Result<Forwarder, AppletError> {
         let mut signals =
             Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|source| AppletError::Io {
                 action: "cannot handle signals".into(),
@@ -120,14 +120,14 @@ impl Forwarder {
     }
 
     /// Signals from now on also go to `child`'s process group.
-    pub fn add(&self, child: &Child) {
+    pub(super) fn add(&self, child: &Child) {
         if let Ok(pid) = i32::try_from(child.id()) {
             self.groups.lock().expect("signal targets").push(pid);
         }
     }
 
     /// The last signal received, if any.
-    pub fn received(&self) -> Option<Signal> {
+    pub(super) fn received(&self) -> Option<Signal> {
         match self.received.load(Ordering::SeqCst) {
             0 => None,
             number => Signal::try_from(number).ok(),
@@ -146,7 +146,7 @@ impl Drop for Forwarder {
 
 /// A process of this node, as /proc shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
+pub(super) struct ProcessInfo {
     pub pid: i32,
     /// The kernel's name for it (at most 15 bytes; Ray's workers set it to `ray::…`).
     pub comm: String,
@@ -155,7 +155,7 @@ pub struct ProcessInfo {
 
 /// The live processes of this PID namespace except devbox itself; zombies are left out: they
 /// run nothing (and a container without an init never reaps them).
-pub fn processes() -> Vec<ProcessInfo> {
+pub(super) fn processes() -> Vec<ProcessInfo> {
     let own = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -188,12 +188,12 @@ pub fn processes() -> Vec<ProcessInfo> {
 }
 
 /// The state letter of a /proc/PID/stat line ("123 (name with) spaces) S …").
-pub fn process_state(stat: &str) -> Option<char> {
+pub(super) fn process_state(stat: &str) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Whether a process with this pid exists (and is not a zombie).
-pub fn is_alive(pid: i32) -> bool {
+pub(super) fn is_alive(pid: i32) -> bool {
     std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
         .ok()
         .and_then(|stat| process_state(&stat))
@@ -201,7 +201,7 @@ pub fn is_alive(pid: i32) -> bool {
 }
 
 /// The kernel's name of a live process.
-pub fn comm_of(pid: i32) -> Option<String> {
+pub(super) fn comm_of(pid: i32) -> Option<String> {
     if !is_alive(pid) {
         return None;
     }
@@ -211,14 +211,14 @@ pub fn comm_of(pid: i32) -> Option<String> {
 }
 
 /// Whether something in this network namespace listens on TCP `port` (any address).
-pub fn is_listening(port: u16) -> bool {
+pub(super) fn is_listening(port: u16) -> bool {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .any(|table| std::fs::read_to_string(table).is_ok_and(|text| listens_on(&text, port)))
 }
 
 /// Reads a /proc/net/tcp table: a socket in state 0A (LISTEN) on local port `port`.
-pub fn listens_on(table: &str, port: u16) -> bool {
+pub(super) fn listens_on(table: &str, port: u16) -> bool {
     table.lines().skip(1).any(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.len() > 3
@@ -231,7 +231,7 @@ pub fn listens_on(table: &str, port: u16) -> bool {
 }
 
 /// `count` bytes from the kernel's random source.
-pub fn random_bytes(count: usize) -> Result<Vec<u8>, AppletError> {
+pub(super) fn random_bytes(count: usize) -> Result<Vec<u8>, AppletError> {
     use std::io::Read;
     let mut bytes = vec![0u8; count];
     std::fs::File::open("/dev/urandom")

@@ -22,24 +22,24 @@ const JOIN: Printer = Printer::new("cluster-join");
 const LEAVE: Printer = Printer::new("cluster-leave");
 
 /// The head's GCS: `ray.init(address="<head>:2099")` and workers connect here.
-pub const GCS_PORT: u16 = 2099;
-pub const NODE_MANAGER_PORT: u16 = 2098;
-pub const OBJECT_MANAGER_PORT: u16 = 2097;
-pub const RUNTIME_ENV_AGENT_PORT: u16 = 2096;
-pub const DASHBOARD_AGENT_GRPC_PORT: u16 = 2095;
-pub const DASHBOARD_AGENT_LISTEN_PORT: u16 = 2094;
+pub(super) const GCS_PORT: u16 = 2099;
+pub(super) const NODE_MANAGER_PORT: u16 = 2098;
+pub(super) const OBJECT_MANAGER_PORT: u16 = 2097;
+pub(super) const RUNTIME_ENV_AGENT_PORT: u16 = 2096;
+pub(super) const DASHBOARD_AGENT_GRPC_PORT: u16 = 2095;
+pub(super) const DASHBOARD_AGENT_LISTEN_PORT: u16 = 2094;
 /// The head's Ray Client server (`ray.init("ray://<head>:2093")`).
-pub const CLIENT_SERVER_PORT: u16 = 2093;
-pub const METRICS_EXPORT_PORT: u16 = 2092;
+pub(super) const CLIENT_SERVER_PORT: u16 = 2093;
+pub(super) const METRICS_EXPORT_PORT: u16 = 2092;
 /// Workers bind here; the top of the range is kept for the head's HTTP servers below.
-pub const MIN_WORKER_PORT: u16 = 10000;
-pub const MAX_WORKER_PORT: u16 = 19996;
+pub(super) const MIN_WORKER_PORT: u16 = 10000;
+pub(super) const MAX_WORKER_PORT: u16 = 19996;
 /// The dashboard, when asked for with `--include-dashboard=true` (off by default).
-pub const DASHBOARD_PORT: u16 = 19997;
+pub(super) const DASHBOARD_PORT: u16 = 19997;
 /// Prometheus endpoints of the head's dashboard and autoscaler processes (set through the
 /// environment: `ray start` has no option for them).
-pub const DASHBOARD_METRICS_PORT: u16 = 19998;
-pub const AUTOSCALER_METRICS_PORT: u16 = 19999;
+pub(super) const DASHBOARD_METRICS_PORT: u16 = 19998;
+pub(super) const AUTOSCALER_METRICS_PORT: u16 = 19999;
 // The head's HTTP ports lie above the workers' range, still inside what the container opens.
 const _: () = assert!(
     MAX_WORKER_PORT < DASHBOARD_PORT
@@ -53,7 +53,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const RAY_HINT: &str = "the devbox image installs it with `ray[default]` in images/requirements.txt; \
                         a custom image needs it in its requirements too";
 /// Ray keeps this file while the node is in a cluster (`ray stop` removes it).
-pub const CURRENT_CLUSTER: &str = "/tmp/ray/ray_current_cluster";
+pub(crate) const CURRENT_CLUSTER: &str = "/tmp/ray/ray_current_cluster";
 
 const JOIN_HELP: &str = "\
 Usage: cluster-join [--head] [--wait SECONDS] [RAY_START_ARGS...]
@@ -79,7 +79,7 @@ Stops Ray on this node: running work gets the grace period (default 30 seconds),
 what is left is killed. Not being in a cluster is not an error.";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinOptions {
+pub(super) struct JoinOptions {
     pub head: bool,
     pub wait: Duration,
     pub help: bool,
@@ -87,7 +87,7 @@ pub struct JoinOptions {
 }
 
 /// devbox's own options, wherever they stand; everything else is for `ray start`.
-pub fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, AppletError> {
+pub(super) fn parse_join_args(args: Vec<OsString>) -> Result<JoinOptions, AppletError> {
     let mut options = JoinOptions {
         head: false,
         wait: DEFAULT_WAIT,
@@ -120,14 +120,18 @@ fn parse_seconds(option: &str, value: &str) -> Result<Duration, AppletError> {
 
 /// Whom this node is in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     Head,
     Worker { head: String, port: u16 },
 }
 
 /// The head when asked for or when this container is the one CLUSTER_HEAD_NAME names (host
 /// names compare without regard to case); else a worker of that head (`NAME[:PORT]`).
-pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<Role, AppletError> {
+pub(super) fn role(
+    head_flag: bool,
+    hostname: &str,
+    head_name: Option<&str>,
+) -> Result<Role, AppletError> {
     if head_flag {
         return Ok(Role::Head);
     }
@@ -160,7 +164,7 @@ pub fn role(head_flag: bool, hostname: &str, head_name: Option<&str>) -> Result<
 }
 
 /// `ray start`'s arguments for this node: every port pinned; the user's arguments after.
-pub fn ray_start_args(
+pub(super) fn ray_start_args(
     head_address: Option<SocketAddr>,
     node_ip: Option<Ipv4Addr>,
     gpus: Option<u32>,
@@ -202,7 +206,7 @@ pub fn ray_start_args(
 }
 
 /// The environment for `ray start`: the ports it has no option for.
-pub fn ray_start_env() -> [(&'static str, String); 2] {
+pub(super) fn ray_start_env() -> [(&'static str, String); 2] {
     [
         ("DASHBOARD_METRIC_PORT", DASHBOARD_METRICS_PORT.to_string()),
         (
@@ -215,7 +219,7 @@ pub fn ray_start_env() -> [(&'static str, String); 2] {
 /// How many GPUs to offer Ray: CUDA_VISIBLE_DEVICES when set (Ray refuses more than it
 /// lists), else what nvidia-smi lists, else NVIDIA_VISIBLE_DEVICES (`all`: the /dev/nvidiaN
 /// devices). `None`: say nothing and let Ray see none.
-pub fn gpu_count(
+pub(super) fn gpu_count(
     cuda_visible: Option<&str>,
     nvidia_smi: Option<&str>,
     nvidia_visible: Option<&str>,
@@ -259,19 +263,17 @@ fn detect_gpus() -> Option<u32> {
         })
         .filter(|output| output.status.success())
         .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
-    let devices = std::fs::read_dir("/dev")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|entry| {
-                    entry.file_name().to_str().is_some_and(|name| {
-                        name.strip_prefix("nvidia")
-                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                    })
+    let devices = std::fs::read_dir("/dev").map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry.file_name().to_str().is_some_and(|name| {
+                    name.strip_prefix("nvidia")
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 })
-                .count()
-        })
-        .unwrap_or(0);
+            })
+            .count()
+    });
     gpu_count(
         std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
         nvidia_smi.as_deref(),
@@ -281,12 +283,12 @@ fn detect_gpus() -> Option<u32> {
 }
 
 /// "2:05": minutes and seconds left, rounded up (a countdown shows 0:00 only at the end).
-pub fn format_countdown(left: Duration) -> String {
+pub(super) fn format_countdown(left: Duration) -> String {
     let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     format!("{}:{:02}", seconds / 60, seconds % 60)
 }
 
-pub fn waiting_line(head: &str, port: u16, left: Duration, problem: &str) -> String {
+pub(super) fn waiting_line(head: &str, port: u16, left: Duration, problem: &str) -> String {
     format!(
         "cluster-join: waiting for the Ray head {head}:{port} ({problem}), {} left",
         format_countdown(left)
@@ -337,7 +339,7 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, App
                 format_countdown(limit)
             )));
         }
-        let line = waiting_line(head, port, limit - elapsed, &problem);
+        let line = waiting_line(head, port, limit.saturating_sub(elapsed), &problem);
         if on_terminal {
             JOIN.progress_in_place(&line);
             shown = true;
@@ -346,7 +348,7 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, App
             last_printed = Some(Instant::now());
             shown = true;
         }
-        std::thread::sleep(Duration::from_secs(1).min(limit - elapsed));
+        std::thread::sleep(Duration::from_secs(1).min(limit.saturating_sub(elapsed)));
     }
 }
 
@@ -388,7 +390,7 @@ fn address_towards(head: SocketAddr) -> Option<Ipv4Addr> {
 }
 
 /// The processes Ray runs on a node (what `ray stop` looks for).
-pub fn is_ray_process(comm: &str, cmdline: &str) -> bool {
+pub(super) fn is_ray_process(comm: &str, cmdline: &str) -> bool {
     const BY_NAME: &[&str] = &["raylet", "gcs_server", "plasma_store"];
     const BY_COMMAND: &[&str] = &[
         "ray/autoscaler/_private/monitor.py",
@@ -407,14 +409,14 @@ pub fn is_ray_process(comm: &str, cmdline: &str) -> bool {
         || BY_COMMAND.iter().any(|keyword| cmdline.contains(keyword))
 }
 
-pub fn ray_processes() -> Vec<ProcessInfo> {
+pub(super) fn ray_processes() -> Vec<ProcessInfo> {
     process::processes()
         .into_iter()
         .filter(|p| is_ray_process(&p.comm, &p.cmdline))
         .collect()
 }
 
-pub fn raylet() -> Option<ProcessInfo> {
+pub(super) fn raylet() -> Option<ProcessInfo> {
     process::processes()
         .into_iter()
         .find(|p| p.comm == "raylet")
@@ -427,7 +429,7 @@ fn current_cluster() -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-pub fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
+pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let options = parse_join_args(args)?;
     if options.help {
         JOIN.result(JOIN_HELP);
@@ -488,13 +490,13 @@ pub fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         Role::Head => JOIN.result(format!("cluster-join: this node is the Ray head. Workers join with `cluster-join` where \
              CLUSTER_HEAD_NAME={hostname}; programs connect with ray.init(address=\"{hostname}:{GCS_PORT}\").")),
         Role::Worker { head, port } => {
-            JOIN.result(format!("cluster-join: joined the Ray cluster of {head}:{port}."))
+            JOIN.result(format!("cluster-join: joined the Ray cluster of {head}:{port}."));
         }
     }
     Ok(ExitStatus::Success)
 }
 
-pub fn leave(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
+pub(super) fn leave(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let mut grace = DEFAULT_GRACE;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {

@@ -22,7 +22,7 @@ const MARKER: &str = "DEVBOX-CLUSTER-STATUS ";
 
 /// Connects to the cluster as a driver (the address is argv[1], `auto` for this node's) and
 /// prints what `ray.nodes()` says, as one JSON line.
-pub const SCRIPT: &str = r#"
+pub(crate) const SCRIPT: &str = r#"
 import json, logging, sys
 import ray
 ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False,
@@ -50,7 +50,7 @@ ray.shutdown()
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Node {
+pub(crate) struct Node {
     pub node_id: String,
     pub address: String,
     pub hostname: String,
@@ -64,18 +64,18 @@ pub struct Node {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClusterStatus {
+pub(crate) struct ClusterStatus {
     pub gcs_address: String,
     pub nodes: Vec<Node>,
 }
 
 /// The command that asks the cluster at `address` (`auto`: the one this node is in).
-pub fn query_argv(address: &str) -> Vec<String> {
+pub(crate) fn query_argv(address: &str) -> Vec<String> {
     vec!["python3".into(), "-c".into(), SCRIPT.into(), address.into()]
 }
 
 /// Reads [`SCRIPT`]'s output.
-pub fn parse_output(stdout: &str) -> Result<ClusterStatus, String> {
+pub(crate) fn parse_output(stdout: &str) -> Result<ClusterStatus, String> {
     let line = stdout
         .lines()
         .rev()
@@ -85,7 +85,7 @@ pub fn parse_output(stdout: &str) -> Result<ClusterStatus, String> {
 }
 
 /// The nodes as a table: the head first, then the live ones, each by address.
-pub fn render(status: &ClusterStatus) -> String {
+pub(crate) fn render(status: &ClusterStatus) -> String {
     let mut nodes: Vec<&Node> = status.nodes.iter().collect();
     nodes.sort_by(|a, b| {
         (!a.head, !a.alive, &a.address, &a.hostname).cmp(&(
@@ -145,7 +145,7 @@ pub fn render(status: &ClusterStatus) -> String {
 }
 
 /// 4, 0.5: resources are counted in fractions too.
-pub fn format_count(value: f64) -> String {
+pub(crate) fn format_count(value: f64) -> String {
     if value.fract() == 0.0 {
         format!("{value:.0}")
     } else {
@@ -153,7 +153,7 @@ pub fn format_count(value: f64) -> String {
     }
 }
 
-pub fn format_bytes(bytes: f64) -> String {
+pub(crate) fn format_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes.max(0.0);
     let mut unit = 0;
@@ -174,7 +174,7 @@ Usage: cluster-status [--json] [--address HOST:PORT]
 The nodes of the Ray cluster this node is in (or the one at --address): address, role,
 alive or dead, CPUs, GPUs, memory. --json prints them as JSON.";
 
-pub fn run(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
+pub(crate) fn run(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let mut json = false;
     let mut address = None;
     let mut args = args.into_iter();

@@ -5,6 +5,7 @@
 //! x11vnc and the Xvfb it started.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
@@ -21,7 +22,7 @@ use crate::printer::Printer;
 
 const PRINTER: Printer = Printer::new("start-vnc");
 
-pub const PORT: u16 = 2059;
+pub(super) const PORT: u16 = 2059;
 const GEOMETRY: &str = "1920x1080x24";
 /// Displays tried for Xvfb: :0 to :99.
 const DISPLAYS: std::ops::Range<u32> = 0..100;
@@ -33,7 +34,7 @@ const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVW
 /// VNC authentication uses the first 8 characters of a password, no more.
 const PASSWORD_LENGTH: usize = 8;
 
-pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
+pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     let x11vnc = process::find_program("x11vnc", "x11vnc", HINT)?;
     let (password, generated) = match env_value("VNC_PASSWORD") {
         Some(password) => {
@@ -47,7 +48,7 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         }
         None => (generate_password()?, true),
     };
-    let port = option_value(&extra, &["-rfbport"])
+    let port = option_value(extra, &["-rfbport"])
         .and_then(|port| port.parse().ok())
         .unwrap_or(PORT);
     if process::is_listening(port) {
@@ -61,7 +62,7 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
 
     let forwarder = Forwarder::start()?;
     let mut xvfb = None;
-    let display = if option_value(&extra, &["-display"]).is_some() {
+    let display = if option_value(extra, &["-display"]).is_some() {
         None // the user's own choice, among the arguments
     } else if let Some(display) = env_value("DISPLAY") {
         Some(display)
@@ -76,7 +77,7 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     };
 
     let mut command = Command::new(&x11vnc);
-    command.args(x11vnc_args(display.as_deref(), &passwd_file, PORT, &extra));
+    command.args(x11vnc_args(display.as_deref(), &passwd_file, PORT, extra));
     let mut server = ProcessGroup(process::spawn_group(&mut command, "x11vnc")?);
     forwarder.add(&server.0);
     if let Some(signal) = forwarder.received() {
@@ -88,9 +89,10 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         let stopped = stopped.clone();
         let mut message = ready_message(display.as_deref(), port, xvfb.is_some());
         if generated {
-            message.push_str(&format!(
+            let _ = write!(
+                message,
                 "\nVNC password: {password}   (set VNC_PASSWORD to choose one)"
-            ));
+            );
         }
         std::thread::spawn(move || {
             let started = Instant::now();
@@ -127,7 +129,7 @@ pub fn run(extra: Vec<OsString>) -> Result<ExitStatus, AppletError> {
 }
 
 /// x11vnc's arguments: devbox's settings first, the user's after them.
-pub fn x11vnc_args(
+pub(super) fn x11vnc_args(
     display: Option<&str>,
     passwd_file: &Path,
     port: u16,
@@ -172,7 +174,7 @@ fn ready_message(display: Option<&str>, port: u16, started_x: bool) -> String {
     format!("start-vnc: VNC on {display}: connect a VNC viewer to {address}:{host_port} ({note})")
 }
 
-pub fn generate_password() -> Result<String, AppletError> {
+pub(super) fn generate_password() -> Result<String, AppletError> {
     let mut password = String::new();
     // Bytes beyond the largest multiple of the alphabet's size are skipped: no bias.
     let limit = 256 - 256 % PASSWORD_ALPHABET.len();
@@ -265,7 +267,7 @@ impl Drop for ProcessGroup {
 
 /// What is known about an X display number from its lock file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Display {
+pub(super) enum Display {
     Free,
     /// Locked by a process that is gone (or is no X server): the lock can go.
     Stale,
@@ -274,7 +276,7 @@ pub enum Display {
 
 /// Reads a lock file (`/tmp/.X<n>-lock`: the server's pid, padded) with `is_x_server` telling
 /// whether a pid is a live X server.
-pub fn lock_state(lock: Option<&str>, is_x_server: impl Fn(i32) -> bool) -> Display {
+pub(super) fn lock_state(lock: Option<&str>, is_x_server: impl Fn(i32) -> bool) -> Display {
     match lock {
         None => Display::Free,
         Some(text) => match text.trim().parse::<i32>() {
@@ -388,7 +390,7 @@ fn start_xvfb(forwarder: &Forwarder) -> Result<(u32, ProcessGroup), AppletError>
     }
 }
 
-pub fn xvfb_args(display: u32) -> Vec<String> {
+pub(super) fn xvfb_args(display: u32) -> Vec<String> {
     vec![
         format!(":{display}"),
         "-screen".into(),

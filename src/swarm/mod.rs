@@ -2,12 +2,12 @@
 //! attachable overlay networks devbox makes on it. Every error a team meets in practice says
 //! what to do.
 
-pub mod networks;
+pub(crate) mod networks;
 
 use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
 
 /// The ports that must be open between the machines of a swarm.
-pub const SWARM_PORTS: &str = "2377/tcp (managers), 7946/tcp and 7946/udp, 4789/udp";
+pub(crate) const SWARM_PORTS: &str = "2377/tcp (managers), 7946/tcp and 7946/udp, 4789/udp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SwarmError {
@@ -71,12 +71,15 @@ pub enum SwarmError {
 
 /// What `swarm init` found or made.
 #[derive(Debug)]
-pub struct SwarmInit {
+pub(crate) struct SwarmInit {
     pub already: bool,
     pub join_command: String,
 }
 
-pub async fn init(engine: &Engine, advertise_addr: Option<&str>) -> Result<SwarmInit, SwarmError> {
+pub(crate) async fn init(
+    engine: &Engine,
+    advertise_addr: Option<&str>,
+) -> Result<SwarmInit, SwarmError> {
     let info = engine.info().await?;
     let already = match SwarmRole::of(&info) {
         SwarmRole::Manager => true,
@@ -111,7 +114,7 @@ pub async fn init(engine: &Engine, advertise_addr: Option<&str>) -> Result<Swarm
 }
 
 /// Joins this engine to a swarm as a worker; `false` when it already was in one.
-pub async fn join(
+pub(crate) async fn join(
     engine: &Engine,
     token: &str,
     manager: &str,
@@ -150,7 +153,7 @@ pub async fn join(
 }
 
 /// Leaves the swarm; `false` when not in one.
-pub async fn leave(engine: &Engine, force: bool) -> Result<bool, SwarmError> {
+pub(crate) async fn leave(engine: &Engine, force: bool) -> Result<bool, SwarmError> {
     match SwarmRole::of(&engine.info().await?) {
         SwarmRole::None => Ok(false),
         SwarmRole::Manager if !force => Err(SwarmError::ManagerLeave),

@@ -6,7 +6,7 @@ use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
 use crate::labels;
 
 /// Creates NAME as an attachable overlay network; `false` when it already exists as one.
-pub async fn create(
+pub(crate) async fn create(
     engine: &Engine,
     name: &str,
     subnet: Option<&str>,
@@ -32,7 +32,7 @@ pub async fn create(
 
 /// Makes NAME, which does not exist, as an attachable overlay network (on a manager), with the
 /// engine's refusal of an address range that overlaps another network explained.
-pub async fn create_overlay(
+pub(crate) async fn create_overlay(
     engine: &Engine,
     name: &str,
     subnet: Option<&str>,
@@ -53,7 +53,7 @@ pub async fn create_overlay(
 
 /// One of devbox's networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSummary {
+pub(crate) struct NetworkSummary {
     pub name: String,
     pub driver: String,
     pub scope: String,
@@ -61,7 +61,7 @@ pub struct NetworkSummary {
     pub containers: Vec<String>,
 }
 
-pub async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmError> {
+pub(crate) async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmError> {
     let mut summaries = Vec::new();
     for network in engine.devbox_networks().await? {
         let name = network.name.clone().unwrap_or_default();
@@ -101,7 +101,7 @@ fn container_names(network: Option<&bollard::models::NetworkInspect>) -> Vec<Str
 }
 
 /// Removes one of devbox's networks, refusing while containers use it.
-pub async fn remove(engine: &Engine, name: &str) -> Result<(), SwarmError> {
+pub(crate) async fn remove(engine: &Engine, name: &str) -> Result<(), SwarmError> {
     let network = engine
         .inspect_network(name)
         .await?

@@ -11,7 +11,7 @@ use super::{Engine, EngineError};
 
 /// The engine's place in a swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SwarmRole {
+pub(crate) enum SwarmRole {
     None,
     Worker,
     Manager,
@@ -19,7 +19,7 @@ pub enum SwarmRole {
 
 impl SwarmRole {
     /// The role the engine's `info` reports.
-    pub fn of(info: &SystemInfo) -> SwarmRole {
+    pub(crate) fn of(info: &SystemInfo) -> SwarmRole {
         let swarm = info.swarm.as_ref();
         match swarm.and_then(|s| s.local_node_state) {
             Some(LocalNodeState::ACTIVE)
@@ -35,7 +35,10 @@ impl SwarmRole {
 
 impl Engine {
     /// Makes this engine a swarm manager; returns its node id.
-    pub async fn init_swarm(&self, advertise_addr: Option<&str>) -> Result<String, EngineError> {
+    pub(crate) async fn init_swarm(
+        &self,
+        advertise_addr: Option<&str>,
+    ) -> Result<String, EngineError> {
         let request = SwarmInitRequest {
             listen_addr: Some("0.0.0.0:2377".into()),
             advertise_addr: advertise_addr.map(String::from),
@@ -48,7 +51,7 @@ impl Engine {
     }
 
     /// The worker join token (only a manager can tell).
-    pub async fn worker_join_token(&self) -> Result<String, EngineError> {
+    pub(crate) async fn worker_join_token(&self) -> Result<String, EngineError> {
         let swarm = self
             .docker
             .inspect_swarm()
@@ -60,7 +63,7 @@ impl Engine {
             .unwrap_or_default())
     }
 
-    pub async fn join_swarm(
+    pub(crate) async fn join_swarm(
         &self,
         manager: &str,
         token: &str,
@@ -79,7 +82,7 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard(format!("join the swarm of {manager}"), e))
     }
 
-    pub async fn leave_swarm(&self, force: bool) -> Result<(), EngineError> {
+    pub(crate) async fn leave_swarm(&self, force: bool) -> Result<(), EngineError> {
         let options = LeaveSwarmOptionsBuilder::default().force(force).build();
         self.docker
             .leave_swarm(Some(options))

@@ -10,7 +10,10 @@ use crate::engine::{Engine, EngineError, absent_if_not_found};
 use crate::labels;
 
 impl Engine {
-    pub async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInspect>, EngineError> {
+    pub(crate) async fn inspect_network(
+        &self,
+        name: &str,
+    ) -> Result<Option<NetworkInspect>, EngineError> {
         let inspected = self
             .docker
             .inspect_network(
@@ -22,7 +25,7 @@ impl Engine {
     }
 
     /// Creates an attachable overlay network carrying devbox's label.
-    pub async fn create_overlay_network(
+    pub(crate) async fn create_overlay_network(
         &self,
         name: &str,
         subnet: Option<&str>,
@@ -53,7 +56,7 @@ impl Engine {
     }
 
     /// The networks devbox made.
-    pub async fn devbox_networks(&self) -> Result<Vec<Network>, EngineError> {
+    pub(crate) async fn devbox_networks(&self) -> Result<Vec<Network>, EngineError> {
         let filters = labels::managed_filter();
         let options = ListNetworksOptionsBuilder::default()
             .filters(&filters)
@@ -64,7 +67,7 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard("list networks", e))
     }
 
-    pub async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+    pub(crate) async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
         self.docker
             .remove_network(name)
             .await
