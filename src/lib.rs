@@ -13,6 +13,7 @@ mod container;
 mod doctor;
 mod engine;
 mod exit;
+mod host;
 mod image;
 mod incontainer;
 mod labels;

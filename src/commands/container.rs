@@ -17,7 +17,7 @@ pub(super) fn name_of(config: &Config, name: Option<&String>) -> String {
         name: name.cloned(),
         ..Default::default()
     };
-    spec::container_name(config, &options, &container::this_hostname())
+    spec::container_name(config, &options, &crate::host::hostname())
 }
 
 pub(super) fn start_options(

@@ -22,6 +22,11 @@ use options::OptionError;
 pub(crate) use spec::StartOptions;
 use spec::{ContainerSpec, HostFacts};
 
+/// How to give an engine GPUs: install the NVIDIA Container Toolkit, then configure it.
+pub(crate) const INSTALL_NVIDIA_TOOLKIT: &str = "sudo apt-get install -y nvidia-container-toolkit";
+pub(crate) const CONFIGURE_NVIDIA_TOOLKIT: &str =
+    "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error(transparent)]
@@ -54,8 +59,7 @@ pub enum ContainerError {
     #[error(
         "this engine cannot give the container GPUs: the NVIDIA Container Toolkit is missing or not \
          configured for Docker ({message}).\nInstall it (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html): \
-         `sudo apt-get install -y nvidia-container-toolkit && sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`, \
-         or start without --gpus"
+         `{INSTALL_NVIDIA_TOOLKIT} && {CONFIGURE_NVIDIA_TOOLKIT}`, or start without --gpus"
     )]
     NoNvidiaRuntime { message: String },
     #[error(
@@ -131,33 +135,6 @@ fn is_running(container: &ContainerInspectResponse) -> bool {
         .unwrap_or(false)
 }
 
-/// This host's name (the default container name starts with it).
-pub(crate) fn this_hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// The user's login name, for the container's USER and HOME.
-pub(crate) fn login_name() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| {
-            !u.is_empty()
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        })
-        .unwrap_or_else(|| {
-            if nix::unistd::getuid().is_root() {
-                "root"
-            } else {
-                "dev"
-            }
-            .to_string()
-        })
-}
-
 /// The facts `spec::container_spec` needs from this host and the engine.
 async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, ContainerError> {
     let image_ref = config.image_ref();
@@ -173,10 +150,10 @@ async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, Conta
                 .find_map(|e| e.strip_prefix("PATH=").map(String::from))
         });
     Ok(HostFacts {
-        hostname: this_hostname(),
+        hostname: crate::host::hostname(),
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
-        user: login_name(),
+        user: crate::host::login_name(),
         memory_bytes: info.mem_total.unwrap_or(0),
         image_id: image.id.unwrap_or_default(),
         image_path,
@@ -199,7 +176,7 @@ pub(crate) async fn start(
     options: &StartOptions,
     recreate: bool,
 ) -> Result<Started, ContainerError> {
-    let name = spec::container_name(config, options, &this_hostname());
+    let name = spec::container_name(config, options, &crate::host::hostname());
     let (spec, existing) = tokio::try_join!(wanted_spec(engine, config, options), async {
         Ok(engine.inspect_container(&name).await?)
     })?;

@@ -154,7 +154,7 @@ fn ssh_tunnel(ports: &[Port], login: &str) -> Option<String> {
         .collect();
     tunnel_ports.dedup();
     (!tunnel_ports.is_empty()).then(|| {
-        let host = super::this_hostname();
+        let host = crate::host::hostname();
         let forwards: Vec<String> = tunnel_ports
             .iter()
             .map(|p| format!("-L {p}:127.0.0.1:{p}"))
@@ -213,7 +213,7 @@ pub(crate) async fn fresh_status(
         name,
         container.as_ref(),
         image.and_then(|i| i.id).as_deref(),
-        &super::login_name(),
+        &crate::host::login_name(),
     ))
 }
 

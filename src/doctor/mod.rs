@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError};
 use crate::container::options::{Protocol, Publish};
 use crate::container::spec::{DEFAULT_SHM_BYTES, JUPYTER_PORT, VNC_PORT};
+use crate::container::{CONFIGURE_NVIDIA_TOOLKIT, INSTALL_NVIDIA_TOOLKIT};
 use crate::engine::{Engine, SwarmRole, Target};
 use crate::image::{self, progress::format_size};
 use crate::labels;
@@ -243,12 +244,11 @@ async fn gpu_check(
             "gpus",
             Level::Fail,
             "the engine has no NVIDIA runtime and no NVIDIA CDI devices: containers get no GPU",
-            Some(
-                "install the NVIDIA Container Toolkit: `sudo apt-get install -y nvidia-container-toolkit && \
-                 sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` \
-                 (or run `devbox doctor --no-gpus` on a machine without GPUs)"
-                    .into(),
-            ),
+            Some(format!(
+                "install the NVIDIA Container Toolkit: `{INSTALL_NVIDIA_TOOLKIT} && \
+                 {CONFIGURE_NVIDIA_TOOLKIT}` (or run `devbox doctor --no-gpus` on a machine \
+                 without GPUs)"
+            )),
         );
     }
     let Some(config) = config else {
@@ -305,11 +305,10 @@ async fn gpu_check(
             "gpus",
             Level::Fail,
             format!("a GPU container could not run: {error}"),
-            Some(
-                "configure the toolkit for Docker (`sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker`); \
+            Some(format!(
+                "configure the toolkit for Docker (`{CONFIGURE_NVIDIA_TOOLKIT}`); \
                  `docker run --rm --gpus all IMAGE nvidia-smi` shows the engine's own error"
-                    .into(),
-            ),
+            )),
         ),
     }
 }

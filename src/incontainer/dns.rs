@@ -1,5 +1,8 @@
-//! Name resolution without the C library: devbox is linked statically against glibc, whose
-//! getaddrinfo loads NSS modules at run time and so cannot be trusted in an arbitrary image.
+//! Name resolution without the C library. Why this module exists at all: the binary that goes
+//! into every image is linked statically (glibc's `crt-static`, since no musl target can be
+//! installed where devbox is built), and a statically linked glibc cannot resolve names
+//! through NSS: getaddrinfo loads NSS modules at run time, matching the glibc of whatever
+//! image devbox lands in, or not. With a musl target this module could go.
 //! This reads /etc/hosts and /etc/resolv.conf itself (Docker's embedded DNS, 127.0.0.11 on user
 //! and overlay networks, is an ordinary nameserver there) and asks for IPv4 addresses over UDP,
 //! falling back to TCP when an answer is truncated.

@@ -224,18 +224,13 @@ impl Published {
 
 /// This container's address on its network: its hostname in /etc/hosts, as Docker writes it.
 fn own_address() -> String {
-    let hostname = hostname();
+    let hostname = crate::host::hostname();
     dns::Resolver::system()
         .lookup_ipv4(&hostname)
         .ok()
         .and_then(|addresses| addresses.into_iter().find(|a| !a.is_loopback()))
         .map(|address| address.to_string())
         .unwrap_or(hostname)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "localhost".into(), |name| name.trim().to_string())
 }
 
 #[cfg(test)]

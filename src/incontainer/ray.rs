@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::dns::Resolver;
 use super::process::{self, ProcessInfo};
-use super::{AppletError, env_value, hostname};
+use super::{AppletError, env_value};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 
@@ -447,7 +447,7 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         ));
         return Ok(ExitStatus::Success);
     }
-    let hostname = hostname();
+    let hostname = crate::host::hostname();
     let head_name = env_value("CLUSTER_HEAD_NAME");
     let role = role(options.head, &hostname, head_name.as_deref())?;
     let gpus = detect_gpus();

@@ -1,0 +1,29 @@
+//! Facts about the machine devbox runs on, on the host or inside the container: its name
+//! and the user's login name.
+
+/// This host's name (the default container name starts with it).
+pub(crate) fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The user's login name, for the container's USER and HOME.
+pub(crate) fn login_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        })
+        .unwrap_or_else(|| {
+            if nix::unistd::getuid().is_root() {
+                "root"
+            } else {
+                "dev"
+            }
+            .to_string()
+        })
+}
