@@ -1,6 +1,6 @@
 //! `devbox cluster up|down|status`: the Ray cluster across machines.
 
-use super::container::{name_of, report_created, start_options};
+use super::container::{name_of, report_created, report_stopped, start_options};
 use super::{CommandError, WhileDoing};
 use crate::cli::ClusterCommand;
 use crate::config::Config;
@@ -45,15 +45,12 @@ pub(super) async fn run(
             let stopped = container::stop(&engine, &name, args.time)
                 .await
                 .while_doing(|| format!("taking {name} out of the cluster"))?;
-            match stopped {
-                Some(stopped) => {
-                    if let Some(failure) = stopped.leave_failure {
-                        printer.warning(failure);
-                    }
-                    printer.result(format!("{name} left the cluster and is removed"));
-                }
-                None => printer.result(format!("{name} is not running")),
-            }
+            report_stopped(
+                printer,
+                &name,
+                stopped,
+                &format!("{name} left the cluster and is removed"),
+            );
             // The network goes with the last container that used it, if devbox made it; while
             // other machines still use it, it stays, and only a manager can remove it.
             match networks::remove(&engine, &config.cluster_network).await {

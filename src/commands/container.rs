@@ -97,6 +97,25 @@ pub(super) fn report_created(
     }
 }
 
+/// What `stop` and `cluster down` say: `done` when the container was there, after a warning
+/// when it could not leave the Ray cluster cleanly.
+pub(super) fn report_stopped(
+    printer: Printer,
+    name: &str,
+    stopped: Option<container::Stopped>,
+    done: &str,
+) {
+    match stopped {
+        Some(stopped) => {
+            if let Some(failure) = stopped.leave_failure {
+                printer.warning(failure);
+            }
+            printer.result(done);
+        }
+        None => printer.result(format!("{name} is not running")),
+    }
+}
+
 pub(super) async fn start(
     config: &Config,
     target: &Target,
@@ -164,17 +183,12 @@ pub(super) async fn stop(
     let stopped = container::stop(&engine, &name, args.time)
         .await
         .while_doing(|| format!("stopping {name}"))?;
-    match stopped {
-        Some(stopped) => {
-            if let Some(failure) = stopped.leave_failure {
-                printer.warning(failure);
-            }
-            printer.result(format!(
-                "stopped and removed {name}; the mounted folders are kept"
-            ));
-        }
-        None => printer.result(format!("{name} is not running")),
-    }
+    report_stopped(
+        printer,
+        &name,
+        stopped,
+        &format!("stopped and removed {name}; the mounted folders are kept"),
+    );
     Ok(ExitStatus::Success)
 }
 
