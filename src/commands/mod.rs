@@ -31,7 +31,7 @@ pub enum CommandError {
     While {
         doing: String,
         #[source]
-        source: Box<Failure>,
+        source: Box<DomainError>,
     },
     #[error("{0}")]
     Usage(String),
@@ -43,9 +43,9 @@ pub enum CommandError {
     },
 }
 
-/// What a command's domain module can fail with.
+/// What a domain module (image, container, swarm, ray) can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum Failure {
+pub enum DomainError {
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
@@ -69,13 +69,13 @@ impl CommandError {
     }
 }
 
-impl Failure {
+impl DomainError {
     fn is_interrupted(&self) -> bool {
         matches!(
             self,
-            Failure::Image(ImageError::Interrupted)
-                | Failure::Container(ContainerError::Interrupted)
-                | Failure::Ray(RayError::Container(ContainerError::Interrupted))
+            DomainError::Image(ImageError::Interrupted)
+                | DomainError::Container(ContainerError::Interrupted)
+                | DomainError::Ray(RayError::Container(ContainerError::Interrupted))
         )
     }
 }
@@ -85,7 +85,7 @@ trait WhileDoing<T> {
     fn while_doing(self, doing: impl FnOnce() -> String) -> Result<T, CommandError>;
 }
 
-impl<T, E: Into<Failure>> WhileDoing<T> for Result<T, E> {
+impl<T, E: Into<DomainError>> WhileDoing<T> for Result<T, E> {
     fn while_doing(self, doing: impl FnOnce() -> String) -> Result<T, CommandError> {
         self.map_err(|error| CommandError::While {
             doing: doing(),

@@ -16,7 +16,7 @@ use crate::build_context;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::labels;
-use progress::{Failure, Mode, Progress, format_duration, format_size};
+use progress::{Mode, Progress, StepFailure, format_duration, format_size};
 pub(crate) use spec::BuildRequest;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +54,13 @@ pub enum ImageError {
     #[error("cannot find devbox's own binary to put into the image: {0}")]
     OwnBinary(std::io::Error),
     #[error("{}", describe_failure(.0))]
-    StepFailed(Failure),
+    StepFailed(StepFailure),
     #[error(
         "the base image {image} is not on this engine and could not be pulled: {}\n\
          Check BASE_IMAGE, or load the image into the engine (`docker load`)",
         .failure.message
     )]
-    BaseImageUnavailable { image: String, failure: Failure },
+    BaseImageUnavailable { image: String, failure: StepFailure },
     #[error("interrupted: the engine cancelled the build and nothing was tagged")]
     Interrupted,
     #[error("the engine finished the build without reporting an image id")]
@@ -74,7 +74,7 @@ pub enum ImageError {
     Engine(#[from] EngineError),
 }
 
-fn describe_failure(failure: &Failure) -> String {
+fn describe_failure(failure: &StepFailure) -> String {
     let mut text = match &failure.step {
         Some(step) => format!(
             "the build failed at step {}/{} ({}): {}",
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_failure_reads_with_step_and_lines() {
-        let text = describe_failure(&Failure {
+        let text = describe_failure(&StepFailure {
             step: Some(progress::Step {
                 number: 4,
                 total: 9,

@@ -39,7 +39,7 @@ pub(crate) fn parse_step(line: &str) -> Option<Step> {
 
 /// What a build stream ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct StepFailure {
     pub step: Option<Step>,
     pub message: String,
     pub last_lines: Vec<String>,
@@ -82,7 +82,7 @@ impl Progress {
     }
 
     /// Takes one message from the engine; an error message ends the build as a failure.
-    pub(crate) fn update(&mut self, info: &BuildInfo) -> Result<(), Failure> {
+    pub(crate) fn update(&mut self, info: &BuildInfo) -> Result<(), StepFailure> {
         if let Some(id) = info.aux.as_ref().and_then(|aux| aux.id.clone()) {
             self.image_id = Some(id);
         }
@@ -135,13 +135,13 @@ impl Progress {
     }
 
     /// The failure as it stands now (also used when the stream breaks off).
-    pub(crate) fn failure(&mut self, message: String) -> Failure {
+    pub(crate) fn failure(&mut self, message: String) -> StepFailure {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.line(&rest);
         }
         self.bar.finish_and_clear();
-        Failure {
+        StepFailure {
             step: self.step.clone(),
             message,
             last_lines: self.tail.iter().cloned().collect(),
