@@ -13,3 +13,5 @@ pub mod image;
 pub mod incontainer;
 pub mod network;
 pub mod report;
+
+pub use config::KNOWN_KEYS;
