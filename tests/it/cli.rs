@@ -1,8 +1,7 @@
 //! The devbox binary end to end, without an engine: init, configuration errors, messages.
 
-mod common;
-
-use common::{Project, assert_failure, assert_success, devbox_binary, stdout};
+use crate::common;
+use crate::common::{Project, assert_failure, assert_success, devbox_binary, stdout};
 
 #[test]
 fn version_prints_the_crate_version() {

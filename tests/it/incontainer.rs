@@ -7,17 +7,16 @@
 //! run them: `--init`, the environment devbox passes, the project's user (uid 4321) for the
 //! desktop and the Ray worker, root for the Ray head.
 
-mod common;
-
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::panic::AssertUnwindSafe;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{
-    DEBIAN_IMAGE, ImageCleanup, Project, assert_success, docker, docker_ok, stderr, stdout,
-    unique_name,
+use crate::common;
+use crate::common::{
+    Cleanup, DEBIAN_IMAGE, Project, Swarm, assert_success, docker, docker_ok, free_port, stderr,
+    stdout, unique_name,
 };
 use des::cipher::{Block, BlockCipherEncrypt, KeyInit};
 
@@ -31,10 +30,12 @@ type Phase = (&'static str, fn(&str));
 #[test]
 fn jupyter_vnc_and_a_ray_cluster_work_in_the_real_image() {
     common::test_image("debian");
+    let _alone = common::one_at_a_time();
     let started = Instant::now();
     let name = unique_name("inside");
     let image = format!("{name}:latest");
-    let _image = ImageCleanup(vec![image.clone()]);
+    let cleanup = Cleanup::new();
+    cleanup.image(&image);
     build_image(&name);
     eprintln!("image built in {:.0?}", started.elapsed());
 
@@ -68,23 +69,9 @@ fn build_image(name: &str) {
     assert_success(&project.devbox(&["build", "--quiet"]));
 }
 
-/// Removes a container or network when dropped, whatever the test's outcome.
-struct Removed {
-    kind: &'static str,
-    name: String,
-}
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = match self.kind {
-            "container" => docker(&["container", "rm", "--force", "--volumes", &self.name]),
-            _ => docker(&[self.kind, "rm", &self.name]),
-        };
-    }
-}
-
-/// `docker run -d --init` of the image with the test label; `args` go before the image.
-fn run_container(image: &str, name: &str, args: &[&str]) -> Removed {
+/// `docker run -d --init` of the image with the test label; `args` go before the image. The
+/// container is removed when what this gives is dropped.
+fn run_container(image: &str, name: &str, args: &[&str]) -> Cleanup {
     let mut all = vec![
         "run",
         "--detach",
@@ -98,12 +85,10 @@ fn run_container(image: &str, name: &str, args: &[&str]) -> Removed {
     ];
     all.extend_from_slice(args);
     all.push(image);
-    let guard = Removed {
-        kind: "container",
-        name: name.to_string(),
-    };
+    let cleanup = Cleanup::new();
+    cleanup.container(name);
     docker_ok(&all);
-    guard
+    cleanup
 }
 
 /// The options that make a container run as the project's user, as `devbox start` does.
@@ -154,16 +139,9 @@ fn read_file(container: &str, path: &str) -> Option<String> {
     output.status.success().then(|| stdout(&output))
 }
 
-/// Polls `check` until it gives a value; panics with `what` (and the last state) on timeout.
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+/// Asks `check` every 250 ms until it gives a value; fails naming `what` after `timeout`.
+fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, timeout, Duration::from_millis(250), check)
 }
 
 /// The exit code a background command wrote, once it ended.
@@ -172,14 +150,6 @@ fn exit_code_of(container: &str, log: &str, timeout: Duration) -> i32 {
         read_file(container, &format!("{log}.rc")).filter(|rc| !rc.trim().is_empty())
     });
     rc.trim().parse().expect("an exit code")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `ps` of the container: (state, name, command line) of every process but zombies.
@@ -202,7 +172,7 @@ fn running(container: &str, name: &str) -> bool {
 
 // --- Jupyter -------------------------------------------------------------------------------
 
-fn desktop_container(image: &str, name: &str, jupyter: u16, vnc: u16) -> Removed {
+fn desktop_container(image: &str, name: &str, jupyter: u16, vnc: u16) -> Cleanup {
     let user = as_user();
     let mut args: Vec<String> = user;
     args.extend([
@@ -522,30 +492,6 @@ fn vnc_phase(image: &str) {
 
 // --- the Ray cluster -----------------------------------------------------------------------
 
-/// Leaves the swarm when dropped, if the test made it.
-struct Swarm {
-    initialised: bool,
-}
-
-impl Swarm {
-    fn ensure() -> Swarm {
-        let state = docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-        if state == "active" {
-            return Swarm { initialised: false };
-        }
-        docker_ok(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-        Swarm { initialised: true }
-    }
-}
-
-impl Drop for Swarm {
-    fn drop(&mut self) {
-        if self.initialised {
-            let _ = docker(&["swarm", "leave", "--force"]);
-        }
-    }
-}
-
 /// The job: tasks on both nodes, a 40 MiB object from each node to the other (checked by
 /// its SHA-256), and the TCP ports each node listens on while its workers run.
 const JOB: &str = r#"
@@ -624,6 +570,8 @@ fn is_ray_process(comm: &str, args: &str) -> bool {
 fn cluster_phase(image: &str) {
     let _swarm = Swarm::ensure();
     let network = unique_name("net");
+    let cleanup = Cleanup::new();
+    cleanup.network(&network);
     docker_ok(&[
         "network",
         "create",
@@ -634,10 +582,6 @@ fn cluster_phase(image: &str) {
         "io.devbox.test=true",
         &network,
     ]);
-    let _network = Removed {
-        kind: "network",
-        name: network.clone(),
-    };
     let head = unique_name("head");
     let worker = unique_name("worker");
     let cluster_env = format!("CLUSTER_HEAD_NAME={head}");

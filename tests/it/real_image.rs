@@ -1,24 +1,14 @@
 //! The real tier: devbox's own images/Dockerfile built on a Debian base made with debootstrap,
 //! with extra CA certificates, a license, and an AGX package fixture served over loopback.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{
-    DEBIAN_IMAGE, FileServer, ImageCleanup, Project, assert_success, docker, docker_ok,
-    image_labels, unique_name,
+use crate::common;
+use crate::common::{
+    Cleanup, DEBIAN_IMAGE, FileServer, Project, assert_success, docker, docker_ok, image_labels,
+    unique_name,
 };
-
-/// Removes the container when dropped.
-struct ContainerCleanup(String);
-
-impl Drop for ContainerCleanup {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.0]);
-    }
-}
 
 const AGX_VERSION: &str = "2.36.1.2";
 const AGX_DISTRIBUTION: &str = "amd64-ubuntu_22.04";
@@ -36,6 +26,7 @@ fn make_agx_package(out: &Path) -> Vec<u8> {
 #[test]
 fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     common::test_image("debian");
+    let _alone = common::one_at_a_time();
     let fixture = tempfile::tempdir().unwrap();
     let package = make_agx_package(fixture.path());
     let server = FileServer::start(vec![(
@@ -52,7 +43,8 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     project.write("licenses/team.lic", "TEAM-LICENSE-CONTENT\n");
     let image = format!("{name}:latest");
     let without_agx = format!("{name}:no-agx");
-    let _cleanup = ImageCleanup(vec![image.clone(), without_agx.clone()]);
+    let cleanup = Cleanup::new();
+    cleanup.project(&project).image(&image).image(&without_agx);
 
     let output = project.devbox(&["build"]);
     assert_success(&output);
@@ -150,7 +142,6 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         ],
     );
     assert_success(&started);
-    let _container = ContainerCleanup(name.clone());
     let pip_target = if certificates.is_empty() {
         ""
     } else {

@@ -2,33 +2,15 @@
 //! clear message, nothing half-made is left, and the next command works once the engine is
 //! back. The engine that dies is an extra one (`scripts/engines`), not the machine's own.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    BUSYBOX_IMAGE, Project, START_ON_FREE_PORTS, assert_success, engines_file, engines_script,
-    stderr, unique_name,
+use crate::common;
+use crate::common::{
+    BUSYBOX_IMAGE, Cleanup, Engines, Project, START_ON_FREE_PORTS, TcpEngine, assert_success,
+    docker_on, engines_script, stderr, unique_name,
 };
-
-struct Engine(String);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        engines_script(&["down"]);
-    }
-}
-
-fn docker_on(host: &str, args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .arg("-H")
-        .arg(host)
-        .args(args)
-        .output()
-        .expect("docker runs")
-}
 
 /// Waits for `marker` on the child's stdout, then kills the engine.
 fn kill_engine_when(child: &mut std::process::Child, marker: &str) {
@@ -65,10 +47,10 @@ fn wait_with_limit(child: std::process::Child, limit: Duration) -> std::process:
 #[test]
 fn the_engine_dying_mid_build_start_and_connect_is_reported_and_survived() {
     common::test_image("busybox");
-    engines_script(&["down"]);
-    engines_script(&["up", "1"]);
+    let _alone = common::one_at_a_time();
+    let engines = Engines::up(1);
     engines_script(&["load", "1", BUSYBOX_IMAGE]);
-    let engine = Engine(engines_file()["DEVBOX_ENGINE_1_DOCKER_HOST"].clone());
+    let host = engines.host(1);
     let name = unique_name("fault");
     let project = Project::new(&format!(
         "IMAGE_NAME={name}\nCONTAINER_NAME={name}\nBASE_IMAGE={BUSYBOX_IMAGE}\n"
@@ -81,7 +63,7 @@ fn the_engine_dying_mid_build_start_and_connect_is_reported_and_survived() {
     let devbox = |args: &[&str]| {
         let mut command = project.devbox_command(args);
         command
-            .env("DOCKER_HOST", &engine.0)
+            .env("DOCKER_HOST", host)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
@@ -134,76 +116,12 @@ fn the_engine_dying_mid_build_start_and_connect_is_reported_and_survived() {
     let ran = devbox(&["connect", "--", "echo", "back"]).output().unwrap();
     assert_success(&ran);
     assert_success(&devbox(&["stop", "-t", "1"]).output().unwrap());
-    let left = docker_on(&engine.0, &["ps", "-a", "--format", "{{.Names}}"]);
+    let left = docker_on(host, &["ps", "-a", "--format", "{{.Names}}"]);
     assert!(
         !common::stdout(&left).contains(&name),
         "{}",
         common::stdout(&left)
     );
-}
-
-/// The primary engine behind a TCP port that goes dead the moment a request containing
-/// `fatal` has been passed on: the engine carries that request out, but its answer never
-/// arrives and the connection drops, as when an engine (or the link to it) dies mid-request.
-/// `reopen` lets connections through again, as when the engine is back.
-struct DyingEngine {
-    host: String,
-    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl DyingEngine {
-    fn start(fatal: &'static str) -> DyingEngine {
-        use std::sync::atomic::Ordering::SeqCst;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let host = format!("tcp://{}", listener.local_addr().unwrap());
-        let dead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let state = (dead.clone(), armed);
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (dead, armed) = (state.0.clone(), state.1.clone());
-                if dead.load(SeqCst) {
-                    continue; // refused: dropped at once
-                }
-                let engine =
-                    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
-                let (mut from_client, mut to_engine) =
-                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
-                let cut = dead.clone();
-                std::thread::spawn(move || {
-                    let mut buffer = [0u8; 65536];
-                    while let Ok(n @ 1..) = std::io::Read::read(&mut from_client, &mut buffer) {
-                        if std::io::Write::write_all(&mut to_engine, &buffer[..n]).is_err() {
-                            break;
-                        }
-                        if armed.load(SeqCst)
-                            && String::from_utf8_lossy(&buffer[..n]).contains(fatal)
-                        {
-                            armed.store(false, SeqCst);
-                            cut.store(true, SeqCst);
-                        }
-                    }
-                });
-                let (mut from_engine, mut to_client) = (engine, client);
-                std::thread::spawn(move || {
-                    let mut buffer = [0u8; 65536];
-                    while let Ok(n @ 1..) = std::io::Read::read(&mut from_engine, &mut buffer) {
-                        if dead.load(SeqCst)
-                            || std::io::Write::write_all(&mut to_client, &buffer[..n]).is_err()
-                        {
-                            break;
-                        }
-                    }
-                    let _ = to_client.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        });
-        DyingEngine { host, dead }
-    }
-
-    fn reopen(&self) {
-        self.dead.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 #[test]
@@ -217,10 +135,11 @@ fn the_engine_dying_while_start_creates_the_container_is_reported_and_repaired_b
             .unwrap()
             .success()
     );
-    let _image = common::ImageCleanup(vec![format!("{name}:latest")]);
-    let _container = ContainerCleanup(name.clone());
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:latest"));
     let project = Project::new(&format!("IMAGE_NAME={name}\nCONTAINER_NAME={name}\n"));
-    let engine = DyingEngine::start("/containers/create");
+    cleanup.project(&project);
+    let engine = TcpEngine::dying_after("/containers/create");
     let start = || {
         project
             .devbox_command(START_ON_FREE_PORTS)
@@ -248,12 +167,4 @@ fn the_engine_dying_while_start_creates_the_container_is_reported_and_repaired_b
         .output()
         .unwrap();
     assert_eq!(common::stdout(&state).trim(), "true");
-}
-
-struct ContainerCleanup(String);
-
-impl Drop for ContainerCleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
-    }
 }

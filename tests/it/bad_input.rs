@@ -2,12 +2,11 @@
 //! names the input and the fix, no panic, and nothing created (no container, network, image,
 //! or file in the project).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::{BUSYBOX_IMAGE, ImageCleanup, Project, docker, docker_ok, stderr, unique_name};
+use crate::common;
+use crate::common::{BUSYBOX_IMAGE, Cleanup, Project, docker, docker_ok, stderr, unique_name};
 
 /// One bad input: the `.env`, extra files, the command line, and what the message must say.
 struct Case {
@@ -88,9 +87,12 @@ fn env_file(case_env: &[u8], name: &str) -> Vec<u8> {
 #[test]
 fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
     common::test_image("busybox");
+    // The networks before and after are compared: none made by another test in between.
+    let _alone = common::one_at_a_time();
     let name = unique_name("bad");
     docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{name}:latest")]);
-    let _image = ImageCleanup(vec![format!("{name}:latest")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:latest"));
     let long_line = format!("{}\n", "x ".repeat(200_000));
     let start = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["start".to_string()];

@@ -1,10 +1,9 @@
 //! `devbox build` against the real engine, with the fast busybox image as the base.
 
-mod common;
-
-use common::{
-    BUSYBOX_IMAGE, FileServer, ImageCleanup, Project, assert_failure, assert_success, docker,
-    docker_ok, image_labels, stdout, unique_name,
+use crate::common;
+use crate::common::{
+    BUSYBOX_IMAGE, Cleanup, FileServer, Project, assert_failure, assert_success, docker, docker_ok,
+    image_labels, stdout, unique_name,
 };
 
 const AGX_PACKAGE: &str = "agx-2.36.1.2-amd64-ubuntu_22.04.deb";
@@ -64,7 +63,8 @@ fn the_context_holds_only_what_the_image_needs_and_labels_describe_it() {
     .unwrap();
     let image = format!("{name}:t1");
     let extra = format!("{name}-extra:x");
-    let _cleanup = ImageCleanup(vec![image.clone(), extra.clone()]);
+    let cleanup = Cleanup::new();
+    cleanup.image(&image).image(&extra);
 
     let output = project.devbox(&["build", "--build-arg", "MARKER=set", "-t", &extra]);
     assert_success(&output);
@@ -127,7 +127,8 @@ fn the_context_holds_only_what_the_image_needs_and_labels_describe_it() {
 fn a_rebuild_that_changes_nothing_gives_the_same_image() {
     let (project, name) = busybox_project("");
     let image = format!("{name}:t1");
-    let _cleanup = ImageCleanup(vec![image.clone()]);
+    let cleanup = Cleanup::new();
+    cleanup.image(&image);
     assert_success(&project.devbox(&["build", "-q"]));
     let first = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     let output = project.devbox(&["build", "-q"]);
@@ -143,7 +144,7 @@ fn a_rebuild_that_changes_nothing_gives_the_same_image() {
     let changed = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image]);
     assert_ne!(changed, first);
     // The images the tag moved away from go too.
-    let _replaced = ImageCleanup(vec![first.clone(), changed.clone()]);
+    cleanup.image(&first).image(&changed);
     // And so does --no-cache, with nothing changed: every step runs again.
     let cached = project.devbox(&["build"]);
     assert!(
@@ -177,7 +178,9 @@ fn agx_is_downloaded_once_from_old_and_its_environment_is_set_for_every_process(
     ));
     project.write("agx.lic", "license");
     let image = format!("{name}:t1");
-    let _cleanup = ImageCleanup(vec![image.clone()]);
+    let cleanup = Cleanup::new();
+    // An image its tag moved away from (when the rebuild gave another one) goes too.
+    cleanup.image(&image).built(&name);
 
     assert_success(&project.devbox(&["build"]));
     assert_eq!(
@@ -293,7 +296,8 @@ fn a_base_image_that_is_nowhere_says_what_to_do() {
 fn the_static_binary_runs_in_an_image_without_a_libc() {
     common::engine();
     let name = unique_name("scratch");
-    let _cleanup = ImageCleanup(vec![name.clone()]);
+    let cleanup = Cleanup::new();
+    cleanup.image(&name);
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(common::devbox_binary(), dir.path().join("devbox")).unwrap();
     std::fs::write(
@@ -376,7 +380,8 @@ fn ctrl_c_during_a_build_cancels_it_and_leaves_nothing() {
     }
     // And the next build works.
     project.write("images/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n");
-    let _cleanup = ImageCleanup(vec![format!("{name}:t1")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1"));
     assert_success(&project.devbox(&["build", "-q"]));
 }
 
@@ -399,7 +404,8 @@ fn memory_does_not_grow_with_what_the_build_sends() {
         "images/Dockerfile",
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n",
     );
-    let _cleanup = ImageCleanup(vec![format!("{name}:t1")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1"));
     // 384 MiB that the build must send (everything in images/ goes), sparse on disk.
     std::fs::File::create(project.path().join("images/payload.bin"))
         .unwrap()
@@ -431,7 +437,8 @@ fn on_a_terminal_the_build_shows_its_step_and_time_then_the_image() {
         "images/Dockerfile",
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo first-step-output && sleep 2\nRUN true\n",
     );
-    let _cleanup = ImageCleanup(vec![format!("{name}:t1")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1"));
     let (mut build, mut terminal, _slave, _) =
         common::on_a_terminal(project.devbox_command(&["build"]), (24, 120));
     // The status line: the step of N, what it runs, the elapsed time; the step's output

@@ -1,9 +1,8 @@
 //! `devbox doctor` against the real engine: a healthy project passes, and each problem fails
 //! the report with its fix.
 
-mod common;
-
-use common::{BUSYBOX_IMAGE, ImageCleanup, Project, assert_success, docker_ok, unique_name};
+use crate::common;
+use crate::common::{BUSYBOX_IMAGE, Cleanup, Project, assert_success, docker_ok, unique_name};
 use serde_json::Value;
 
 /// `devbox doctor --json ARGS`: the exit code and the checks.
@@ -38,7 +37,8 @@ fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
     ));
     project.write("images/Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n");
     project.write("licenses/site.lic", "SITE-LICENSE");
-    let _image = ImageCleanup(vec![format!("{name}:latest")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:latest"));
 
     // Before the build: the image is missing, and that is a failure with its fix.
     let (code, checks) = doctor(&project, &["--no-gpus"]);
@@ -70,13 +70,13 @@ fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
     assert_eq!(named(&checks, "port").len(), 2, "{checks:#?}");
 
     // The image the next build's tag moves away from goes too.
-    let _replaced = ImageCleanup(vec![docker_ok(&[
+    cleanup.image(docker_ok(&[
         "image",
         "inspect",
         "--format",
         "{{.Id}}",
         &format!("{name}:latest"),
-    ])]);
+    ]));
     // A license changed since the build: the image is stale.
     project.write("licenses/site.lic", "SITE-LICENSE, RENEWED");
     let (code, checks) = doctor(&project, &["--no-gpus"]);

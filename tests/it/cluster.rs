@@ -2,49 +2,14 @@
 //! joined with devbox, and a Ray cluster across them with `devbox cluster up`; then the
 //! worker's engine dies, comes back and rejoins; `devbox cluster down` leaves nothing behind.
 
-mod common;
-
-use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{
-    DEBIAN_IMAGE, ImageCleanup, Project, assert_success, engines_file, engines_script, stderr,
-    stdout, unique_name,
+use crate::common;
+use crate::common::{
+    Cleanup, DEBIAN_IMAGE, Engines, Project, assert_success, docker_on, engines_script, stderr,
+    stdout, unique_name, wait_for,
 };
-
-/// Tears the engines down however the test ends.
-struct Engines(HashMap<String, String>);
-
-impl Engines {
-    fn up() -> Engines {
-        engines_script(&["down"]);
-        engines_script(&["up", "2"]);
-        Engines(engines_file())
-    }
-
-    fn host(&self, engine: u32) -> &str {
-        &self.0[&format!("DEVBOX_ENGINE_{engine}_DOCKER_HOST")]
-    }
-
-    fn addr(&self, engine: u32) -> &str {
-        &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
-    }
-
-    /// (tcp:// address with TLS, the client's certificate folder) of engine K.
-    fn tls(&self, engine: u32) -> (&str, &str) {
-        (
-            &self.0[&format!("DEVBOX_ENGINE_{engine}_TLS_HOST")],
-            &self.0[&format!("DEVBOX_ENGINE_{engine}_CERT_PATH")],
-        )
-    }
-}
-
-impl Drop for Engines {
-    fn drop(&mut self) {
-        engines_script(&["down"]);
-    }
-}
 
 /// One machine of the cluster: a project folder whose devbox talks to one engine.
 struct Machine<'a> {
@@ -63,12 +28,7 @@ impl Machine<'_> {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .arg("-H")
-            .arg(self.host)
-            .args(args)
-            .output()
-            .expect("docker runs")
+        docker_on(self.host, args)
     }
 
     /// `cluster-status --json` in this machine's container: (alive, dead) node counts.
@@ -84,12 +44,10 @@ impl Machine<'_> {
     }
 }
 
+/// Asks `done` every second until it holds; how long that took.
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for(what, limit, Duration::from_secs(1), || done().then_some(()));
     started.elapsed()
 }
 
@@ -125,7 +83,8 @@ print("hosts", " ".join(hosts))
 #[test]
 fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     common::test_image("debian");
-    let engines = Engines::up();
+    let _alone = common::one_at_a_time();
+    let engines = Engines::up(2);
     an_engine_that_verifies_clients_is_reached_with_tls(&engines);
 
     // The real image, built once here and loaded into both engines (nothing can be pulled).
@@ -134,7 +93,8 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
         "IMAGE_NAME={image}\nBASE_IMAGE={DEBIAN_IMAGE}\n{}",
         common::host_ca_certificates_setting()
     ));
-    let _image = ImageCleanup(vec![format!("{image}:latest")]);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{image}:latest"));
     assert_success(&builder.devbox(&["build", "-q"]));
     engines_script(&["load", "all", &format!("{image}:latest")]);
 

@@ -1,38 +1,48 @@
 //! `devbox start/connect/stop/status/logs` against the real engine, with the busybox image
 //! tagged as each test's project image.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{
-    BUSYBOX_IMAGE, ImageCleanup, Project, START_ON_FREE_PORTS, assert_failure, assert_success,
-    docker, docker_ok, on_a_terminal, resize, stderr, stdout, unique_name,
+use crate::common;
+use crate::common::{
+    BUSYBOX_IMAGE, Cleanup, Project, START_ON_FREE_PORTS, Swarm, TcpEngine, assert_failure,
+    assert_success, docker, docker_ok, free_port, on_a_terminal, resize, stderr, stdout,
+    unique_name,
 };
 
-/// A project whose image is the busybox test image, and clean-up of its container.
+/// A project whose image is the busybox test image; what it made in the engine goes when it is
+/// dropped.
 struct Dev {
+    // First, so dropped first: the container goes before the project folder.
+    cleanup: Cleanup,
     project: Project,
     name: String,
-    _image: ImageCleanup,
 }
 
 impl Dev {
     fn new(extra_env: &str) -> Dev {
-        common::test_image("busybox");
         let name = unique_name("ctr");
-        docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{name}:latest")]);
         // Ports 0 keep parallel tests apart: the engine picks free host ports.
-        let project = Project::new(&format!(
-            "IMAGE_NAME={name}\nCONTAINER_NAME={name}\nSIMULATION_SEED=42\n{extra_env}"
-        ));
+        let env =
+            format!("IMAGE_NAME={name}\nCONTAINER_NAME={name}\nSIMULATION_SEED=42\n{extra_env}");
+        Dev::of(&name, &env, name.clone())
+    }
+
+    /// The busybox image tagged `IMAGE:latest`, a project with `env`, and its container `name`.
+    fn of(image: &str, env: &str, name: String) -> Dev {
+        common::test_image("busybox");
+        let cleanup = Cleanup::new();
+        cleanup.image(format!("{image}:latest"));
+        docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
+        let project = Project::new(env);
+        cleanup.project(&project);
         Dev {
+            cleanup,
             project,
-            _image: ImageCleanup(vec![format!("{name}:latest")]),
             name,
         }
     }
@@ -59,12 +69,6 @@ impl Dev {
         docker(&["container", "inspect", &self.name])
             .status
             .success()
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.name]);
     }
 }
 
@@ -308,16 +312,14 @@ fn start_is_idempotent_detects_drift_and_recreates_only_when_asked() {
 
 #[test]
 fn start_defaults_the_name_and_shm_and_takes_bare_env_keys_from_the_environment() {
-    common::test_image("busybox");
     let image = unique_name("dflt");
-    docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     // No CONTAINER_NAME: the name is the host's name and the image's, unique per machine.
-    let dev = Dev {
-        project: Project::new(&format!("IMAGE_NAME={image}\n")),
-        name: format!("{}-{image}", hostname.trim()),
-        _image: ImageCleanup(vec![format!("{image}:latest")]),
-    };
+    let dev = Dev::of(
+        &image,
+        &format!("IMAGE_NAME={image}\n"),
+        format!("{}-{image}", hostname.trim()),
+    );
     let output = dev
         .start_command(&["-e", "FROM_HOST"])
         .env("FROM_HOST", "host value")
@@ -509,11 +511,7 @@ fn a_taken_port_is_reported_with_its_holder_before_anything_is_created() {
 
     // Held by another container: named.
     let other = Dev::new("");
-    let free = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = free_port();
     assert_success(&other.project.devbox(&[
         "start",
         "-p",
@@ -542,6 +540,7 @@ fn a_taken_port_is_reported_with_its_holder_before_anything_is_created() {
 fn refusals_leave_nothing_behind() {
     let dev = Dev::new("");
     // A container of the same name that devbox did not make is never touched.
+    dev.cleanup.container(&dev.name);
     docker_ok(&[
         "run",
         "-d",
@@ -596,12 +595,14 @@ fn refusals_leave_nothing_behind() {
 /// overlay network, and removed again when the container cannot start.
 #[test]
 fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
+    let _alone = common::one_at_a_time();
+    // Declared before `dev`, so dropped after it: the container and the networks go before
+    // the swarm is left.
+    let _swarm: Swarm;
     let dev = Dev::new("");
     let network = unique_name("net");
-    let in_swarm = || docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active";
-    let joined_here = if in_swarm() {
-        false
-    } else {
+    dev.cleanup.network(&network);
+    if !Swarm::active() {
         let err = assert_failure(&dev.start(&["--network", &network]));
         assert!(err.contains("docker swarm init"), "{err}");
         assert!(
@@ -612,22 +613,12 @@ fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
         );
         assert!(!dev.exists());
         assert!(!docker(&["network", "inspect", &network]).status.success());
-        docker_ok(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-        true
-    };
-    struct Cleanup(String, bool);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = docker(&["network", "rm", &self.0]);
-            if self.1 {
-                let _ = docker(&["swarm", "leave", "--force"]);
-            }
-        }
     }
-    let _cleanup = Cleanup(network.clone(), joined_here);
+    _swarm = Swarm::ensure();
 
     // An overlay network that is not attachable cannot take devbox's container: said so.
     let closed = unique_name("closed");
+    dev.cleanup.network(&closed);
     docker_ok(&["network", "create", "--driver", "overlay", &closed]);
     let refused = dev.start(&["--network", &closed]);
     let _ = docker(&["network", "rm", &closed]);
@@ -775,35 +766,14 @@ fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::E
     }
 }
 
-/// Forwards TCP connections on a loopback port to the engine's unix socket, as an engine
-/// listening on tcp:// would take them; the port it listens on.
-fn engine_on_tcp() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let engine = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
-            let (mut client_in, mut engine_out) =
-                (client.try_clone().unwrap(), engine.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut client_in, &mut engine_out));
-            let (mut engine_in, mut client_out) = (engine, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut engine_in, &mut client_out);
-                let _ = client_out.shutdown(std::net::Shutdown::Both);
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn an_engine_over_tcp_is_reached_through_docker_host() {
     let dev = Dev::new("");
-    let host = format!("tcp://127.0.0.1:{}", engine_on_tcp());
+    let engine = TcpEngine::start();
     let over_tcp = |args: &[&str]| {
         dev.project
             .devbox_command(args)
-            .env("DOCKER_HOST", &host)
+            .env("DOCKER_HOST", &engine.host)
             .output()
             .unwrap()
     };

@@ -1,0 +1,704 @@
+//! Shared by the integration tests: the devbox binary, a project folder builder, the engine
+//! and test images, clean-up of what a test made in the engine, the extra engines, a loopback
+//! HTTP server, the engine behind a TCP port, and pseudo-terminals.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+use devbox::KNOWN_KEYS;
+
+/// `devbox start` with the published ports on free host ports (tests run side by side) and a
+/// main command that waits.
+pub const START_ON_FREE_PORTS: &[&str] = &[
+    "start",
+    "-p",
+    "127.0.0.1::2059",
+    "-p",
+    "127.0.0.1::2088",
+    "--",
+    "sleep",
+    "100000",
+];
+
+pub const BUSYBOX_IMAGE: &str = "devbox-test/busybox:latest";
+pub const DEBIAN_IMAGE: &str = "devbox-test/debian:bookworm";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn devbox_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_devbox"))
+}
+
+/// A unique, lowercase name for things a test creates in the engine.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "devbox-test-{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A project folder in a temporary directory.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(env: &str) -> Self {
+        let project = Project {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+        };
+        project.write(".env", env);
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// `devbox ARGS` run in the project folder, with a private download cache.
+    pub fn devbox(&self, args: &[&str]) -> Output {
+        self.devbox_command(args).output().expect("devbox runs")
+    }
+
+    /// `devbox ARGS` as the unprivileged user `uid` (owning the project folder), allowed to
+    /// use the engine's socket.
+    pub fn devbox_as(&self, uid: u32, args: &[&str]) -> Output {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(self.path())
+            .status()
+            .expect("chown runs");
+        assert!(status.success());
+        let socket_group = std::os::unix::fs::MetadataExt::gid(
+            &std::fs::metadata("/var/run/docker.sock").expect("the engine's socket"),
+        );
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                format!("--groups={socket_group}"),
+            ])
+            .arg(devbox_binary())
+            .args(args)
+            .current_dir(self.path())
+            .env("USER", "researcher")
+            .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            .stdin(Stdio::null());
+        for (key, _) in KNOWN_KEYS {
+            command.env_remove(key);
+        }
+        command.output().expect("devbox runs")
+    }
+
+    pub fn devbox_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(devbox_binary());
+        // The process environment overrides the .env: keep the test's own settings in charge.
+        for (key, _) in KNOWN_KEYS {
+            command.env_remove(key);
+        }
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success, showing both streams when it failed.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Asserts a clean failure: exit code 1 and no panic.
+pub fn assert_failure(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected exit 1\n--- stdout\n{}\n--- stderr\n{err}",
+        stdout(output)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Makes sure an engine answers, through the project's own script: tests fail (never skip)
+/// when it cannot.
+pub fn engine() {
+    static READY: Once = Once::new();
+    READY.call_once(|| {
+        let status = Command::new(repo_root().join("scripts/engine-up"))
+            .status()
+            .expect("scripts/engine-up runs");
+        assert!(
+            status.success(),
+            "no Docker Engine: scripts/engine-up failed ({status}); engine tests need one"
+        );
+    });
+}
+
+/// Makes a test image with the project's script (skipped by it when present).
+pub fn test_image(kind: &str) {
+    engine();
+    script("scripts/test-images", &[kind]);
+}
+
+/// Runs one of the project's scripts, its output out of the way; fails when it fails.
+fn script(path: &str, args: &[&str]) {
+    let status = Command::new(repo_root().join(path))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|error| panic!("{path} does not run: {error}"));
+    assert!(status.success(), "{path} {args:?} failed");
+}
+
+/// `docker ARGS` (the docker CLI checks what devbox did, independently of devbox's code).
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI runs")
+}
+
+pub fn docker_ok(args: &[&str]) -> String {
+    let output = docker(args);
+    assert_success(&output);
+    stdout(&output).trim().to_string()
+}
+
+/// `docker -H HOST ARGS`: the docker CLI on another engine.
+pub fn docker_on(host: &str, args: &[&str]) -> Output {
+    Command::new("docker")
+        .arg("-H")
+        .arg(host)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the docker CLI runs")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asks `check` every `pause` until it gives a value; fails naming `what` after `limit`.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    pause: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out waiting for {what} ({limit:?})"
+        );
+        std::thread::sleep(pause);
+    }
+}
+
+/// Tests that change or watch what the whole engine has (swarm membership, the list of
+/// networks, the extra engines of `scripts/engines`), and those that build the real image
+/// (minutes of both cores): one at a time, each holding this while it runs. The other tests
+/// run beside them.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // A test that failed holding it poisons it; the next one runs all the same.
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a test made in the engine, removed when this is dropped, whatever the test's outcome
+/// (a panic too): the containers devbox made for the project folders registered with
+/// [`Cleanup::project`] (found by devbox's labels `io.devbox.managed=true` and
+/// `io.devbox.project=FOLDER`), the images devbox built under the names registered with
+/// [`Cleanup::built`] (by their labels too), and the containers, networks and images
+/// registered by name (made with the docker CLI). Containers go first, then networks, then
+/// images; of each kind the last registered first.
+#[derive(Default)]
+pub struct Cleanup {
+    made: RefCell<Vec<(Made, String)>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Made {
+    Project,
+    Container,
+    Network,
+    Image,
+    Built,
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup::default()
+    }
+
+    /// The containers devbox makes for `project` (on the machine's engine).
+    pub fn project(&self, project: &Project) -> &Cleanup {
+        self.add(Made::Project, project.path().display().to_string())
+    }
+
+    pub fn container(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Container, name.into())
+    }
+
+    pub fn network(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Network, name.into())
+    }
+
+    /// An image, by name:tag or id.
+    pub fn image(&self, image: impl Into<String>) -> &Cleanup {
+        self.add(Made::Image, image.into())
+    }
+
+    /// Every image devbox built as IMAGE_NAME `name`, tagged or not (found by devbox's labels
+    /// `io.devbox.managed=true` and `org.opencontainers.image.title=NAME`).
+    pub fn built(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Built, name.into())
+    }
+
+    fn add(&self, kind: Made, name: String) -> &Cleanup {
+        self.made.borrow_mut().push((kind, name));
+        self
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let made = self.made.take();
+        let newest_first = |kind: Made| -> Vec<String> {
+            made.iter()
+                .rev()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, name)| name.clone())
+                .collect()
+        };
+        let mut containers = Vec::new();
+        for folder in newest_first(Made::Project) {
+            let labelled = docker(&[
+                "container",
+                "ls",
+                "--all",
+                "--quiet",
+                "--filter",
+                "label=io.devbox.managed=true",
+                "--filter",
+                &format!("label=io.devbox.project={folder}"),
+            ]);
+            containers.extend(stdout(&labelled).split_whitespace().map(String::from));
+        }
+        containers.extend(newest_first(Made::Container));
+        // The docker CLI goes on past a name that is not there (already removed by the test).
+        let remove = |command: &[&str], names: Vec<String>| {
+            if !names.is_empty() {
+                let mut args = command.to_vec();
+                args.extend(names.iter().map(String::as_str));
+                let _ = docker(&args);
+            }
+        };
+        remove(&["container", "rm", "--force", "--volumes"], containers);
+        remove(&["network", "rm"], newest_first(Made::Network));
+        let mut images = newest_first(Made::Image);
+        for name in newest_first(Made::Built) {
+            let labelled = docker(&[
+                "image",
+                "ls",
+                "--quiet",
+                "--filter",
+                "label=io.devbox.managed=true",
+                "--filter",
+                &format!("label=org.opencontainers.image.title={name}"),
+            ]);
+            images.extend(stdout(&labelled).split_whitespace().map(String::from));
+        }
+        remove(&["image", "rm", "--force"], images);
+    }
+}
+
+/// The machine's engine in a single-node swarm for as long as this lives. If it was in none
+/// before, it leaves the swarm when this is dropped, and removes the `docker_gwbridge` network
+/// that joining made (leaving keeps it).
+pub struct Swarm {
+    joined_here: bool,
+    bridge_made: bool,
+}
+
+impl Swarm {
+    /// Whether the machine's engine is in a swarm.
+    pub fn active() -> bool {
+        docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active"
+    }
+
+    pub fn ensure() -> Swarm {
+        if Swarm::active() {
+            return Swarm {
+                joined_here: false,
+                bridge_made: false,
+            };
+        }
+        let had_bridge = docker(&["network", "inspect", "docker_gwbridge"])
+            .status
+            .success();
+        docker_ok(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        Swarm {
+            joined_here: true,
+            bridge_made: !had_bridge,
+        }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        if self.joined_here {
+            let _ = docker(&["swarm", "leave", "--force"]);
+        }
+        if self.bridge_made {
+            // The engine lets go of the bridge's endpoints a moment after the leave.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !docker(&["network", "rm", "docker_gwbridge"])
+                .status
+                .success()
+                && docker(&["network", "inspect", "docker_gwbridge"])
+                    .status
+                    .success()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 file server on loopback, counting the requests per path.
+pub struct FileServer {
+    pub base_url: String,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FileServer {
+    /// Serves `files` (URL path → contents); everything else is 404.
+    pub fn start(files: Vec<(String, Vec<u8>)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                seen.lock().unwrap().push(path.clone());
+                let _ = match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(body)),
+                    None => stream.write_all(
+                        b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+                    ),
+                };
+            }
+        });
+        FileServer { base_url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The machine's engine behind a loopback TCP port, taking connections as an engine listening
+/// on tcp:// would. One made by [`TcpEngine::dying_after`] goes dead the moment a request
+/// containing `fatal` has been passed on: the engine carries that request out, but its answer
+/// never arrives and the connection drops, as when an engine (or the link to it) dies
+/// mid-request; [`TcpEngine::reopen`] lets connections through again, as when it is back.
+pub struct TcpEngine {
+    /// `tcp://127.0.0.1:PORT`, for DOCKER_HOST.
+    pub host: String,
+    dead: Arc<AtomicBool>,
+}
+
+impl TcpEngine {
+    pub fn start() -> TcpEngine {
+        TcpEngine::forwarding(None)
+    }
+
+    pub fn dying_after(fatal: &'static str) -> TcpEngine {
+        TcpEngine::forwarding(Some(fatal))
+    }
+
+    fn forwarding(fatal: Option<&'static str>) -> TcpEngine {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = format!("tcp://{}", listener.local_addr().unwrap());
+        let dead = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(AtomicBool::new(fatal.is_some()));
+        let state = (dead.clone(), armed);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (dead, armed) = (state.0.clone(), state.1.clone());
+                if dead.load(SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let engine =
+                    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+                let (mut from_client, mut to_engine) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                let cut = dead.clone();
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(n @ 1..) = from_client.read(&mut buffer) {
+                        if to_engine.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                        if armed.load(SeqCst)
+                            && fatal.is_some_and(|fatal| {
+                                String::from_utf8_lossy(&buffer[..n]).contains(fatal)
+                            })
+                        {
+                            armed.store(false, SeqCst);
+                            cut.store(true, SeqCst);
+                        }
+                    }
+                });
+                let (mut from_engine, mut to_client) = (engine, client);
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 65536];
+                    while let Ok(n @ 1..) = from_engine.read(&mut buffer) {
+                        if dead.load(SeqCst) || to_client.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        TcpEngine { host, dead }
+    }
+
+    pub fn reopen(&self) {
+        self.dead.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Labels of an image, as the engine reports them.
+pub fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
+    let text = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        image,
+    ]);
+    serde_json::from_str(&text).expect("labels are JSON")
+}
+
+/// `scripts/engines ARGS`: extra engines on this machine, for tests of several machines.
+pub fn engines_script(args: &[&str]) {
+    script("scripts/engines", args);
+}
+
+/// `count` extra engines (`scripts/engines`), each in its own network namespace, torn down
+/// with everything in them (containers, images, networks, data) when this is dropped, however
+/// the test ends.
+pub struct Engines(HashMap<String, String>);
+
+impl Engines {
+    pub fn up(count: u32) -> Engines {
+        engines_script(&["down"]);
+        // The guard exists before they do: an `up` that fails half-way is torn down too.
+        let mut engines = Engines(HashMap::new());
+        engines_script(&["up", &count.to_string()]);
+        engines.0 = dotenvy::from_path_iter("/run/devbox-engines/engines.env")
+            .expect("the engines file")
+            .map(|item| item.expect("a KEY=VALUE line"))
+            .collect();
+        engines
+    }
+
+    /// DOCKER_HOST of engine K.
+    pub fn host(&self, engine: u32) -> &str {
+        &self.0[&format!("DEVBOX_ENGINE_{engine}_DOCKER_HOST")]
+    }
+
+    /// The address other engines reach engine K at.
+    pub fn addr(&self, engine: u32) -> &str {
+        &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
+    }
+
+    /// (tcp:// address with TLS, the client's certificate folder) of engine K.
+    pub fn tls(&self, engine: u32) -> (&str, &str) {
+        (
+            &self.0[&format!("DEVBOX_ENGINE_{engine}_TLS_HOST")],
+            &self.0[&format!("DEVBOX_ENGINE_{engine}_CERT_PATH")],
+        )
+    }
+}
+
+impl Drop for Engines {
+    fn drop(&mut self) {
+        engines_script(&["down"]);
+    }
+}
+
+/// `EXTRA_CA_CERTS=…` naming the host's extra CA certificates (an intercepting proxy's), when
+/// it has any: pip inside a real-tier build reaches PyPI only if they are trusted in the image.
+pub fn host_ca_certificates_setting() -> String {
+    let dir = Path::new("/usr/local/share/ca-certificates");
+    let has_certificates = std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|entry| entry.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crt")))
+    });
+    if has_certificates {
+        format!("EXTRA_CA_CERTS={}\n", dir.display())
+    } else {
+        String::new()
+    }
+}
+
+/// Runs `command` on a new pseudo-terminal of `size` (rows, columns): the process, the
+/// terminal's other end, its slave side, and its settings before.
+pub fn on_a_terminal(
+    mut command: Command,
+    size: (u16, u16),
+) -> (
+    std::process::Child,
+    Terminal,
+    OwnedFd,
+    nix::sys::termios::Termios,
+) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let before = nix::sys::termios::tcgetattr(pty.slave.as_fd()).unwrap();
+    resize(&pty.slave, size);
+    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+    let child = command
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .unwrap();
+    (child, Terminal::new(pty.master), pty.slave, before)
+}
+
+pub fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
+    rustix::termios::tcsetwinsize(
+        terminal,
+        rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+}
+
+pub struct Terminal {
+    master: std::fs::File,
+    pub seen: String,
+}
+
+impl Terminal {
+    fn new(master: OwnedFd) -> Terminal {
+        let file = std::fs::File::from(master);
+        rustix::io::ioctl_fionbio(&file, true).unwrap();
+        Terminal {
+            master: file,
+            seen: String::new(),
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Waits for `needle`; returns the output up to and including it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut buffer = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {needle:?}; saw:\n{}",
+                self.seen
+            );
+            match self.master.read(&mut buffer) {
+                Ok(n) if n > 0 => {
+                    let text = String::from_utf8_lossy(&buffer[..n]);
+                    // Answer the shell's cursor-position query as a terminal would.
+                    if text.contains("\x1b[6n") {
+                        self.send("\x1b[1;1R");
+                    }
+                    self.seen.push_str(&text);
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        // Later expectations look at later output only.
+        let end = self.seen.find(needle).unwrap() + needle.len();
+        self.seen.drain(..end).collect()
+    }
+}

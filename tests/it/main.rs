@@ -1,0 +1,15 @@
+//! The integration tests, as one test binary (one link step): the devbox binary without an
+//! engine, against the machine's engine, in the real image, and across extra engines. What
+//! they share is in `common`.
+
+mod common;
+
+mod bad_input;
+mod build;
+mod cli;
+mod cluster;
+mod container;
+mod doctor;
+mod faults;
+mod incontainer;
+mod real_image;
