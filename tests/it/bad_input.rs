@@ -17,6 +17,8 @@ struct Case {
     /// Files of the case's that the (then unprivileged) user running devbox may not read.
     unreadable: Vec<&'static str>,
     expect: Vec<String>,
+    /// 1, or 2 for a command line devbox cannot carry out (as clap's own usage errors).
+    exit: i32,
 }
 
 /// The user a case with unreadable files runs devbox as: root reads every file.
@@ -29,7 +31,11 @@ fn case<S: AsRef<str>>(env: impl AsRef<[u8]>, args: &[S], expect: &[&str]) -> Ca
         args: args.iter().map(|a| a.as_ref().to_string()).collect(),
         process_env: Vec::new(),
         unreadable: Vec::new(),
-        expect: expect.iter().map(|e| e.to_string()).collect(),
+        expect: expect
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
+        exit: 1,
     }
 }
 
@@ -42,6 +48,11 @@ impl Case {
     fn unreadable(mut self, path: &'static str, contents: impl AsRef<[u8]>) -> Case {
         self.unreadable.push(path);
         self.with_file(path, contents)
+    }
+
+    fn usage(mut self) -> Case {
+        self.exit = 2;
+        self
     }
 
     fn with_env(mut self, key: &'static str, value: impl Into<String>) -> Case {
@@ -96,7 +107,7 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
     let long_line = format!("{}\n", "x ".repeat(200_000));
     let start = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["start".to_string()];
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(std::string::ToString::to_string));
         args
     };
 
@@ -191,13 +202,15 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             "",
             &["build", "--build-arg", "=x"],
             &["--build-arg", "KEY=VALUE"],
-        ),
-        case("", &["build", "--build-arg", "BAD KEY=1"], &["--build-arg"]),
+        )
+        .usage(),
+        case("", &["build", "--build-arg", "BAD KEY=1"], &["--build-arg"]).usage(),
         case(
             "",
             &["build", "--build-arg", "BASE_IMAGE=other"],
             &["--build-arg BASE_IMAGE", "in the .env"],
-        ),
+        )
+        .usage(),
         case(
             "AGX_VERSION=2.36.1.2\n",
             &["build"],
@@ -358,7 +371,7 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         );
         assert_eq!(
             output.status.code(),
-            Some(1),
+            Some(case.exit),
             "{shown}: exit {:?}\n{err}",
             output.status.code()
         );

@@ -1,7 +1,7 @@
 //! The devbox binary end to end, without an engine: init, configuration errors, messages.
 
 use crate::common;
-use crate::common::{Project, assert_failure, assert_success, devbox_binary, stdout};
+use crate::common::{Project, assert_failure, assert_success, devbox_binary, stderr, stdout};
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -88,6 +88,31 @@ fn config_shows_resolved_values_with_the_environment_winning() {
     let text = stdout(&output);
     assert!(text.contains("machine-boom-project:from-env"), "{text}");
     assert!(text.contains("SIMULATION_RATE=60"), "{text}");
+}
+
+#[test]
+fn config_answers_scripts_with_json_or_one_value() {
+    let project = Project::new("IMAGE_TAG=from-file\nJUPYTER_TOKEN=s3cret\nSIMULATION_RATE=60\n");
+    let get = |key: &str| project.devbox(&["config", "--get", key]);
+    let tag = get("IMAGE_TAG");
+    assert_success(&tag);
+    assert_eq!(stdout(&tag), "from-file\n");
+    assert_eq!(stdout(&get("CLUSTER_NETWORK")), "devbox-cluster\n");
+    assert_eq!(stdout(&get("SIMULATION_RATE")), "60\n");
+
+    let json = project.devbox(&["config", "--json"]);
+    assert_success(&json);
+    let settings: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(settings["IMAGE_TAG"], "from-file");
+    assert_eq!(settings["SIMULATION_RATE"], "60");
+    assert!(settings.get("JUPYTER_TOKEN").is_none(), "{settings}");
+    let with_secrets = project.devbox(&["config", "--json", "--show-secrets"]);
+    let settings: serde_json::Value = serde_json::from_str(&stdout(&with_secrets)).unwrap();
+    assert_eq!(settings["JUPYTER_TOKEN"], "s3cret");
+
+    let unknown = get("NO_SUCH_KEY");
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("NO_SUCH_KEY is not a setting"));
 }
 
 #[test]
@@ -224,7 +249,10 @@ fn agx_without_a_license_stops_before_the_build() {
 #[test]
 fn a_bad_build_arg_is_refused() {
     let project = Project::new("");
-    let err = assert_failure(&project.devbox(&["build", "--build-arg", "=x"]));
+    let output = project.devbox(&["build", "--build-arg", "=x"]);
+    // A command line devbox cannot carry out ends as clap's usage errors do.
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
     assert!(err.contains("--build-arg"), "{err}");
 }
 

@@ -316,8 +316,10 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
     let row = stdout(&listed)
         .lines()
         .find(|l| l.starts_with(&network))
-        .map(String::from)
-        .unwrap_or_else(|| panic!("{network} not listed: {}", stdout(&listed)));
+        .map_or_else(
+            || panic!("{network} not listed: {}", stdout(&listed)),
+            String::from,
+        );
     assert!(row.contains(subnet) && row.contains(&user), "{row}");
     let refused = manager.devbox(&["network", "rm", &network]);
     assert!(!refused.status.success());

@@ -17,7 +17,7 @@ use devbox::KNOWN_KEYS;
 
 /// `devbox start` with the published ports on free host ports (tests run side by side) and a
 /// main command that waits.
-pub const START_ON_FREE_PORTS: &[&str] = &[
+pub(crate) const START_ON_FREE_PORTS: &[&str] = &[
     "start",
     "-p",
     "127.0.0.1::2059",
@@ -28,19 +28,19 @@ pub const START_ON_FREE_PORTS: &[&str] = &[
     "100000",
 ];
 
-pub const BUSYBOX_IMAGE: &str = "devbox-test/busybox:latest";
-pub const DEBIAN_IMAGE: &str = "devbox-test/debian:bookworm";
+pub(crate) const BUSYBOX_IMAGE: &str = "devbox-test/busybox:latest";
+pub(crate) const DEBIAN_IMAGE: &str = "devbox-test/debian:bookworm";
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn devbox_binary() -> PathBuf {
+pub(crate) fn devbox_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_devbox"))
 }
 
 /// A unique, lowercase name for things a test creates in the engine.
-pub fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!(
         "devbox-test-{prefix}-{}-{}",
@@ -50,12 +50,12 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A project folder in a temporary directory.
-pub struct Project {
+pub(crate) struct Project {
     pub dir: tempfile::TempDir,
 }
 
 impl Project {
-    pub fn new(env: &str) -> Self {
+    pub(crate) fn new(env: &str) -> Self {
         let project = Project {
             dir: tempfile::tempdir().expect("a temporary folder"),
         };
@@ -63,11 +63,11 @@ impl Project {
         project
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.dir.path().join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
@@ -75,13 +75,13 @@ impl Project {
     }
 
     /// `devbox ARGS` run in the project folder, with a private download cache.
-    pub fn devbox(&self, args: &[&str]) -> Output {
+    pub(crate) fn devbox(&self, args: &[&str]) -> Output {
         self.devbox_command(args).output().expect("devbox runs")
     }
 
     /// `devbox ARGS` as the unprivileged user `uid` (owning the project folder), allowed to
     /// use the engine's socket.
-    pub fn devbox_as(&self, uid: u32, args: &[&str]) -> Output {
+    pub(crate) fn devbox_as(&self, uid: u32, args: &[&str]) -> Output {
         let status = Command::new("chown")
             .args(["-R", &format!("{uid}:{uid}")])
             .arg(self.path())
@@ -110,7 +110,7 @@ impl Project {
         command.output().expect("devbox runs")
     }
 
-    pub fn devbox_command(&self, args: &[&str]) -> Command {
+    pub(crate) fn devbox_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(devbox_binary());
         // The process environment overrides the .env: keep the test's own settings in charge.
         for (key, _) in KNOWN_KEYS {
@@ -125,16 +125,16 @@ impl Project {
     }
 }
 
-pub fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts success, showing both streams when it failed.
-pub fn assert_success(output: &Output) {
+pub(crate) fn assert_success(output: &Output) {
     assert!(
         output.status.success(),
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -145,7 +145,7 @@ pub fn assert_success(output: &Output) {
 }
 
 /// Asserts a clean failure: exit code 1 and no panic.
-pub fn assert_failure(output: &Output) -> String {
+pub(crate) fn assert_failure(output: &Output) -> String {
     let err = stderr(output);
     assert_eq!(
         output.status.code(),
@@ -159,7 +159,7 @@ pub fn assert_failure(output: &Output) -> String {
 
 /// Makes sure an engine answers, through the project's own script: tests fail (never skip)
 /// when it cannot.
-pub fn engine() {
+pub(crate) fn engine() {
     static READY: Once = Once::new();
     READY.call_once(|| {
         let status = Command::new(repo_root().join("scripts/engine-up"))
@@ -173,7 +173,7 @@ pub fn engine() {
 }
 
 /// Makes a test image with the project's script (skipped by it when present).
-pub fn test_image(kind: &str) {
+pub(crate) fn test_image(kind: &str) {
     engine();
     script("scripts/test-images", &[kind]);
 }
@@ -189,7 +189,7 @@ fn script(path: &str, args: &[&str]) {
 }
 
 /// `docker ARGS` (the docker CLI checks what devbox did, independently of devbox's code).
-pub fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
@@ -197,14 +197,14 @@ pub fn docker(args: &[&str]) -> Output {
         .expect("the docker CLI runs")
 }
 
-pub fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let output = docker(args);
     assert_success(&output);
     stdout(&output).trim().to_string()
 }
 
 /// `docker -H HOST ARGS`: the docker CLI on another engine.
-pub fn docker_on(host: &str, args: &[&str]) -> Output {
+pub(crate) fn docker_on(host: &str, args: &[&str]) -> Output {
     Command::new("docker")
         .arg("-H")
         .arg(host)
@@ -215,7 +215,7 @@ pub fn docker_on(host: &str, args: &[&str]) -> Output {
 }
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -224,7 +224,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Asks `check` every `pause` until it gives a value; fails naming `what` after `limit`.
-pub fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     what: &str,
     limit: Duration,
     pause: Duration,
@@ -247,7 +247,7 @@ pub fn wait_for<T>(
 /// networks, the extra engines of `scripts/engines`), and those that build the real image
 /// (minutes of both cores): one at a time, each holding this while it runs. The other tests
 /// run beside them.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     // A test that failed holding it poisons it; the next one runs all the same.
     LOCK.lock()
@@ -262,7 +262,7 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// registered by name (made with the docker CLI). Containers go first, then networks, then
 /// images; of each kind the last registered first.
 #[derive(Default)]
-pub struct Cleanup {
+pub(crate) struct Cleanup {
     made: RefCell<Vec<(Made, String)>>,
 }
 
@@ -276,31 +276,31 @@ enum Made {
 }
 
 impl Cleanup {
-    pub fn new() -> Cleanup {
+    pub(crate) fn new() -> Cleanup {
         Cleanup::default()
     }
 
     /// The containers devbox makes for `project` (on the machine's engine).
-    pub fn project(&self, project: &Project) -> &Cleanup {
+    pub(crate) fn project(&self, project: &Project) -> &Cleanup {
         self.add(Made::Project, project.path().display().to_string())
     }
 
-    pub fn container(&self, name: impl Into<String>) -> &Cleanup {
+    pub(crate) fn container(&self, name: impl Into<String>) -> &Cleanup {
         self.add(Made::Container, name.into())
     }
 
-    pub fn network(&self, name: impl Into<String>) -> &Cleanup {
+    pub(crate) fn network(&self, name: impl Into<String>) -> &Cleanup {
         self.add(Made::Network, name.into())
     }
 
     /// An image, by name:tag or id.
-    pub fn image(&self, image: impl Into<String>) -> &Cleanup {
+    pub(crate) fn image(&self, image: impl Into<String>) -> &Cleanup {
         self.add(Made::Image, image.into())
     }
 
     /// Every image devbox built as IMAGE_NAME `name`, tagged or not (found by devbox's labels
     /// `io.devbox.managed=true` and `org.opencontainers.image.title=NAME`).
-    pub fn built(&self, name: impl Into<String>) -> &Cleanup {
+    pub(crate) fn built(&self, name: impl Into<String>) -> &Cleanup {
         self.add(Made::Built, name.into())
     }
 
@@ -365,18 +365,18 @@ impl Drop for Cleanup {
 /// The machine's engine in a single-node swarm for as long as this lives. If it was in none
 /// before, it leaves the swarm when this is dropped, and removes the `docker_gwbridge` network
 /// that joining made (leaving keeps it).
-pub struct Swarm {
+pub(crate) struct Swarm {
     joined_here: bool,
     bridge_made: bool,
 }
 
 impl Swarm {
     /// Whether the machine's engine is in a swarm.
-    pub fn active() -> bool {
+    pub(crate) fn active() -> bool {
         docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) == "active"
     }
 
-    pub fn ensure() -> Swarm {
+    pub(crate) fn ensure() -> Swarm {
         if Swarm::active() {
             return Swarm {
                 joined_here: false,
@@ -417,14 +417,14 @@ impl Drop for Swarm {
 }
 
 /// A minimal HTTP/1.0 file server on loopback, counting the requests per path.
-pub struct FileServer {
+pub(crate) struct FileServer {
     pub base_url: String,
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl FileServer {
     /// Serves `files` (URL path → contents); everything else is 404.
-    pub fn start(files: Vec<(String, Vec<u8>)>) -> Self {
+    pub(crate) fn start(files: Vec<(String, Vec<u8>)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -466,7 +466,7 @@ impl FileServer {
         FileServer { base_url, requests }
     }
 
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
 }
@@ -476,18 +476,18 @@ impl FileServer {
 /// containing `fatal` has been passed on: the engine carries that request out, but its answer
 /// never arrives and the connection drops, as when an engine (or the link to it) dies
 /// mid-request; [`TcpEngine::reopen`] lets connections through again, as when it is back.
-pub struct TcpEngine {
+pub(crate) struct TcpEngine {
     /// `tcp://127.0.0.1:PORT`, for DOCKER_HOST.
     pub host: String,
     dead: Arc<AtomicBool>,
 }
 
 impl TcpEngine {
-    pub fn start() -> TcpEngine {
+    pub(crate) fn start() -> TcpEngine {
         TcpEngine::forwarding(None)
     }
 
-    pub fn dying_after(fatal: &'static str) -> TcpEngine {
+    pub(crate) fn dying_after(fatal: &'static str) -> TcpEngine {
         TcpEngine::forwarding(Some(fatal))
     }
 
@@ -540,13 +540,13 @@ impl TcpEngine {
         TcpEngine { host, dead }
     }
 
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         self.dead.store(false, Ordering::SeqCst);
     }
 }
 
 /// Labels of an image, as the engine reports them.
-pub fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
     let text = docker_ok(&[
         "image",
         "inspect",
@@ -558,17 +558,17 @@ pub fn image_labels(image: &str) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// `scripts/engines ARGS`: extra engines on this machine, for tests of several machines.
-pub fn engines_script(args: &[&str]) {
+pub(crate) fn engines_script(args: &[&str]) {
     script("scripts/engines", args);
 }
 
 /// `count` extra engines (`scripts/engines`), each in its own network namespace, torn down
 /// with everything in them (containers, images, networks, data) when this is dropped, however
 /// the test ends.
-pub struct Engines(HashMap<String, String>);
+pub(crate) struct Engines(HashMap<String, String>);
 
 impl Engines {
-    pub fn up(count: u32) -> Engines {
+    pub(crate) fn up(count: u32) -> Engines {
         engines_script(&["down"]);
         // The guard exists before they do: an `up` that fails half-way is torn down too.
         let mut engines = Engines(HashMap::new());
@@ -581,17 +581,17 @@ impl Engines {
     }
 
     /// DOCKER_HOST of engine K.
-    pub fn host(&self, engine: u32) -> &str {
+    pub(crate) fn host(&self, engine: u32) -> &str {
         &self.0[&format!("DEVBOX_ENGINE_{engine}_DOCKER_HOST")]
     }
 
     /// The address other engines reach engine K at.
-    pub fn addr(&self, engine: u32) -> &str {
+    pub(crate) fn addr(&self, engine: u32) -> &str {
         &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
     }
 
     /// (tcp:// address with TLS, the client's certificate folder) of engine K.
-    pub fn tls(&self, engine: u32) -> (&str, &str) {
+    pub(crate) fn tls(&self, engine: u32) -> (&str, &str) {
         (
             &self.0[&format!("DEVBOX_ENGINE_{engine}_TLS_HOST")],
             &self.0[&format!("DEVBOX_ENGINE_{engine}_CERT_PATH")],
@@ -607,7 +607,7 @@ impl Drop for Engines {
 
 /// `EXTRA_CA_CERTS=…` naming the host's extra CA certificates (an intercepting proxy's), when
 /// it has any: pip inside a real-tier build reaches PyPI only if they are trusted in the image.
-pub fn host_ca_certificates_setting() -> String {
+pub(crate) fn host_ca_certificates_setting() -> String {
     let dir = Path::new("/usr/local/share/ca-certificates");
     let has_certificates = std::fs::read_dir(dir).is_ok_and(|mut entries| {
         entries.any(|entry| entry.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "crt")))
@@ -621,7 +621,7 @@ pub fn host_ca_certificates_setting() -> String {
 
 /// Runs `command` on a new pseudo-terminal of `size` (rows, columns): the process, the
 /// terminal's other end, its slave side, and its settings before.
-pub fn on_a_terminal(
+pub(crate) fn on_a_terminal(
     mut command: Command,
     size: (u16, u16),
 ) -> (
@@ -643,7 +643,7 @@ pub fn on_a_terminal(
     (child, Terminal::new(pty.master), pty.slave, before)
 }
 
-pub fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
+pub(crate) fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
     rustix::termios::tcsetwinsize(
         terminal,
         rustix::termios::Winsize {
@@ -656,7 +656,7 @@ pub fn resize(terminal: &OwnedFd, (rows, columns): (u16, u16)) {
     .unwrap();
 }
 
-pub struct Terminal {
+pub(crate) struct Terminal {
     master: std::fs::File,
     pub seen: String,
 }
@@ -671,12 +671,12 @@ impl Terminal {
         }
     }
 
-    pub fn send(&mut self, text: &str) {
+    pub(crate) fn send(&mut self, text: &str) {
         self.master.write_all(text.as_bytes()).unwrap();
     }
 
     /// Waits for `needle`; returns the output up to and including it.
-    pub fn expect(&mut self, needle: &str) -> String {
+    pub(crate) fn expect(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut buffer = [0u8; 4096];
         while !self.seen.contains(needle) {

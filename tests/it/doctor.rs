@@ -95,7 +95,7 @@ fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
 
     // Jupyter's host port held by a process: named, with the fix. (If something else on
     // this machine holds it already, the port check must fail all the same.)
-    let _holder = std::net::TcpListener::bind("127.0.0.1:2088");
+    let holder = std::net::TcpListener::bind("127.0.0.1:2088");
     let (code, checks) = doctor(&project, &["--no-gpus"]);
     assert_eq!(code, 1, "{checks:#?}");
     let taken: Vec<_> = named(&checks, "port")
@@ -116,7 +116,7 @@ fn doctor_passes_a_healthy_project_and_fails_each_problem_with_its_fix() {
             .unwrap()
             .contains("-p HOST_PORT:2088")
     );
-    drop(_holder);
+    drop(holder);
 
     // GPUs asked for on an engine without the NVIDIA runtime: a failure that says what to install.
     let runtimes = docker_ok(&["info", "--format", "{{json .Runtimes}}"]);

@@ -111,7 +111,7 @@ fn exec(container: &str, env: &[(&str, &str)], command: &[&str]) -> Output {
         args.extend(["--env".into(), format!("{key}={value}")]);
     }
     args.push(container.into());
-    args.extend(command.iter().map(|s| s.to_string()));
+    args.extend(command.iter().map(std::string::ToString::to_string));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker(&args)
 }
@@ -596,7 +596,7 @@ fn cluster_phase(image: &str) {
     // The head runs as root; the worker as the project's user, offering two GPUs to Ray.
     let _head = run_container(image, &head, &common);
     let mut worker_args: Vec<String> = as_user();
-    worker_args.extend(common.iter().map(|s| s.to_string()));
+    worker_args.extend(common.iter().map(std::string::ToString::to_string));
     worker_args.extend(["--env".into(), "CUDA_VISIBLE_DEVICES=0,1".into()]);
     let worker_args: Vec<&str> = worker_args.iter().map(String::as_str).collect();
     let _worker = run_container(image, &worker, &worker_args);

@@ -1,6 +1,8 @@
 //! The integration tests, as one test binary (one link step): the devbox binary without an
 //! engine, against the machine's engine, in the real image, and across extra engines. What
 //! they share is in `common`.
+// A test fails loudly where it unwraps, and a scenario reads best as one story.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod common;
 
