@@ -1,6 +1,6 @@
 //! devbox's modules, one per concept, in layers:
 //! `config` (the `.env`) → pure specs (`container::spec`, `image::spec`, `labels`) →
-//! `engine` (the only bollard user and the only reader of the engine's messages) → the
+//! `engine` (the only bollard client and the only reader of the engine's messages) → the
 //! domain (`image`, `container`, `swarm`, `ray`, `doctor`) → `commands`; the in-container
 //! commands (`incontainer`) stand apart. The binary (`main.rs`) only dispatches; what is
 //! public here is what it and the fuzz targets use.

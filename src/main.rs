@@ -12,13 +12,16 @@ fn main() -> ExitCode {
         return run_applet(applet, args).into();
     }
     let cli = Cli::parse();
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    else {
-        Printer::DEVBOX.progress("devbox: error: cannot start the async runtime");
-        return ExitStatus::Failure.into();
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            Printer::DEVBOX.error(&error);
+            return ExitStatus::Failure.into();
+        }
     };
     let result = runtime.block_on(run_command(cli));
     // A read of stdin may still be blocked in the runtime's pool: do not wait for it.

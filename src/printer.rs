@@ -55,13 +55,20 @@ impl Printer {
     }
 }
 
-/// The error and its sources, joined as `outer: inner: innermost`.
-fn chain(error: &dyn std::error::Error) -> String {
+/// The error and its sources, joined as `outer: inner: innermost`: how an error is written
+/// wherever it becomes text. A link that only repeats the one before (some libraries' errors
+/// wrap an error of the same text) is said once.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
+    let mut last = text.clone();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let link = cause.to_string();
+        if link != last {
+            text.push_str(": ");
+            text.push_str(&link);
+        }
+        last = link;
         source = cause.source();
     }
     text
@@ -77,11 +84,28 @@ mod tests {
     #[error("image x does not exist")]
     struct Inner;
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Repeating(#[source] std::io::Error);
+
     #[test]
     fn an_error_reads_as_its_context_then_its_causes() {
         assert_eq!(
             super::chain(&Outer(Inner)),
             "while starting box: image x does not exist"
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Wrapper(#[source] Repeating);
+
+    #[test]
+    fn a_cause_that_repeats_its_wrapper_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        assert_eq!(
+            super::chain(&Wrapper(Repeating(io))),
+            "client error (Connect): Permission denied"
         );
     }
 }

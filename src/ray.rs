@@ -1,11 +1,11 @@
 //! The Ray cluster from the host: `cluster up` starts (or reuses) the container on the
-//! project's overlay network and joins it to the cluster, head or worker as its name decides;
-//! the other cluster commands run devbox's in-container commands there.
+//! project's overlay network, then runs `cluster-join` in it (head or worker, as its name
+//! decides); the other cluster commands run devbox's in-container commands there too.
 
 use bollard::models::ContainerInspectResponse;
 
 use crate::config::Config;
-use crate::container::{self, ContainerError, StartOptions, Started};
+use crate::container::{self, ContainerError, Event, StartOptions, Started};
 use crate::engine::Engine;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +25,14 @@ pub enum RayError {
     Container(#[from] ContainerError),
 }
 
-/// Starts the container on the cluster network (unless `options` name another) and joins it.
-pub(crate) async fn up(
+/// Starts the container on the cluster network (unless `options` name another), for
+/// `cluster-join` to run in next.
+pub(crate) async fn start(
     engine: &Engine,
     config: &Config,
     mut options: StartOptions,
     recreate: bool,
+    on_event: &dyn Fn(Event),
 ) -> Result<Started, RayError> {
     if config.cluster_head_name.is_none() {
         return Err(RayError::NoHead);
@@ -38,10 +40,7 @@ pub(crate) async fn up(
     options
         .network
         .get_or_insert_with(|| config.cluster_network.clone());
-    let started = container::start(engine, config, &options, recreate).await?;
-    let running = container::running(engine, &started.spec().name).await?;
-    run_applet(engine, &running, "cluster-join").await?;
-    Ok(started)
+    Ok(container::start(engine, config, &options, recreate, on_event).await?)
 }
 
 /// Runs one of devbox's in-container commands in the running container (as

@@ -1,6 +1,6 @@
 //! `devbox cluster up|down|status`: the Ray cluster across machines.
 
-use super::container::{name_of, report_created, report_stopped, start_options};
+use super::container::{name_of, report_created, say, start_options};
 use super::{CommandError, WhileDoing};
 use crate::cli::ClusterCommand;
 use crate::config::Config;
@@ -23,34 +23,37 @@ pub(super) async fn run(
             let name = name_of(config, args.start.name.as_ref());
             let doing = || format!("bringing {name} into the cluster");
             let options = start_options(config, &args.start).while_doing(doing)?;
-            let started = ray::up(&engine, config, options, args.start.recreate)
+            let started = ray::start(&engine, config, options, args.start.recreate, &say(printer))
                 .await
                 .while_doing(doing)?;
-            if let Started::Created {
-                spec,
-                made_network,
-                leave_failure,
-            } = started
-            {
-                report_created(printer, &spec, made_network, leave_failure.as_deref());
+            if let Started::Created(spec) = &started {
+                report_created(printer, spec);
                 printer.result(format!(
                     "started {} on {}",
                     spec.name,
-                    spec.network.unwrap_or_default()
+                    spec.network.as_deref().unwrap_or_default()
                 ));
             }
+            let running = container::running(&engine, &started.spec().name)
+                .await
+                .while_doing(doing)?;
+            if let Some(stale) = container::staleness(&engine, config, &running).await {
+                printer.note(stale);
+            }
+            ray::run_applet(&engine, &running, "cluster-join")
+                .await
+                .while_doing(doing)?;
         }
         ClusterCommand::Down(args) => {
             let name = name_of(config, args.name.as_ref());
-            let stopped = container::stop(&engine, &name, args.time)
+            let stopped = container::stop(&engine, &name, args.time, &say(printer))
                 .await
                 .while_doing(|| format!("taking {name} out of the cluster"))?;
-            report_stopped(
-                printer,
-                &name,
-                stopped,
-                &format!("{name} left the cluster and is removed"),
-            );
+            printer.result(if stopped {
+                format!("{name} left the cluster and is removed")
+            } else {
+                format!("{name} is not running")
+            });
             // The network goes with the last container that used it, if devbox made it; while
             // other machines still use it, it stays, and only a manager can remove it.
             match networks::remove(&engine, &config.cluster_network).await {

@@ -5,7 +5,7 @@ use crate::cli::{ConnectArgs, LogsArgs, StartArgs, StatusArgs, StopArgs};
 use crate::config::Config;
 use crate::container::options::{self, OptionError};
 use crate::container::spec::{self, ContainerSpec, StartOptions};
-use crate::container::{self, ContainerError, Started, status};
+use crate::container::{self, ContainerError, Event, Started, status};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::image::progress::format_size;
@@ -60,21 +60,19 @@ pub(super) fn start_options(
     Ok(parsed()?)
 }
 
-/// What `start` and `cluster up` say about a container they made: the network made for it,
-/// the Ray cluster a replaced container could not leave, a /dev/shm made smaller, ports open
-/// to every machine.
-pub(super) fn report_created(
-    printer: Printer,
-    spec: &ContainerSpec,
-    made_network: bool,
-    leave_failure: Option<&str>,
-) {
-    if let Some(failure) = leave_failure {
-        printer.warning(failure);
+/// Says what `start`, `stop` and the cluster commands report as it happens.
+pub(super) fn say(printer: Printer) -> impl Fn(Event) {
+    move |event| match event {
+        Event::MadeNetwork(network) => {
+            printer.progress(format!("created attachable overlay network {network}"));
+        }
+        Event::LeaveFailed(failure) => printer.warning(failure),
     }
-    if made_network && let Some(network) = &spec.network {
-        printer.progress(format!("created attachable overlay network {network}"));
-    }
+}
+
+/// What `start` and `cluster up` say about a container they made: a /dev/shm made smaller,
+/// ports open to every machine.
+pub(super) fn report_created(printer: Printer, spec: &ContainerSpec) {
     if let Some(from) = spec.shm_clamped_from {
         printer.note(format!(
             "/dev/shm is {} instead of {}: half of the engine host's memory (--shm-size sets it)",
@@ -97,25 +95,6 @@ pub(super) fn report_created(
     }
 }
 
-/// What `stop` and `cluster down` say: `done` when the container was there, after a warning
-/// when it could not leave the Ray cluster cleanly.
-pub(super) fn report_stopped(
-    printer: Printer,
-    name: &str,
-    stopped: Option<container::Stopped>,
-    done: &str,
-) {
-    match stopped {
-        Some(stopped) => {
-            if let Some(failure) = stopped.leave_failure {
-                printer.warning(failure);
-            }
-            printer.result(done);
-        }
-        None => printer.result(format!("{name} is not running")),
-    }
-}
-
 pub(super) async fn start(
     config: &Config,
     target: &Target,
@@ -126,7 +105,7 @@ pub(super) async fn start(
     let doing = || format!("starting {name}");
     let options = start_options(config, args).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
-    match container::start(&engine, config, &options, args.recreate)
+    match container::start(&engine, config, &options, args.recreate, &say(printer))
         .await
         .while_doing(doing)?
     {
@@ -136,12 +115,8 @@ pub(super) async fn start(
                 spec.name
             ));
         }
-        Started::Created {
-            spec,
-            made_network,
-            leave_failure,
-        } => {
-            report_created(printer, &spec, made_network, leave_failure.as_deref());
+        Started::Created(spec) => {
+            report_created(printer, &spec);
             printer.result(format!("started {} from {}", spec.name, spec.image));
             let status = status::fresh_status(&engine, config, &spec.name)
                 .await
@@ -180,15 +155,14 @@ pub(super) async fn stop(
     let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
-    let stopped = container::stop(&engine, &name, args.time)
+    let stopped = container::stop(&engine, &name, args.time, &say(printer))
         .await
         .while_doing(|| format!("stopping {name}"))?;
-    report_stopped(
-        printer,
-        &name,
-        stopped,
-        &format!("stopped and removed {name}; the mounted folders are kept"),
-    );
+    printer.result(if stopped {
+        format!("stopped and removed {name}; the mounted folders are kept")
+    } else {
+        format!("{name} is not running")
+    });
     Ok(ExitStatus::Success)
 }
 

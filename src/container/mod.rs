@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, LogOutput, Refusal, SwarmRole};
+use crate::engine::{Engine, EngineError, LogOutput, Refusal};
 use crate::labels;
 use options::OptionError;
 pub(crate) use spec::StartOptions;
@@ -62,13 +62,6 @@ pub enum ContainerError {
          `{INSTALL_NVIDIA_TOOLKIT} && {CONFIGURE_NVIDIA_TOOLKIT}`, or start without --gpus"
     )]
     NoNvidiaRuntime { message: String },
-    #[error(
-        "network {network} does not exist and this engine is not a swarm manager, so devbox cannot create it as an overlay network.\n\
-         On the machine that leads the cluster: `docker swarm init --advertise-addr <its address>` and \
-         `docker network create --driver overlay --attachable {network}`;\n\
-         on the others: `docker swarm join --token <token> <manager address>:2377`"
-    )]
-    NoSwarm { network: String },
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
     #[error("cannot create the folder {path} to mount: {cause}")]
@@ -86,22 +79,26 @@ pub enum ContainerError {
 /// What `start` did.
 #[derive(Debug)]
 pub(crate) enum Started {
-    Created {
-        spec: ContainerSpec,
-        /// devbox made the container's overlay network for it.
-        made_network: bool,
-        /// A container replaced by `--recreate` could not leave the Ray cluster cleanly.
-        leave_failure: Option<String>,
-    },
+    Created(ContainerSpec),
     AlreadyRunning(ContainerSpec),
 }
 
 impl Started {
     pub(crate) fn spec(&self) -> &ContainerSpec {
         match self {
-            Started::Created { spec, .. } | Started::AlreadyRunning(spec) => spec,
+            Started::Created(spec) | Started::AlreadyRunning(spec) => spec,
         }
     }
+}
+
+/// What `start` and `stop` say as it happens, for the command to show at once: so that
+/// nothing is lost when a later step fails.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// devbox made the container's overlay network.
+    MadeNetwork(String),
+    /// The container could not leave the Ray cluster cleanly; it is stopped anyway.
+    LeaveFailed(String),
 }
 
 pub(super) fn is_managed(container: &ContainerInspectResponse) -> bool {
@@ -175,12 +172,12 @@ pub(crate) async fn start(
     config: &Config,
     options: &StartOptions,
     recreate: bool,
+    on_event: &dyn Fn(Event),
 ) -> Result<Started, ContainerError> {
     let name = spec::container_name(config, options, &crate::host::hostname());
     let (spec, existing) = tokio::try_join!(wanted_spec(engine, config, options), async {
         Ok(engine.inspect_container(&name).await?)
     })?;
-    let mut leave_failure = None;
     if let Some(existing) = existing {
         if !is_managed(&existing) {
             return Err(ContainerError::Foreign(spec.name));
@@ -200,7 +197,9 @@ pub(crate) async fn start(
                     name: spec.name,
                 });
             }
-            leave_failure = leave_cluster(engine, &spec.name).await;
+            if let Some(failure) = leave_cluster(engine, &spec.name).await {
+                on_event(Event::LeaveFailed(failure));
+            }
         }
         engine.remove_container(&spec.name).await?;
     }
@@ -213,7 +212,10 @@ pub(crate) async fn start(
     let mut made = Made::default();
     let make = async {
         if let Some(network) = &spec.network {
-            made.network = ensure_network(engine, network).await?;
+            made.network = crate::swarm::networks::ensure_joinable(engine, network).await?;
+            if made.network {
+                on_event(Event::MadeNetwork(network.clone()));
+            }
         }
         for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
             let path = std::path::Path::new(&mount.source);
@@ -259,11 +261,7 @@ pub(crate) async fn start(
         }
         return Err(error);
     }
-    Ok(Started::Created {
-        spec,
-        made_network: made.network,
-        leave_failure,
-    })
+    Ok(Started::Created(spec))
 }
 
 /// A host port that something else holds is named with its holder before anything is made
@@ -302,36 +300,6 @@ fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerErr
             ..
         } if asked_for_gpus => ContainerError::NoNvidiaRuntime { message },
         other => other.into(),
-    }
-}
-
-/// Makes sure `network` can be joined; returns whether devbox created it now.
-async fn ensure_network(engine: &Engine, network: &str) -> Result<bool, ContainerError> {
-    let role = SwarmRole::of(&engine.info().await?);
-    match engine.inspect_network(network).await? {
-        Some(existing) => {
-            let driver = existing.driver.clone().unwrap_or_default();
-            let swarm_scoped = existing.scope.as_deref() == Some("swarm");
-            if swarm_scoped && existing.attachable != Some(true) {
-                return Err(crate::swarm::SwarmError::NotAttachable {
-                    name: network.to_string(),
-                    driver,
-                }
-                .into());
-            }
-            Ok(false)
-        }
-        // A worker sees an overlay network only once a container of its own attaches: let the
-        // engine resolve it through the managers.
-        None if role == SwarmRole::Worker => Ok(false),
-        None if role == SwarmRole::Manager => {
-            // The same creation as `devbox network create`, with its explained refusals.
-            crate::swarm::networks::create_overlay(engine, network, None, None).await?;
-            Ok(true)
-        }
-        None => Err(ContainerError::NoSwarm {
-            network: network.to_string(),
-        }),
     }
 }
 
@@ -384,7 +352,7 @@ pub(crate) async fn connect(
     container: &ContainerInspectResponse,
     command: &[String],
 ) -> Result<i64, ContainerError> {
-    let id = container.id.as_deref().unwrap_or_default();
+    let name = name_of(container);
     let stdin_is_tty = std::io::stdin().is_terminal();
     let tty = stdin_is_tty && (command.is_empty() || std::io::stdout().is_terminal());
     let cmd = if command.is_empty() {
@@ -400,7 +368,7 @@ pub(crate) async fn connect(
     let size = if tty { terminal::size() } else { None };
     let exec = engine
         .exec(
-            id,
+            name,
             ExecConfig {
                 attach_stdin: Some(true),
                 attach_stdout: Some(true),
@@ -497,38 +465,34 @@ async fn leave_cluster(engine: &Engine, name: &str) -> Option<String> {
             "cluster-leave in {name} exited {code}; stopping the container anyway (the head will see this node die instead of leave)"
         )),
         Err(error) => Some(format!(
-            "could not run cluster-leave in {name} ({error}); stopping the container anyway"
+            "could not run cluster-leave in {name} ({}); stopping the container anyway",
+            crate::printer::chain(&error)
         )),
     }
 }
 
-/// What `stop` did to a container that existed.
-#[derive(Debug)]
-pub(crate) struct Stopped {
-    /// The container could not leave the Ray cluster cleanly before it stopped.
-    pub leave_failure: Option<String>,
-}
-
-/// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove; `None` when
+/// `devbox stop`: leave the cluster, SIGTERM, SIGKILL after `timeout`, remove; `false` when
 /// there was no such container.
 pub(crate) async fn stop(
     engine: &Engine,
     name: &str,
     timeout_seconds: i32,
-) -> Result<Option<Stopped>, ContainerError> {
+    on_event: &dyn Fn(Event),
+) -> Result<bool, ContainerError> {
     let Some(container) = engine.inspect_container(name).await? else {
-        return Ok(None);
+        return Ok(false);
     };
     if !is_managed(&container) {
         return Err(ContainerError::Foreign(name.to_string()));
     }
-    let mut leave_failure = None;
     if is_running(&container) {
-        leave_failure = leave_cluster(engine, name).await;
+        if let Some(failure) = leave_cluster(engine, name).await {
+            on_event(Event::LeaveFailed(failure));
+        }
         engine.stop_container(name, timeout_seconds).await?;
     }
     engine.remove_container(name).await?;
-    Ok(Some(Stopped { leave_failure }))
+    Ok(true)
 }
 
 /// `devbox logs`: the container's output, streamed as it comes.

@@ -15,6 +15,7 @@ use crate::container::{CONFIGURE_NVIDIA_TOOLKIT, INSTALL_NVIDIA_TOOLKIT};
 use crate::engine::{Engine, SwarmRole, Target};
 use crate::image::{self, progress::format_size};
 use crate::labels;
+use crate::printer::chain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,7 +84,7 @@ pub(crate) async fn run(
             Some(config)
         }
         Err(error) => {
-            checks.push(check(".env", Level::Fail, error.to_string(), None));
+            checks.push(check(".env", Level::Fail, chain(&error), None));
             None
         }
     };
@@ -95,14 +96,14 @@ pub(crate) async fn run(
     let engine = match Engine::connect(target).await {
         Ok(engine) => engine,
         Err(error) => {
-            checks.push(check("engine", Level::Fail, error.to_string(), None));
+            checks.push(check("engine", Level::Fail, chain(&error), None));
             return checks;
         }
     };
     let info = match engine.info().await {
         Ok(info) => info,
         Err(error) => {
-            checks.push(check("engine", Level::Fail, error.to_string(), None));
+            checks.push(check("engine", Level::Fail, chain(&error), None));
             return checks;
         }
     };
@@ -180,7 +181,7 @@ fn license_check(config: &Config) -> (Check, Vec<image::inputs::License>) {
             check(
                 "licenses",
                 Level::Fail,
-                error.to_string(),
+                chain(&error),
                 Some(
                     "make each license file readable by you (`chmod u+r FILE`), or keep one of two with the same name"
                         .into(),
@@ -304,7 +305,7 @@ async fn gpu_check(
         Err(error) => check(
             "gpus",
             Level::Fail,
-            format!("a GPU container could not run: {error}"),
+            format!("a GPU container could not run: {}", chain(&error)),
             Some(format!(
                 "configure the toolkit for Docker (`{CONFIGURE_NVIDIA_TOOLKIT}`); \
                  `docker run --rm --gpus all IMAGE nvidia-smi` shows the engine's own error"
@@ -409,7 +410,7 @@ async fn image_checks(
             return vec![check(
                 "image",
                 Level::Fail,
-                error.to_string(),
+                chain(&error),
                 Some("check the engine's log (`journalctl -u docker`)".into()),
             )];
         }
@@ -493,7 +494,7 @@ async fn port_checks(engine: &Engine, config: &Config) -> Vec<Check> {
                     format!("{}:{port} is in use by {holder}", config.publish_address),
                     Some(format!("stop it, or start with -p HOST_PORT:{port}")),
                 ),
-                Err(error) => check("port", Level::Warn, error.to_string(), None),
+                Err(error) => check("port", Level::Warn, chain(&error), None),
             },
         );
     }

@@ -4,6 +4,7 @@
 use bollard::errors::Error as BollardError;
 
 use super::target::TlsFiles;
+use crate::printer::chain;
 
 /// What the engine refused, as far as devbox acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +54,15 @@ impl Refusal {
     }
 }
 
+/// Where an error of a library carries its own cause (bollard's, with the system's error
+/// beneath), its whole chain is written into the message, once.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "cannot reach the Docker Engine at {host}: {cause}\n\
+        "cannot reach the Docker Engine at {host}: {}\n\
          Start it (`sudo systemctl start docker`, or `scripts/engine-up` from devbox's repository), \
-         or point DOCKER_HOST at a running engine"
+         or point DOCKER_HOST at a running engine",
+        chain(.cause)
     )]
     Unreachable { host: String, cause: BollardError },
     #[error(
@@ -67,7 +71,8 @@ pub enum EngineError {
     )]
     UnknownContext { name: String },
     #[error(
-        "{host:?} is not an engine address devbox can use (unix://, tcp:// or ssh://): {cause}"
+        "{host:?} is not an engine address devbox can use (unix://, tcp:// or ssh://): {}",
+        chain(.cause)
     )]
     BadHost { host: String, cause: BollardError },
     #[error(
@@ -77,10 +82,10 @@ pub enum EngineError {
     )]
     NeedsTls { host: String },
     #[error(
-        "cannot use the TLS files for {host} ({}, {}, {}): {cause}\n\
+        "cannot use the TLS files for {host} ({}, {}, {}): {}\n\
          DOCKER_CERT_PATH (or the docker context) names the folder with the engine's CA (ca.pem) \
          and this client's certificate and key (cert.pem, key.pem)",
-        .files.ca.display(), .files.cert.display(), .files.key.display()
+        .files.ca.display(), .files.cert.display(), .files.key.display(), chain(.cause)
     )]
     Tls {
         host: String,

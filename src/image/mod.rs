@@ -354,7 +354,7 @@ async fn run_build(
                 return Err(ImageError::StepFailed(progress.failure(message)));
             }
             Err(other) => {
-                progress.failure(other.to_string());
+                progress.failure(crate::printer::chain(&other));
                 return Err(other.into());
             }
         }

@@ -309,9 +309,7 @@ fn free_display() -> Result<u32, AppletError> {
         match state {
             Display::InUse => continue,
             Display::Stale => {
-                PRINTER.progress(format!(
-                    "start-vnc: removing the stale lock of display :{display}"
-                ));
+                PRINTER.note(format!("removing the stale lock of display :{display}"));
                 if std::fs::remove_file(lock_path(display)).is_err() {
                     continue; // another user's: leave it, take another display
                 }

@@ -58,6 +58,13 @@ pub enum SwarmError {
         name: String,
         containers: Vec<String>,
     },
+    #[error(
+        "network {network} does not exist and this engine is not a swarm manager, so devbox cannot create it as an overlay network.\n\
+         On the machine that leads the cluster: `docker swarm init --advertise-addr <its address>` and \
+         `docker network create --driver overlay --attachable {network}`;\n\
+         on the others: `docker swarm join --token <token> <manager address>:2377`"
+    )]
+    NoSwarmForNetwork { network: String },
     #[error("there is no network {0}")]
     Missing(String),
     #[error(

@@ -30,6 +30,37 @@ pub(crate) async fn create(
     Ok(true)
 }
 
+/// Makes sure a container can join `network`: an attachable overlay network that exists, one
+/// this swarm worker will find through its managers, or one devbox makes now (on a manager).
+/// Returns whether devbox made it.
+pub(crate) async fn ensure_joinable(engine: &Engine, network: &str) -> Result<bool, SwarmError> {
+    let role = SwarmRole::of(&engine.info().await?);
+    match engine.inspect_network(network).await? {
+        Some(existing) => {
+            let driver = existing.driver.clone().unwrap_or_default();
+            let swarm_scoped = existing.scope.as_deref() == Some("swarm");
+            if swarm_scoped && existing.attachable != Some(true) {
+                return Err(SwarmError::NotAttachable {
+                    name: network.to_string(),
+                    driver,
+                });
+            }
+            Ok(false)
+        }
+        // A worker sees an overlay network only once a container of its own attaches: let the
+        // engine resolve it through the managers.
+        None if role == SwarmRole::Worker => Ok(false),
+        None if role == SwarmRole::Manager => {
+            // The same creation as `devbox network create`, with its explained refusals.
+            create_overlay(engine, network, None, None).await?;
+            Ok(true)
+        }
+        None => Err(SwarmError::NoSwarmForNetwork {
+            network: network.to_string(),
+        }),
+    }
+}
+
 /// Makes NAME, which does not exist, as an attachable overlay network (on a manager), with the
 /// engine's refusal of an address range that overlaps another network explained.
 pub(crate) async fn create_overlay(
