@@ -1,7 +1,13 @@
 //! The build context: exactly the files the image needs, written as a tar on a blocking task
 //! into a bounded channel and streamed to the engine, so memory does not grow with their size.
+//!
+//! What a folder holds is taken as it is, never followed: a symbolic link goes in as a link
+//! (as `docker build` sends it), so a link to `~/.ssh/id_rsa` or `/dev/zero` sends nothing of
+//! its target; FIFOs, sockets and devices are refused by name. A file is sent with exactly the
+//! size its header says, and one that changes while it is read is an error naming it, never
+//! extra bytes that the engine would read as more files.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +29,8 @@ pub(crate) enum Source {
     Bytes(Vec<u8>),
     /// An empty folder, so a Dockerfile's `COPY folder/` works when nothing is in it.
     Dir,
+    /// A symbolic link, sent as the link itself (its target as written).
+    Link(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,17 +66,26 @@ impl Entry {
         }
     }
 
+    pub(crate) fn link(path: impl Into<String>, target: impl Into<PathBuf>) -> Self {
+        Entry {
+            path: path.into(),
+            source: Source::Link(target.into()),
+            mode: 0o777,
+        }
+    }
+
     pub(crate) fn executable(mut self) -> Self {
         self.mode = 0o755;
         self
     }
 }
 
-/// Every regular file under `dir`, as entries under `prefix` (sorted, so the tar is stable).
+/// Every file, folder and link under `dir`, as entries under `prefix` (sorted, so the tar is
+/// stable); anything else (a FIFO, a socket, a device) is refused, naming it.
 pub(crate) fn entries_of_dir(dir: &Path, prefix: &str) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(dir)
-        .follow_links(true)
+        .follow_links(false)
         .sort_by_file_name()
     {
         let item = item.map_err(io::Error::other)?;
@@ -82,17 +99,116 @@ pub(crate) fn entries_of_dir(dir: &Path, prefix: &str) -> io::Result<Vec<Entry>>
             continue;
         }
         let path = format!("{prefix}{relative}");
-        if item.file_type().is_dir() {
+        let kind = item.file_type();
+        if kind.is_dir() {
             entries.push(Entry::dir(path));
-        } else {
+        } else if kind.is_symlink() {
+            entries.push(Entry::link(path, std::fs::read_link(item.path())?));
+        } else if kind.is_file() {
             let mut entry = Entry::file(path, item.path());
             if is_executable(&item.metadata().map_err(io::Error::other)?) {
                 entry = entry.executable();
             }
             entries.push(entry);
+        } else {
+            return Err(not_a_regular_file(item.path(), kind));
         }
     }
     Ok(entries)
+}
+
+fn not_a_regular_file(path: &Path, kind: std::fs::FileType) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}: a build context holds only files, folders and links; move it out of \
+             the folder",
+            path.display()
+        ),
+    )
+}
+
+/// Opens a file to send, never blocking on a FIFO, and makes sure it is a regular file.
+fn open_regular(path: &Path) -> io::Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(named)?;
+    let metadata = file.metadata().map_err(named)?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(path, metadata.file_type()));
+    }
+    Ok((file, metadata.len()))
+}
+
+/// Appends `size` bytes of `data` under `header`: exactly that many, so that a file that
+/// grows or shrinks while it is read is an error naming it instead of a tar that says more
+/// (or less) than its headers.
+fn append_exactly<W: Write>(
+    builder: &mut tar::Builder<W>,
+    header: &mut tar::Header,
+    name: &str,
+    data: &mut impl Read,
+    size: u64,
+    shown: &Path,
+) -> io::Result<()> {
+    let changed = |how: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} changed while it was sent to the engine ({how}); build again once nothing \
+                 writes to it",
+                shown.display()
+            ),
+        )
+    };
+    header.set_size(size);
+    let mut exact = Exactly {
+        inner: data.take(size),
+        left: size,
+    };
+    builder.append_data(header, name, &mut exact).map_err(|e| {
+        if exact.left > 0 {
+            changed("it shrank")
+        } else {
+            e
+        }
+    })?;
+    if data.read(&mut [0u8; 1])? > 0 {
+        return Err(changed("it grew"));
+    }
+    Ok(())
+}
+
+/// A reader that ends in an error, not early, when its source has fewer bytes than promised.
+struct Exactly<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if read == 0 && self.left > 0 && !buffer.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        self.left -= read as u64;
+        Ok(read)
+    }
 }
 
 fn is_executable(metadata: &std::fs::Metadata) -> bool {
@@ -120,12 +236,21 @@ pub(crate) fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
                 builder.append_data(&mut header, &entry.path, contents.as_slice())?;
             }
             Source::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
-                })?;
+                let (mut file, size) = open_regular(path)?;
                 header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(file.metadata()?.len());
-                builder.append_data(&mut header, &entry.path, file)?;
+                append_exactly(
+                    &mut builder,
+                    &mut header,
+                    &entry.path,
+                    &mut file,
+                    size,
+                    path,
+                )?;
+            }
+            Source::Link(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, &entry.path, target)?;
             }
         }
     }
@@ -279,6 +404,100 @@ mod tests {
         }
         assert_eq!(got, expected);
         assert_eq!(sent.load(Ordering::Relaxed), expected.len() as u64);
+    }
+
+    #[test]
+    fn links_go_in_as_links_and_their_targets_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("id_rsa");
+        std::fs::write(&secret, b"PRIVATE KEY").unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir(&images).unwrap();
+        std::fs::write(images.join("Dockerfile"), b"FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink(&secret, images.join("key")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", images.join("zero")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/devbox", images.join("dangling")).unwrap();
+        let entries = entries_of_dir(&images, "").unwrap();
+        let mut out = Vec::new();
+        write_tar(&entries, &mut out).unwrap();
+        assert!(!out.windows(11).any(|w| w == b"PRIVATE KEY"));
+        let mut archive = tar::Archive::new(out.as_slice());
+        let links: Vec<(String, String)> = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|e| e.header().entry_type() == tar::EntryType::Symlink)
+            .map(|e| {
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let target = e
+                    .link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (path, target)
+            })
+            .collect();
+        assert_eq!(
+            links,
+            vec![
+                ("dangling".to_string(), "/nonexistent/devbox".to_string()),
+                ("key".to_string(), secret.display().to_string()),
+                ("zero".to_string(), "/dev/zero".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_by_name_instead_of_hanging_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let error = entries_of_dir(dir.path(), "").unwrap_err().to_string();
+        assert!(
+            error.contains("pipe") && error.contains("a FIFO"),
+            "{error}"
+        );
+        // Named directly (not found by a walk), it is refused when opened, without blocking.
+        let mut out = Vec::new();
+        let error = write_tar(&[Entry::file("pipe", &fifo)], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a FIFO"), "{error}");
+    }
+
+    #[test]
+    fn a_file_that_changes_while_it_is_sent_is_an_error_not_extra_entries() {
+        let shown = Path::new("images/run.sh");
+        let mut builder = tar::Builder::new(Vec::new());
+        // Read after its size was taken, it has grown by a whole tar entry.
+        let mut grown = io::Cursor::new(vec![b'x'; 2048]);
+        let error = append_exactly(
+            &mut builder,
+            &mut tar::Header::new_gnu(),
+            "run.sh",
+            &mut grown,
+            1024,
+            shown,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("images/run.sh") && error.contains("it grew"),
+            "{error}"
+        );
+        let mut shrunk = io::Cursor::new(vec![b'x'; 10]);
+        let error = append_exactly(
+            &mut builder,
+            &mut tar::Header::new_gnu(),
+            "run.sh",
+            &mut shrunk,
+            1024,
+            shown,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("it shrank"), "{error}");
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@ pub(crate) fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageErr
     let mut licenses: Vec<License> = Vec::new();
     for dir in [project_dir.to_path_buf(), project_dir.join("licenses")] {
         for path in files_in(&dir, |name| name.ends_with(".lic"))? {
+            if path.is_symlink() {
+                return Err(ImageError::LinkedLicense(path));
+            }
             let name = file_name(&path);
             if let Some(first) = licenses.iter().find(|l| l.name == name) {
                 return Err(ImageError::DuplicateLicense {
@@ -50,8 +53,11 @@ pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, 
         files_in(path, |name| {
             name.ends_with(".crt") || name.ends_with(".pem")
         })?
-    } else {
+    } else if path.is_file() {
         vec![path.to_path_buf()]
+    } else {
+        // Opening a FIFO to read it would wait for a writer forever.
+        return Err(ImageError::NotAFile(path.to_path_buf()));
     };
     for certificate in &certificates {
         let mut text = String::new();
@@ -69,7 +75,8 @@ pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, 
     Ok(certificates)
 }
 
-/// Regular files directly in `dir` whose name passes `wanted`, sorted by name.
+/// Regular files (or links to them) directly in `dir` whose name passes `wanted`, sorted by
+/// name; FIFOs, devices and folders are passed over.
 fn files_in(dir: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>, ImageError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -172,5 +179,32 @@ mod tests {
         std::fs::write(&bad, "not a certificate").unwrap();
         let err = find_certificates(Some(&bad)).unwrap_err();
         assert!(matches!(err, ImageError::NotACertificate(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_license_that_is_a_link_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("licenses")).unwrap();
+        std::fs::write(dir.path().join("id_rsa"), "PRIVATE KEY").unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("id_rsa"),
+            dir.path().join("licenses/agx.lic"),
+        )
+        .unwrap();
+        let message = find_licenses(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("licenses/agx.lic is a symbolic link"),
+            "{message}"
+        );
+        assert!(message.contains("cp --remove-destination"), "{message}");
+    }
+
+    #[test]
+    fn extra_ca_certs_naming_a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let message = find_certificates(Some(&fifo)).unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
     }
 }

@@ -49,6 +49,19 @@ pub enum ImageError {
         .0.display()
     )]
     NotACertificate(PathBuf),
+    #[error(
+        "the license file {path} is a symbolic link: devbox takes license files only as files \
+         in the project, so that a link cannot put another file (a key, say) into the image. \
+         Copy the license in its place: `cp --remove-destination \"$(readlink -f {path})\" {path}`",
+        path = .0.display()
+    )]
+    LinkedLicense(PathBuf),
+    #[error(
+        "{} is not a regular file (a FIFO, a device or a folder); EXTRA_CA_CERTS names a PEM \
+         file or a folder of them",
+        .0.display()
+    )]
+    NotAFile(PathBuf),
     #[error(transparent)]
     Agx(#[from] agx::AgxError),
     #[error("cannot find devbox's own binary to put into the image: {0}")]
