@@ -62,6 +62,11 @@ pub enum ContainerError {
          `{INSTALL_NVIDIA_TOOLKIT} && {CONFIGURE_NVIDIA_TOOLKIT}`, or start without --gpus"
     )]
     NoNvidiaRuntime { message: String },
+    #[error(
+        "another `devbox start` created {0} at the same time; it is left as it is: \
+         `devbox status` shows it"
+    )]
+    CreatedMeanwhile(String),
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
     #[error("cannot create the folder {path} to mount: {cause}")]
@@ -201,7 +206,9 @@ pub(crate) async fn start(
                 on_event(Event::LeaveFailed(failure));
             }
         }
-        engine.remove_container(&spec.name).await?;
+        engine
+            .remove_container(existing.id.as_deref().unwrap_or(&spec.name))
+            .await?;
     }
 
     refuse_taken_ports(engine, &spec).await?;
@@ -227,13 +234,25 @@ pub(crate) async fn start(
                 cause: source,
             })?;
         }
-        engine
+        let created = engine
             .create_container(&spec.name, spec.create_body())
-            .await?;
-        engine
-            .start_container(&spec.name)
             .await
-            .map_err(|e| explain_start_error(e, spec.gpus.is_some()))
+            .map_err(|e| match e.refusal() {
+                Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
+                _ => e.into(),
+            })?;
+        made.container = Some(created.clone());
+        match engine.start_container(&created).await {
+            Ok(()) => Ok(()),
+            // Gone between its creation and its start: another `devbox start` replaced it.
+            Err(e)
+                if e.refusal() == Some(Refusal::NotFound)
+                    && engine.inspect_container(&created).await?.is_none() =>
+            {
+                Err(ContainerError::CreatedMeanwhile(spec.name.clone()))
+            }
+            Err(e) => Err(explain_start_error(e, spec.gpus.is_some())),
+        }
     };
     let result = {
         let mut make = std::pin::pin!(make);
@@ -253,7 +272,11 @@ pub(crate) async fn start(
         for folder in made.folders.iter().rev() {
             let _ = std::fs::remove_dir(folder);
         }
-        let _ = engine.remove_container(&spec.name).await;
+        // By id, and only the one this run created: a container of the same name that another
+        // `devbox start` made at the same time is not this run's to remove.
+        if let Some(id) = &made.container {
+            let _ = engine.remove_container(id).await;
+        }
         if made.network
             && let Some(network) = &spec.network
         {
@@ -288,6 +311,8 @@ async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(),
 /// What a `start` made before the container ran, to undo when it fails.
 #[derive(Default)]
 struct Made {
+    /// The id of the container this run created.
+    container: Option<String>,
     network: bool,
     folders: Vec<std::path::PathBuf>,
 }

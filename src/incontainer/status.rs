@@ -69,9 +69,17 @@ pub(crate) struct ClusterStatus {
     pub nodes: Vec<Node>,
 }
 
-/// The command that asks the cluster at `address` (`auto`: the one this node is in).
+/// The command that asks the cluster at `address` (`auto`: the one this node is in). Python
+/// is isolated (`-I`): it runs in the project's folder, where a `json.py` of the project's
+/// would otherwise shadow the module of that name.
 pub(crate) fn query_argv(address: &str) -> Vec<String> {
-    vec!["python3".into(), "-c".into(), SCRIPT.into(), address.into()]
+    vec![
+        "python3".into(),
+        "-I".into(),
+        "-c".into(),
+        SCRIPT.into(),
+        address.into(),
+    ]
 }
 
 /// Reads [`SCRIPT`]'s output.
@@ -309,9 +317,8 @@ mod tests {
     #[test]
     fn the_query_is_python_with_the_address_last() {
         let argv = query_argv("auto");
-        assert_eq!(argv[0], "python3");
-        assert_eq!(argv[1], "-c");
-        assert!(argv[2].contains("ray.nodes()"));
-        assert_eq!(argv[3], "auto");
+        assert_eq!(argv[..3], ["python3", "-I", "-c"]);
+        assert!(argv[3].contains("ray.nodes()"));
+        assert_eq!(argv[4], "auto");
     }
 }

@@ -366,6 +366,37 @@ fn stop_gives_a_container_that_ignores_sigterm_its_timeout_then_kills_it() {
 }
 
 #[test]
+fn two_starts_at_once_leave_the_winners_container_running() {
+    let dev = Dev::new("");
+    for round in 0..4 {
+        let racers: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                dev.start_command(&[])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<std::process::Output> = racers
+            .into_iter()
+            .map(|racer| racer.wait_with_output().unwrap())
+            .collect();
+        // The loser says what happened; it never removes what the winner made.
+        for output in outputs.iter().filter(|o| !o.status.success()) {
+            assert!(
+                stderr(output).contains("at the same time"),
+                "round {round}: {}",
+                stderr(output)
+            );
+        }
+        assert!(outputs.iter().any(|o| o.status.success()), "round {round}");
+        assert_eq!(dev.inspect("{{.State.Running}}"), "true", "round {round}");
+        assert_success(&dev.project.devbox(&["stop", "-t", "0"]));
+    }
+}
+
+#[test]
 fn privileged_is_asked_of_the_engine_only_with_the_flag() {
     let dev = Dev::new("");
     let output = dev.start(&["--privileged"]);
