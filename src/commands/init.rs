@@ -33,20 +33,28 @@ fn new_env_file(host_ca_dir: &Path) -> String {
     }
 }
 
+/// What a new project keeps out of git: its secrets, licenses and run outputs.
+const GITIGNORE: &str =
+    "# devbox: secrets, licenses and run outputs stay out of git\n.env\n*.lic\nsecrets/\nruns/\n";
+
 pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
     let env_file = new_env_file(Path::new(HOST_EXTRA_CA_DIR));
     if env_file != ENV_EXAMPLE && !project_dir.join(DEFAULT_ENV_FILE).exists() {
         printer.note("this host trusts extra CA certificates; the image will too (EXTRA_CA_CERTS)");
     }
-    let mut files: Vec<(String, &str, bool)> =
-        vec![(DEFAULT_ENV_FILE.to_string(), &env_file, false)];
+    // The .env holds tokens and passwords: readable by its owner only.
+    let mut files: Vec<(String, &str, u32)> = vec![
+        (DEFAULT_ENV_FILE.to_string(), &env_file, 0o600),
+        (".gitignore".to_string(), GITIGNORE, 0o644),
+    ];
     if args.images {
         files.extend(
             DEFAULT_IMAGE_FILES
                 .iter()
                 .map(|(name, contents, executable)| {
-                    (format!("images/{name}"), *contents, *executable)
+                    let mode = if *executable { 0o755 } else { 0o644 };
+                    (format!("images/{name}"), *contents, mode)
                 }),
         );
     }
@@ -64,9 +72,9 @@ pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, Com
             printer.result(format!("created  {folder}/"));
         }
     }
-    for (name, contents, executable) in files {
+    for (name, contents, mode) in files {
         let path = project_dir.join(&name);
-        if write_new(&path, contents, executable).map_err(|source| CommandError::Create {
+        if write_new(&path, contents, mode).map_err(|source| CommandError::Create {
             path: path.clone(),
             source,
         })? {
@@ -82,9 +90,8 @@ pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, Com
 }
 
 /// Writes a file that does not exist yet; `false` when it does (it is left as it is).
-fn write_new(path: &Path, contents: &str, executable: bool) -> std::io::Result<bool> {
+fn write_new(path: &Path, contents: &str, mode: u32) -> std::io::Result<bool> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mode = if executable { 0o755 } else { 0o644 };
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

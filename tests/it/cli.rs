@@ -61,6 +61,16 @@ fn init_creates_the_skeleton_and_never_overwrites() {
             .output()
             .unwrap(),
     );
+    // The new .env holds secrets: its owner's alone; git is told to leave them out.
+    let mode = std::fs::metadata(fresh.path().join(".env")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let gitignore = std::fs::read_to_string(fresh.path().join(".gitignore")).unwrap();
+    for ignored in [".env", "*.lic", "secrets/", "runs/"] {
+        assert!(gitignore.lines().any(|l| l == ignored), "{gitignore}");
+    }
     // env.example, but for EXTRA_CA_CERTS when this host trusts extra CA certificates.
     let without_certificates = |text: String| -> Vec<String> {
         text.lines()
