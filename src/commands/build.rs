@@ -22,6 +22,12 @@ pub(super) async fn run(
     };
     let doing = || format!("building {}", config.image_ref());
     let inputs = image::Inputs::check(config).while_doing(doing)?;
+    for certificate in inputs.certificates.iter().filter(|c| c.had_private_key) {
+        Printer::DEVBOX.note(format!(
+            "{} also holds a private key; only its certificates go into the image",
+            certificate.path.display()
+        ));
+    }
     let engine = Engine::connect(target).await?;
     let built = image::build(&engine, config, inputs, &request)
         .await

@@ -43,9 +43,19 @@ pub(crate) fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageErr
     Ok(licenses)
 }
 
+/// One file of `EXTRA_CA_CERTS`, as it goes into the image: its certificate blocks alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Certificate {
+    pub path: PathBuf,
+    /// The file's `CERTIFICATE` blocks, and nothing else of it.
+    pub pem: String,
+    /// The file held a private key too (as mitmproxy's `mitmproxy-ca.pem` does), left out.
+    pub had_private_key: bool,
+}
+
 /// The PEM certificates named by `EXTRA_CA_CERTS`: one file, or the `*.crt`/`*.pem` files of
 /// a folder. A file that holds no certificate is an error, not silently skipped.
-pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, ImageError> {
+pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<Certificate>, ImageError> {
     let Some(path) = setting else {
         return Ok(Vec::new());
     };
@@ -59,20 +69,48 @@ pub(crate) fn find_certificates(setting: Option<&Path>) -> Result<Vec<PathBuf>, 
         // Opening a FIFO to read it would wait for a writer forever.
         return Err(ImageError::NotAFile(path.to_path_buf()));
     };
-    for certificate in &certificates {
-        let mut text = String::new();
-        std::fs::File::open(certificate)
-            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
-            .map_err(|source| ImageError::UnreadableInput {
-                what: "CA certificate",
-                path: certificate.clone(),
-                cause: source,
-            })?;
-        if !text.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(ImageError::NotACertificate(certificate.clone()));
+    certificates
+        .into_iter()
+        .map(|path| {
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+                .map_err(|source| ImageError::UnreadableInput {
+                    what: "CA certificate",
+                    path: path.clone(),
+                    cause: source,
+                })?;
+            let pem = certificate_blocks(&text);
+            if pem.is_empty() {
+                return Err(ImageError::NotACertificate(path));
+            }
+            Ok(Certificate {
+                had_private_key: text.contains("PRIVATE KEY-----"),
+                path,
+                pem,
+            })
+        })
+        .collect()
+}
+
+/// The `CERTIFICATE` blocks of a PEM text, each whole, nothing between or around them.
+fn certificate_blocks(text: &str) -> String {
+    let mut blocks = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            inside = true;
+        }
+        if inside {
+            blocks.push_str(line);
+            blocks.push('\n');
+        }
+        if line == "-----END CERTIFICATE-----" {
+            inside = false;
         }
     }
-    Ok(certificates)
+    blocks
 }
 
 /// Regular files (or links to them) directly in `dir` whose name passes `wanted`, sorted by
@@ -168,7 +206,12 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
         assert_eq!(find_certificates(Some(dir.path())).unwrap().len(), 2);
         let one = dir.path().join("one.crt");
-        assert_eq!(find_certificates(Some(&one)).unwrap(), vec![one.clone()]);
+        let found = find_certificates(Some(&one)).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].path.as_path(), found[0].pem.as_str()),
+            (one.as_path(), PEM)
+        );
         assert!(find_certificates(None).unwrap().is_empty());
     }
 
@@ -206,5 +249,17 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let message = find_certificates(Some(&fifo)).unwrap_err().to_string();
         assert!(message.contains("not a regular file"), "{message}");
+    }
+
+    #[test]
+    fn a_private_key_beside_the_certificate_stays_out_of_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let both = dir.path().join("mitmproxy-ca.pem");
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nSECRETKEY\n-----END RSA PRIVATE KEY-----\n";
+        std::fs::write(&both, format!("{key}{PEM}")).unwrap();
+        let found = find_certificates(Some(&both)).unwrap();
+        assert_eq!(found[0].pem, PEM);
+        assert!(found[0].had_private_key);
+        assert!(!found[0].pem.contains("SECRETKEY"));
     }
 }

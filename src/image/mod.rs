@@ -134,7 +134,7 @@ impl std::fmt::Display for BuiltImage {
 #[derive(Debug, Clone)]
 pub(crate) struct Inputs {
     pub licenses: Vec<inputs::License>,
-    pub certificates: Vec<PathBuf>,
+    pub certificates: Vec<inputs::Certificate>,
 }
 
 impl Inputs {

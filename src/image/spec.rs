@@ -10,7 +10,7 @@ use oci_spec::image::{
     ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_TITLE, ANNOTATION_VERSION,
 };
 
-use super::inputs::License;
+use super::inputs::{Certificate, License};
 use crate::build_context::{self, Entry};
 use crate::config::Config;
 use crate::labels;
@@ -61,7 +61,7 @@ pub(crate) struct ContextInputs {
     /// The project's own `images/` folder, or `None` for devbox's default.
     pub images_dir: Option<PathBuf>,
     pub licenses: Vec<License>,
-    pub certificates: Vec<PathBuf>,
+    pub certificates: Vec<Certificate>,
     pub agx_package: Option<PathBuf>,
     pub project_requirements: Option<PathBuf>,
     pub devbox_binary: PathBuf,
@@ -83,13 +83,15 @@ pub(crate) fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Ent
     entries.push(Entry::dir("certs"));
     for (index, certificate) in inputs.certificates.iter().enumerate() {
         let stem = certificate
+            .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // update-ca-certificates only reads *.crt; the index keeps equal names apart.
-        entries.push(Entry::file(
+        // update-ca-certificates only reads *.crt; the index keeps equal names apart. Only
+        // the certificate blocks go in: never a private key that shares the file.
+        entries.push(Entry::bytes(
             format!("certs/{index:02}-{stem}.crt"),
-            certificate,
+            certificate.pem.clone(),
         ));
     }
     entries.push(Entry::dir("licenses"));
@@ -294,7 +296,14 @@ mod tests {
                 path: "/p/agx.lic".into(),
                 sha256: "00".into(),
             }],
-            certificates: vec!["/certs/proxy.pem".into(), "/other/proxy.crt".into()],
+            certificates: ["/certs/proxy.pem", "/other/proxy.crt"]
+                .into_iter()
+                .map(|path| Certificate {
+                    path: path.into(),
+                    pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                    had_private_key: false,
+                })
+                .collect(),
             agx_package: Some("/cache/agx-2.36.1.2-amd64-ubuntu_22.04.deb".into()),
             project_requirements: None,
             devbox_binary: "/usr/local/bin/devbox".into(),
