@@ -27,7 +27,7 @@ pub(super) async fn run(
                 .await
                 .while_doing(doing)?;
             if let Started::Created(spec) = &started {
-                report_created(printer, spec);
+                report_created(printer, config, spec);
                 printer.result(format!(
                     "started {} on {}",
                     spec.name,

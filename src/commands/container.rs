@@ -70,9 +70,34 @@ pub(super) fn say(printer: Printer) -> impl Fn(Event) {
     }
 }
 
+/// Shorter chosen secrets are guessed too easily (VNC uses at most 8 characters).
+const MIN_TOKEN_CHARS: usize = 16;
+const MIN_PASSWORD_CHARS: usize = 8;
+
 /// What `start` and `cluster up` say about a container they made: a /dev/shm made smaller,
-/// ports open to every machine.
-pub(super) fn report_created(printer: Printer, spec: &ContainerSpec) {
+/// ports open to every machine, chosen secrets too short to keep anyone out.
+pub(super) fn report_created(printer: Printer, config: &Config, spec: &ContainerSpec) {
+    let short = |key: &str, value: Option<&String>, minimum: usize| {
+        if let Some(value) = value
+            && value.chars().count() < minimum
+        {
+            printer.warning(format!(
+                "{key} is {} characters; anyone who reaches the port can guess it. Use at least \
+                 {minimum}, or leave it empty for a random one at each start",
+                value.chars().count()
+            ));
+        }
+    };
+    short(
+        "JUPYTER_TOKEN",
+        config.jupyter_token.as_ref(),
+        MIN_TOKEN_CHARS,
+    );
+    short(
+        "VNC_PASSWORD",
+        config.vnc_password.as_ref(),
+        MIN_PASSWORD_CHARS,
+    );
     if let Some(from) = spec.shm_clamped_from {
         printer.note(format!(
             "/dev/shm is {} instead of {}: half of the engine host's memory (--shm-size sets it)",
@@ -116,7 +141,7 @@ pub(super) async fn start(
             ));
         }
         Started::Created(spec) => {
-            report_created(printer, &spec);
+            report_created(printer, config, &spec);
             printer.result(format!("started {} from {}", spec.name, spec.image));
             let status = status::fresh_status(&engine, config, &spec.name)
                 .await

@@ -98,6 +98,12 @@ pub enum EngineError {
         message: String,
         refusal: Refusal,
     },
+    #[error(
+        "the engine answered the request to {operation} with something that is not the JSON of \
+         the Docker Engine API ({detail}); is DOCKER_HOST a Docker Engine (or a proxy that \
+         changes its answers)?"
+    )]
+    Malformed { operation: String, detail: String },
     #[error("lost the connection to the engine while trying to {operation}")]
     Transport {
         operation: String,
@@ -121,6 +127,14 @@ impl EngineError {
                 operation: operation.into(),
                 refusal: Refusal::of(0, &message),
                 message,
+            },
+            BollardError::JsonDataError { message, .. } => EngineError::Malformed {
+                operation: operation.into(),
+                detail: message,
+            },
+            BollardError::JsonSerdeError { err } => EngineError::Malformed {
+                operation: operation.into(),
+                detail: err.to_string(),
             },
             other => EngineError::Transport {
                 operation: operation.into(),
@@ -155,6 +169,21 @@ pub(super) fn absent_if_not_found<T>(
 #[cfg(test)]
 mod tests {
     use super::Refusal;
+
+    #[test]
+    fn an_answer_that_is_not_json_is_said_to_be_so() {
+        let err = serde_json::from_str::<serde_json::Value>("<html>").unwrap_err();
+        let error = super::EngineError::from_bollard(
+            "inspect container box",
+            super::BollardError::JsonSerdeError { err },
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("not the JSON of the Docker Engine API"),
+            "{text}"
+        );
+        assert!(text.contains("inspect container box"), "{text}");
+    }
 
     #[test]
     fn refusals_are_told_apart_by_status_then_message() {

@@ -88,6 +88,11 @@ fn start_gives_the_container_everything_it_was_asked_for() {
     ]);
     assert_success(&output);
     assert!(stdout(&output).contains(&format!("started {}", dev.name)));
+    assert!(
+        stderr(&output).contains("warning: JUPYTER_TOKEN is 3 characters"),
+        "{}",
+        stderr(&output)
+    );
 
     assert_eq!(dev.inspect("{{.State.Running}}"), "true");
     assert_eq!(dev.inspect("{{.Config.Hostname}}"), dev.name);
