@@ -206,8 +206,10 @@ pub enum SwarmCommand {
     },
     /// Join this engine to a swarm as a worker.
     Join {
-        /// The worker join token `devbox swarm init` printed.
-        #[arg(long)]
+        /// The worker join token `devbox swarm init` printed; `-` reads it from stdin, and
+        /// DEVBOX_SWARM_TOKEN gives it without putting it on the command line (where other
+        /// users of the machine see it).
+        #[arg(long, env = "DEVBOX_SWARM_TOKEN", hide_env_values = true)]
         token: String,
         /// The manager's address, ADDRESS[:2377].
         #[arg(value_name = "MANAGER")]

@@ -14,6 +14,10 @@ pub(super) async fn swarm(
     command: &SwarmCommand,
 ) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
+    let token = match command {
+        SwarmCommand::Join { token, .. } => Some(join_token(token, std::io::stdin().lock())?),
+        _ => None,
+    };
     let engine = Engine::connect(target).await?;
     match command {
         SwarmCommand::Init { advertise_addr } => {
@@ -32,11 +36,12 @@ pub(super) async fn swarm(
             printer.result(format!("open between the machines: {SWARM_PORTS}"));
         }
         SwarmCommand::Join {
-            token,
             manager,
             advertise_addr,
+            ..
         } => {
-            let joined = swarm::join(&engine, token, manager, advertise_addr.as_deref())
+            let token = token.unwrap_or_default();
+            let joined = swarm::join(&engine, &token, manager, advertise_addr.as_deref())
                 .await
                 .while_doing(|| "joining the swarm".into())?;
             printer.result(if joined {
@@ -57,6 +62,29 @@ pub(super) async fn swarm(
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// The join token as given, or read from `input` for `-`.
+fn join_token(given: &str, input: impl std::io::BufRead) -> Result<String, CommandError> {
+    let token = if given == "-" {
+        input
+            .lines()
+            .next()
+            .transpose()
+            .unwrap_or(None)
+            .unwrap_or_default()
+    } else {
+        given.to_string()
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(CommandError::Usage(
+            "no join token: give the one `devbox swarm init` printed with --token TOKEN, \
+             --token - (read from stdin) or DEVBOX_SWARM_TOKEN"
+                .into(),
+        ));
+    }
+    Ok(token.to_string())
 }
 
 pub(super) async fn network(
@@ -105,4 +133,21 @@ pub(super) async fn network(
         }
     }
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_join_token_comes_from_the_option_or_stdin() {
+        assert_eq!(
+            super::join_token("SWMTKN-1-a", &b""[..]).unwrap(),
+            "SWMTKN-1-a"
+        );
+        assert_eq!(
+            super::join_token("-", &b"SWMTKN-1-b\n"[..]).unwrap(),
+            "SWMTKN-1-b"
+        );
+        let none = super::join_token("-", &b""[..]).unwrap_err().to_string();
+        assert!(none.contains("no join token"), "{none}");
+    }
 }
