@@ -74,6 +74,12 @@ impl Entry {
         }
     }
 
+    /// Read and written by its owner, read by its group, not by others (a license file).
+    pub(crate) fn readable_by_group(mut self) -> Self {
+        self.mode = 0o640;
+        self
+    }
+
     pub(crate) fn executable(mut self) -> Self {
         self.mode = 0o755;
         self

@@ -96,10 +96,10 @@ pub(crate) fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Ent
     }
     entries.push(Entry::dir("licenses"));
     for license in &inputs.licenses {
-        entries.push(Entry::file(
-            format!("licenses/{}", license.name),
-            &license.path,
-        ));
+        // 0640: the image keeps the mode, and the Dockerfile gives them to group 2090.
+        entries.push(
+            Entry::file(format!("licenses/{}", license.name), &license.path).readable_by_group(),
+        );
     }
     entries.push(Entry::dir("agx"));
     if let Some(package) = &inputs.agx_package {

@@ -172,6 +172,7 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     assert_eq!(
         run(&[
             "stat",
+            "-L",
             "-c",
             "%a %U %g",
             &format!("/opt/Algoryx/AGX-{AGX_VERSION}/team.lic")
@@ -188,6 +189,7 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         &format!("/opt/Algoryx/AGX-{AGX_VERSION}/team.lic"),
     ]);
     assert!(!other.status.success(), "another user read the license");
+    assert_license_only_in_its_place(&image);
     if !certificates.is_empty() {
         assert!(out.contains("/home/researcher/.local/lib/python3"), "{out}");
     }
@@ -309,4 +311,43 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     assert_success(&check);
     assert_eq!(common::stdout(&check).trim(), "{}");
     assert!(!image_labels(&without_agx).contains_key("io.devbox.agx.version"));
+}
+
+/// Every layer of the image, as `docker save` gives them to anyone who may pull it: the
+/// license is in one place only, its final one, with mode 0640 (no copy in a temporary folder
+/// of an earlier layer). Streamed: the image is not held in memory or written to disk.
+fn assert_license_only_in_its_place(image: &str) {
+    let mut save = std::process::Command::new("docker")
+        .args(["save", image])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut found = Vec::new();
+    let mut outer = tar::Archive::new(save.stdout.take().unwrap());
+    for entry in outer.entries().unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let is_layer = name.ends_with("layer.tar") || name.starts_with("blobs/sha256/");
+        if !is_layer {
+            continue;
+        }
+        // Under blobs/, configs and manifests are JSON: read them as tar and skip on error.
+        let mut layer = tar::Archive::new(entry);
+        let Ok(files) = layer.entries() else { continue };
+        for file in files {
+            let Ok(file) = file else { break };
+            let path = file.path().unwrap().to_string_lossy().into_owned();
+            if path.ends_with("team.lic") && file.header().entry_type().is_file() {
+                found.push((path, file.header().mode().unwrap() & 0o777));
+            }
+        }
+    }
+    assert!(save.wait().unwrap().success());
+    assert_eq!(
+        found,
+        vec![(
+            "usr/local/share/devbox/licenses/team.lic".to_string(),
+            0o640
+        )]
+    );
 }
