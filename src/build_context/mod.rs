@@ -183,12 +183,9 @@ fn append_exactly<W: Write>(
         )
     };
     header.set_size(size);
-    let mut exact = Exactly {
-        inner: data.take(size),
-        left: size,
-    };
+    let mut exact = Exactly(data.take(size));
     builder.append_data(header, name, &mut exact).map_err(|e| {
-        if exact.left > 0 {
+        if exact.0.limit() > 0 {
             changed("it shrank")
         } else {
             e
@@ -201,18 +198,14 @@ fn append_exactly<W: Write>(
 }
 
 /// A reader that ends in an error, not early, when its source has fewer bytes than promised.
-struct Exactly<R> {
-    inner: R,
-    left: u64,
-}
+struct Exactly<R>(io::Take<R>);
 
 impl<R: Read> Read for Exactly<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        if read == 0 && self.left > 0 && !buffer.is_empty() {
+        let read = self.0.read(buffer)?;
+        if read == 0 && self.0.limit() > 0 && !buffer.is_empty() {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
-        self.left -= read as u64;
         Ok(read)
     }
 }

@@ -1,6 +1,6 @@
 //! `devbox cluster up|down|status`: the Ray cluster across machines.
 
-use super::container::{name_of, report_created, say, start_options};
+use super::container::{name_of, report_created, running_said_if_stale, say, start_options};
 use super::{CommandError, WhileDoing};
 use crate::cli::ClusterCommand;
 use crate::config::Config;
@@ -34,12 +34,9 @@ pub(super) async fn run(
                     spec.network.as_deref().unwrap_or_default()
                 ));
             }
-            let running = container::running(&engine, &started.spec().name)
+            let running = running_said_if_stale(&engine, config, &started.spec().name, printer)
                 .await
                 .while_doing(doing)?;
-            if let Some(stale) = container::staleness(&engine, config, &running).await {
-                printer.note(stale);
-            }
             ray::run_applet(&engine, &running, "cluster-join")
                 .await
                 .while_doing(doing)?;
@@ -72,12 +69,9 @@ pub(super) async fn run(
         ClusterCommand::Status { name } => {
             let name = name_of(config, name.as_ref());
             let doing = || format!("reading the cluster's status from {name}");
-            let running = container::running(&engine, &name)
+            let running = running_said_if_stale(&engine, config, &name, printer)
                 .await
                 .while_doing(doing)?;
-            if let Some(stale) = container::staleness(&engine, config, &running).await {
-                printer.note(stale);
-            }
             ray::run_applet(&engine, &running, "cluster-status")
                 .await
                 .while_doing(doing)?;

@@ -1,6 +1,8 @@
 //! `devbox start`, `connect`, `stop`, `status`, `logs`.
 
 use super::{CommandError, WhileDoing};
+use bollard::models::ContainerInspectResponse;
+
 use crate::cli::{ConnectArgs, LogsArgs, StartArgs, StatusArgs, StopArgs};
 use crate::config::Config;
 use crate::container::options::{self, OptionError};
@@ -120,6 +122,21 @@ pub(super) fn report_created(printer: Printer, config: &Config, spec: &Container
     }
 }
 
+/// The running container `name`, for a command to run in; when the `.env` or the image
+/// changed since it started, a note says so first.
+pub(super) async fn running_said_if_stale(
+    engine: &Engine,
+    config: &Config,
+    name: &str,
+    printer: Printer,
+) -> Result<ContainerInspectResponse, ContainerError> {
+    let running = container::running(engine, name).await?;
+    if let Some(stale) = container::staleness(engine, config, &running).await {
+        printer.note(stale);
+    }
+    Ok(running)
+}
+
 pub(super) async fn start(
     config: &Config,
     target: &Target,
@@ -160,12 +177,9 @@ pub(super) async fn connect(
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
     let doing = || format!("connecting to {name}");
-    let running = container::running(&engine, &name)
+    let running = running_said_if_stale(&engine, config, &name, Printer::DEVBOX)
         .await
         .while_doing(doing)?;
-    if let Some(stale) = container::staleness(&engine, config, &running).await {
-        Printer::DEVBOX.note(stale);
-    }
     let code = container::connect(&engine, &running, &args.command)
         .await
         .while_doing(doing)?;
