@@ -28,6 +28,8 @@ pub(crate) const BASE_IMAGE: &str = label!("base-image");
 /// Followed by a license file's name; the value is the file's SHA-256.
 pub(crate) const LICENSE_PREFIX: &str = label!("license.");
 pub(crate) const REQUIREMENTS: &str = label!("requirements.sha256");
+/// On the secret, job and volumes that hand a cluster's Ray token out: the cluster's network.
+pub(crate) const CLUSTER_TOKEN: &str = label!("cluster-token");
 /// The id of the image the Dockerfile produced, before devbox's final layer; a rebuild that
 /// yields the same id changed nothing, and keeps the first build's creation time.
 pub(crate) const DOCKERFILE_IMAGE: &str = label!("dockerfile-image");

@@ -69,6 +69,9 @@ pub(super) fn say(printer: Printer) -> impl Fn(Event) {
             printer.progress(format!("created attachable overlay network {network}"));
         }
         Event::LeaveFailed(failure) => printer.warning(failure),
+        Event::WaitingForToken(network) => printer.progress(format!(
+            "waiting for the Ray cluster's token of {network} to reach this machine"
+        )),
     }
 }
 

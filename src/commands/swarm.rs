@@ -34,6 +34,11 @@ pub(super) async fn swarm(
                 init.join_command
             ));
             printer.result(format!("open between the machines: {SWARM_PORTS}"));
+            printer.warning(
+                "4789/udp carries the overlay networks' traffic: devbox's networks are encrypted, \
+                 but the port must never face an untrusted network (keep it to the lab's machines \
+                 with a firewall)",
+            );
         }
         SwarmCommand::Join {
             manager,
@@ -109,16 +114,17 @@ pub(super) async fn network(
                 .await
                 .while_doing(|| "listing networks".into())?;
             let mut table = format!(
-                "{:<24} {:<8} {:<6} {:<18} CONTAINERS\n",
-                "NAME", "DRIVER", "SCOPE", "SUBNET"
+                "{:<24} {:<8} {:<6} {:<10} {:<18} CONTAINERS\n",
+                "NAME", "DRIVER", "SCOPE", "ENCRYPTED", "SUBNET"
             );
             for n in networks {
                 let _ = writeln!(
                     table,
-                    "{:<24} {:<8} {:<6} {:<18} {}",
+                    "{:<24} {:<8} {:<6} {:<10} {:<18} {}",
                     n.name,
                     n.driver,
                     n.scope,
+                    if n.encrypted { "yes" } else { "no" },
                     n.subnets.join(","),
                     n.containers.join(",")
                 );

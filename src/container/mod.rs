@@ -104,6 +104,8 @@ pub(crate) enum Event {
     MadeNetwork(String),
     /// The container could not leave the Ray cluster cleanly; it is stopped anyway.
     LeaveFailed(String),
+    /// The Ray cluster's token for this network is on its way to this machine.
+    WaitingForToken(String),
 }
 
 pub(super) fn is_managed(container: &ContainerInspectResponse) -> bool {
@@ -223,6 +225,10 @@ pub(crate) async fn start(
             if made.network {
                 on_event(Event::MadeNetwork(network.clone()));
             }
+            crate::swarm::cluster_token::hand_out(engine, network, &spec.image, &|| {
+                on_event(Event::WaitingForToken(network.clone()));
+            })
+            .await?;
         }
         for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
             let path = std::path::Path::new(&mount.source);

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::options::{GpuRequest, Protocol, Publish, Volume};
 use crate::config::Config;
 use crate::labels;
+use crate::swarm::cluster_token;
 
 pub(crate) const VNC_PORT: u16 = 2059;
 pub(crate) const JUPYTER_PORT: u16 = 2088;
@@ -188,6 +189,13 @@ fn environment(
         "DEVBOX_JUPYTER_HOST_PORT".into(),
         host_port_of(JUPYTER_PORT),
     );
+    if options.network.is_some() {
+        env.extend(
+            cluster_token::RAY_ENV
+                .iter()
+                .map(|(key, value)| ((*key).to_string(), (*value).to_string())),
+        );
+    }
     if host.uid != 0 {
         // The image's Python environment belongs to root: the user's own packages go into
         // the (writable) home, and its bin folder goes on PATH.
@@ -205,7 +213,8 @@ fn environment(
     env
 }
 
-/// The project's folders at /mnt/…, then the `-v` volumes.
+/// The project's folders at /mnt/…, then the `-v` volumes; on a cluster network, the
+/// cluster's token (read-only).
 fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
     [
         (&config.mounts.src, "/mnt/src"),
@@ -220,6 +229,11 @@ fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
         read_only: false,
     })
     .chain(options.volumes.iter().cloned())
+    .chain(options.network.as_deref().map(|network| Volume {
+        source: cluster_token::name(network),
+        target: cluster_token::TOKEN_DIR.to_string(),
+        read_only: true,
+    }))
     .collect()
 }
 

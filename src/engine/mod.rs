@@ -6,11 +6,12 @@ mod error;
 mod exec;
 mod swarm;
 mod target;
+mod volumes;
 
 pub(crate) use containers::LogOutput;
 pub(crate) use error::{EngineError, Refusal};
 pub(crate) use exec::Exec;
-pub(crate) use swarm::SwarmRole;
+pub(crate) use swarm::{ENCRYPTED, SwarmRole};
 pub(crate) use target::Target;
 
 use std::time::Duration;

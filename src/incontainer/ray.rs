@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::process::{self, ProcessInfo};
 use super::{AppletError, env_value};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
+use crate::swarm::cluster_token;
 
 const JOIN: Printer = Printer::new("cluster-join");
 const LEAVE: Printer = Printer::new("cluster-leave");
@@ -50,6 +52,8 @@ const _: () = assert!(
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(120);
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// How long `cluster-join` waits for the cluster's token file to be written.
+const TOKEN_WAIT: Duration = Duration::from_secs(30);
 const RAY_HINT: &str = "the devbox image installs it with `ray[default]` in images/requirements.txt; \
                         a custom image needs it in its requirements too";
 /// Ray keeps this file while the node is in a cluster (`ray stop` removes it).
@@ -68,7 +72,9 @@ Options:
   --wait SECONDS    how long a worker waits for its head (default 120; 0: try once)
   -h, --help        this help
 
-Every Ray port is pinned inside 2092-2099 and 10000-20000. GPUs visible in the container
+Ray runs with token authentication: every node and program needs the cluster's token,
+in the file RAY_AUTH_TOKEN_PATH names (`devbox cluster up` mounts it). Every Ray port is
+pinned inside 2092-2099 and 10000-20000. GPUs visible in the container
 are offered to Ray. Other arguments go to `ray start` after devbox's own (and so win),
 e.g. --num-cpus 4 --object-store-memory 2000000000.";
 
@@ -422,6 +428,31 @@ pub(super) fn raylet() -> Option<ProcessInfo> {
         .find(|p| p.comm == "raylet")
 }
 
+/// The Ray cluster's token file (`RAY_AUTH_TOKEN_PATH`, which devbox sets in containers on
+/// a cluster network), waiting up to `limit` for it: the swarm may be handing it out still.
+/// Ray runs only with token authentication: without the token there is no cluster.
+fn cluster_token(limit: Duration) -> Result<PathBuf, AppletError> {
+    let path = PathBuf::from(
+        env_value("RAY_AUTH_TOKEN_PATH").unwrap_or_else(|| cluster_token::TOKEN_PATH.into()),
+    );
+    let started = Instant::now();
+    loop {
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0) {
+            return Ok(path);
+        }
+        if started.elapsed() >= limit {
+            return Err(AppletError::Failed(format!(
+                "there is no Ray cluster token at {}: the cluster's head refuses every node and \
+                 program without it. Start this container with `devbox cluster up` from the \
+                 host (or `devbox start` on the cluster's network), which mounts the token the \
+                 swarm hands to every machine",
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn current_cluster() -> Option<String> {
     std::fs::read_to_string(CURRENT_CLUSTER)
         .ok()
@@ -460,6 +491,7 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         }
     };
     let args = ray_start_args(head_address, node_ip, gpus, &options.ray_args);
+    let token = cluster_token(options.wait.min(TOKEN_WAIT))?;
     match &role {
         Role::Head => JOIN.result(format!(
             "cluster-join: starting the Ray head on {} (GCS port {GCS_PORT}{})",
@@ -476,6 +508,10 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let status = Command::new(&ray)
         .args(&args)
         .envs(ray_start_env())
+        // The token is the file's; a stray one in the environment would win over it.
+        .env_remove("RAY_AUTH_TOKEN")
+        .env("RAY_AUTH_MODE", "token")
+        .env("RAY_AUTH_TOKEN_PATH", &token)
         .status()
         .map_err(|source| AppletError::Io {
             action: "cannot run `ray start`".into(),
@@ -483,7 +519,10 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         })?;
     if !status.success() {
         return Err(AppletError::Failed(format!(
-            "`ray start` failed ({status}); its messages are above"
+            "`ray start` failed ({status}); its messages are above. Where they say that the \
+             authentication token is missing or incorrect, this machine's token is not the \
+             head's: run `devbox cluster up` on the head's machine again (it hands the token \
+             to every machine), then here"
         )));
     }
     match role {

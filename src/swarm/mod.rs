@@ -1,7 +1,8 @@
-//! Several machines: the engine's swarm (init, join, leave) and, in `networks`, the
-//! attachable overlay networks devbox makes on it. Every error a team meets in practice says
-//! what to do.
+//! Several machines: the engine's swarm (init, join, leave); in `networks`, the attachable
+//! overlay networks devbox makes on it; in `cluster_token`, the Ray cluster's token it hands
+//! to every machine. Every error a team meets in practice says what to do.
 
+pub(crate) mod cluster_token;
 pub(crate) mod networks;
 
 use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
@@ -72,6 +73,25 @@ pub enum SwarmError {
          Use `devbox swarm leave --force` if that is what you want"
     )]
     ManagerLeave,
+    #[error("cannot make the Ray cluster's token: reading /dev/urandom: {0}")]
+    Random(std::io::Error),
+    #[error(
+        "the job {job}, which hands the Ray cluster's token to this machine, failed: {why}\n\
+         Make sure the project's image is on every machine of the swarm (`devbox build` there), \
+         then run this again"
+    )]
+    TokenJobFailed { job: String, why: String },
+    #[error(
+        "the job {job}, which hands the Ray cluster's token to every machine, has not reached \
+         this one within {limit} s; `docker service ps {job}` shows where it is stuck"
+    )]
+    TokenJobSlow { job: String, limit: u64 },
+    #[error(
+        "the Ray cluster's token for network {network} has not reached this machine within \
+         {limit} s. A swarm manager makes it and hands it to every machine: run `devbox cluster \
+         up` on the head's machine (a manager) first, then here again"
+    )]
+    NoTokenHere { network: String, limit: u64 },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

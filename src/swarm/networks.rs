@@ -2,7 +2,7 @@
 //! list, remove.
 
 use super::SwarmError;
-use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
+use crate::engine::{ENCRYPTED, Engine, EngineError, Refusal, SwarmRole};
 use crate::labels;
 
 /// Creates NAME as an attachable overlay network; `false` when it already exists as one.
@@ -89,6 +89,8 @@ pub(crate) struct NetworkSummary {
     pub driver: String,
     pub scope: String,
     pub subnets: Vec<String>,
+    /// Whether its traffic between machines is encrypted.
+    pub encrypted: bool,
     pub containers: Vec<String>,
 }
 
@@ -103,7 +105,12 @@ pub(crate) async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmEr
             .and_then(|ipam| ipam.config.as_ref())
             .map(|configs| configs.iter().filter_map(|c| c.subnet.clone()).collect())
             .unwrap_or_default();
+        let encrypted = inspect
+            .as_ref()
+            .and_then(|n| n.options.as_ref())
+            .is_some_and(|options| options.contains_key(ENCRYPTED));
         summaries.push(NetworkSummary {
+            encrypted,
             driver: network.driver.unwrap_or_default(),
             scope: network.scope.unwrap_or_default(),
             subnets,

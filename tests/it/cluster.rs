@@ -124,6 +124,11 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
         join_line.ends_with(&format!("{}:2377", engines.addr(1))),
         "{join_line}"
     );
+    assert!(
+        stderr(&init).contains("4789/udp") && stderr(&init).contains("untrusted network"),
+        "{}",
+        stderr(&init)
+    );
     // A wrong token and an unreachable manager are explained.
     let manager = format!("{}:2377", engines.addr(1));
     let bad = worker.devbox(&["swarm", "join", "--token", "SWMTKN-1-wrong", &manager]);
@@ -281,12 +286,12 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
         "network",
         "inspect",
         "--format",
-        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}} {{(index .IPAM.Config 0).Subnet}} {{index .Options \"com.docker.network.driver.mtu\"}}",
+        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}} {{(index .IPAM.Config 0).Subnet}} {{index .Options \"com.docker.network.driver.mtu\"}} {{range $k, $v := .Options}}{{if eq $k \"encrypted\"}}encrypted{{end}}{{end}}",
         &network,
     ]);
     assert_eq!(
         stdout(&inspect).trim(),
-        format!("overlay true true {subnet} 1400"),
+        format!("overlay true true {subnet} 1400 encrypted"),
         "{}",
         stderr(&inspect)
     );
@@ -321,6 +326,7 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
             String::from,
         );
     assert!(row.contains(subnet) && row.contains(&user), "{row}");
+    assert_eq!(row.split_whitespace().nth(3), Some("yes"), "encrypted: {row}");
     let refused = manager.devbox(&["network", "rm", &network]);
     assert!(!refused.status.success());
     assert!(

@@ -8,6 +8,7 @@
 //! desktop and the Ray worker, root for the Ray head.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::net::TcpStream;
 use std::panic::AssertUnwindSafe;
 use std::process::Output;
@@ -585,6 +586,13 @@ fn cluster_phase(image: &str) {
     let head = unique_name("head");
     let worker = unique_name("worker");
     let cluster_env = format!("CLUSTER_HEAD_NAME={head}");
+    // The cluster's token where `devbox start` mounts it on a cluster network (the swarm's
+    // hand-out of it is tested across two engines in the cluster tests).
+    let token_dir = tempfile::tempdir().unwrap();
+    std::fs::write(token_dir.path().join("ray-token"), unique_name("token")).unwrap();
+    // Readable by the worker's user, as in the volume the swarm fills.
+    std::fs::set_permissions(token_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token_mount = format!("{}:/run/devbox/cluster:ro", token_dir.path().display());
     let common = [
         "--network",
         network.as_str(),
@@ -592,6 +600,12 @@ fn cluster_phase(image: &str) {
         "512m",
         "--env",
         cluster_env.as_str(),
+        "--volume",
+        token_mount.as_str(),
+        "--env",
+        "RAY_AUTH_MODE=token",
+        "--env",
+        "RAY_AUTH_TOKEN_PATH=/run/devbox/cluster/ray-token",
     ];
     // The head runs as root; the worker as the project's user, offering two GPUs to Ray.
     let _head = run_container(image, &head, &common);
@@ -713,6 +727,8 @@ fn cluster_phase(image: &str) {
         }
     }
 
+    nobody_without_the_token_gets_in(image, &network, &head);
+
     // cluster-status: both nodes alive, from either node; the worker's GPUs are offered.
     let table = exec_ok(&head, &[], &["cluster-status"]);
     assert!(table.contains("2 nodes alive, 0 dead"), "{table}");
@@ -750,4 +766,49 @@ fn cluster_phase(image: &str) {
     let status = exec(&head, &[], &["cluster-status"]);
     assert_eq!(status.status.code(), Some(1));
     assert!(stderr(&status).contains("not in a Ray cluster"));
+}
+
+/// A container on the cluster's network without the token: `cluster-join` refuses to start
+/// Ray there, the head refuses its node, and refuses a program with a wrong token.
+fn nobody_without_the_token_gets_in(image: &str, network: &str, head: &str) {
+    let intruder = unique_name("intruder");
+    let cluster_env = format!("CLUSTER_HEAD_NAME={head}");
+    let _intruder = run_container(
+        image,
+        &intruder,
+        &["--network", network, "--env", &cluster_env],
+    );
+    let refused = exec(&intruder, &[], &["cluster-join", "--wait", "0"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("there is no Ray cluster token at /run/devbox/cluster/ray-token"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = "Authentication token is missing or incorrect";
+    let node = exec(
+        &intruder,
+        &[],
+        &["timeout", "120", "ray", "start", &format!("--address={head}:2099")],
+    );
+    assert!(!node.status.success(), "a node without the token joined");
+    let said = format!("{}{}", stdout(&node), stderr(&node));
+    assert!(said.contains(refused), "{said}");
+    let driver = exec(
+        &intruder,
+        &[("RAY_AUTH_MODE", "token"), ("RAY_AUTH_TOKEN", "0123456789abcdef0123456789abcdef")],
+        &[
+            "timeout",
+            "120",
+            "python3",
+            "-c",
+            &format!("import ray; ray.init(address='{head}:2099'); print('CONNECTED')"),
+        ],
+    );
+    assert!(
+        !stdout(&driver).contains("CONNECTED"),
+        "a program with a wrong token connected"
+    );
+    let said = format!("{}{}", stdout(&driver), stderr(&driver));
+    assert!(said.contains(refused), "{said}");
 }

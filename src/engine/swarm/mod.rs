@@ -1,8 +1,11 @@
 //! The engine's swarm, in one place: this node's role, init, join, leave and the join
-//! tokens here; its overlay networks in `networks`. (Services, tasks and secrets go beside
-//! them.)
+//! tokens here; its overlay networks in `networks`. Secrets, services and their tasks
+//! in `services`.
 
 mod networks;
+mod services;
+
+pub(crate) use networks::ENCRYPTED;
 
 use bollard::models::{LocalNodeState, SwarmInitRequest, SwarmJoinRequest, SystemInfo};
 use bollard::query_parameters::LeaveSwarmOptionsBuilder;

@@ -24,7 +24,8 @@ impl Engine {
         absent_if_not_found(inspected, || format!("inspect network {name}"))
     }
 
-    /// Creates an attachable overlay network carrying devbox's label.
+    /// Creates an attachable overlay network carrying devbox's label, its traffic between
+    /// machines encrypted (IPsec): the Ray cluster's ports are open on it.
     pub(crate) async fn create_overlay_network(
         &self,
         name: &str,
@@ -43,9 +44,7 @@ impl Engine {
                 }]),
                 ..Default::default()
             }),
-            options: mtu.map(|mtu| {
-                HashMap::from([("com.docker.network.driver.mtu".to_string(), mtu.to_string())])
-            }),
+            options: Some(overlay_options(mtu)),
             ..Default::default()
         };
         self.docker
@@ -72,5 +71,36 @@ impl Engine {
             .remove_network(name)
             .await
             .map_err(|e| EngineError::from_bollard(format!("remove network {name}"), e))
+    }
+}
+
+/// The overlay driver's options: always encrypted, the MTU when given.
+fn overlay_options(mtu: Option<u32>) -> HashMap<String, String> {
+    let mut options = HashMap::from([(ENCRYPTED.to_string(), String::new())]);
+    if let Some(mtu) = mtu {
+        options.insert("com.docker.network.driver.mtu".into(), mtu.to_string());
+    }
+    options
+}
+
+/// The overlay driver's option (no value) that encrypts traffic between nodes.
+pub(crate) const ENCRYPTED: &str = "encrypted";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_networks_are_always_encrypted() {
+        assert_eq!(
+            overlay_options(None),
+            HashMap::from([("encrypted".to_string(), String::new())])
+        );
+        let with_mtu = overlay_options(Some(1400));
+        assert_eq!(with_mtu.get("encrypted").map(String::as_str), Some(""));
+        assert_eq!(
+            with_mtu.get("com.docker.network.driver.mtu").map(String::as_str),
+            Some("1400")
+        );
     }
 }
