@@ -273,21 +273,7 @@ pub(crate) async fn start(
         }
     };
     if let Err(error) = result {
-        // Nothing half-made stays behind: not the container, not a network or folder made
-        // for it (a folder only while still empty).
-        for folder in made.folders.iter().rev() {
-            let _ = std::fs::remove_dir(folder);
-        }
-        // By id, and only the one this run created: a container of the same name that another
-        // `devbox start` made at the same time is not this run's to remove.
-        if let Some(id) = &made.container {
-            let _ = engine.remove_container(id).await;
-        }
-        if made.network
-            && let Some(network) = &spec.network
-        {
-            let _ = engine.remove_network(network).await;
-        }
+        made.undo(engine, spec.network.as_deref()).await;
         return Err(error);
     }
     Ok(Started::Created(spec))
@@ -321,6 +307,28 @@ struct Made {
     container: Option<String>,
     network: bool,
     folders: Vec<std::path::PathBuf>,
+}
+
+impl Made {
+    /// Nothing half-made stays behind: not the container, not a network or folder made for
+    /// it (a folder only while still empty).
+    async fn undo(&self, engine: &Engine, network: Option<&str>) {
+        for folder in self.folders.iter().rev() {
+            let _ = std::fs::remove_dir(folder);
+        }
+        // By id, and only the one this run created: a container of the same name that another
+        // `devbox start` made at the same time is not this run's to remove.
+        if let Some(id) = &self.container {
+            let _ = engine.remove_container(id).await;
+        }
+        if self.network
+            && let Some(network) = network
+        {
+            let _ = engine.remove_network(network).await;
+            // The cluster's token goes with the network this run made for it.
+            let _ = crate::swarm::cluster_token::remove(engine, network).await;
+        }
+    }
 }
 
 fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {

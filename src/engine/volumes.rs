@@ -12,10 +12,7 @@ impl Engine {
 
     pub(crate) async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         self.docker
-            .remove_volume(
-                name,
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
             .await
             .map_err(|e| EngineError::from_bollard(format!("remove the volume {name}"), e))
     }

@@ -51,6 +51,10 @@ fn labels(network: &str) -> HashMap<String, String> {
 
 /// The global job that copies the secret into the volume on every machine, from `image`
 /// (the project's, which every machine of the cluster has).
+#[allow(
+    clippy::zero_sized_map_values,
+    reason = "bollard's type for an empty JSON object"
+)]
 fn job_spec(network: &str, image: &str, secret_id: &str) -> ServiceSpec {
     let name = name(network);
     ServiceSpec {
@@ -113,14 +117,13 @@ pub(crate) async fn hand_out(
     let name = name(network);
     match SwarmRole::of(&info) {
         SwarmRole::Manager => {
-            let secret_id = match engine.secret_id(&name).await? {
-                Some(id) => id,
-                None => {
-                    let token = crate::host::random_bytes(32).map_err(SwarmError::Random)?;
-                    engine
-                        .create_secret(&name, hex::encode(token).as_bytes(), labels(network))
-                        .await?
-                }
+            let secret_id = if let Some(id) = engine.secret_id(&name).await? {
+                id
+            } else {
+                let token = crate::host::random_bytes(32).map_err(SwarmError::Random)?;
+                engine
+                    .create_secret(&name, hex::encode(token).as_bytes(), labels(network))
+                    .await?
             };
             let spec = job_spec(network, image, &secret_id);
             // Run every time: it also reaches a machine whose volume was removed meanwhile.

@@ -173,11 +173,15 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
 
     // The cluster: head first, then the worker; each `cluster up` starts and joins.
     let ports = ["-p", "127.0.0.1::2059", "-p", "127.0.0.1::2088"];
+    let said = std::cell::RefCell::new(String::new());
     let up = |m: &Machine| {
         let mut args = vec!["cluster", "up"];
         args.extend(ports);
         let output = m.devbox(&args);
         assert_success(&output);
+        let mut said = said.borrow_mut();
+        said.push_str(&stdout(&output));
+        said.push_str(&stderr(&output));
     };
     up(&head);
     let made = head.docker(&[
@@ -192,6 +196,8 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     wait_until("both nodes alive", Duration::from_secs(60), || {
         head.nodes() == (2, 0)
     });
+
+    the_token_reached_both_machines_and_nowhere_else(&head, &worker, &network, &said.borrow());
 
     let job = head.devbox(&["connect", "--", "python3", "-c", JOB]);
     assert_success(&job);
@@ -266,9 +272,45 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
             .status
             .success()
     });
+    // The manager's `cluster down`, which removed the network, removed the token with it.
+    let token = format!("devbox-cluster-token-{network}");
+    for kind in ["secret", "service", "volume"] {
+        let left = head.docker(&[kind, "inspect", &token]);
+        assert!(!left.status.success(), "the {kind} {token} is left");
+    }
     for m in [&worker, &head] {
         let _ = m.devbox(&["swarm", "leave", "--force"]);
     }
+    let _ = worker.docker(&["volume", "rm", &token]);
+}
+
+/// The cluster's token: made on the manager as a swarm secret, in both containers (the
+/// worker's came through the swarm), and in no label, environment or output of devbox.
+fn the_token_reached_both_machines_and_nowhere_else(
+    head: &Machine,
+    worker: &Machine,
+    network: &str,
+    said: &str,
+) {
+    let secret = format!("devbox-cluster-token-{network}");
+    assert_success(&head.docker(&["secret", "inspect", &secret]));
+    let read = |m: &Machine| {
+        let output = m.devbox(&["connect", "--", "cat", "/run/devbox/cluster/ray-token"]);
+        assert_success(&output);
+        stdout(&output).trim().to_string()
+    };
+    let token = read(head);
+    assert_eq!(token.len(), 64, "{token}");
+    assert_eq!(read(worker), token);
+    for m in [head, worker] {
+        let inspect = m.docker(&["inspect", &m.name]);
+        assert!(
+            !stdout(&inspect).contains(&token),
+            "the token in docker inspect"
+        );
+        assert!(stdout(&inspect).contains("RAY_AUTH_MODE=token"));
+    }
+    assert!(!said.contains(&token), "the token in devbox's output");
 }
 
 /// `devbox network create/ls/rm` on a swarm manager: devbox's attachable overlay networks
@@ -326,7 +368,11 @@ fn networks_are_made_listed_and_removed_only_when_unused(manager: &Machine, imag
             String::from,
         );
     assert!(row.contains(subnet) && row.contains(&user), "{row}");
-    assert_eq!(row.split_whitespace().nth(3), Some("yes"), "encrypted: {row}");
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some("yes"),
+        "encrypted: {row}"
+    );
     let refused = manager.devbox(&["network", "rm", &network]);
     assert!(!refused.status.success());
     assert!(

@@ -344,7 +344,25 @@ impl Drop for Cleanup {
             }
         };
         remove(&["container", "rm", "--force", "--volumes"], containers);
+        // On a swarm, devbox hands each network's Ray token out with a job, a secret and a
+        // volume of the same name.
+        let tokens: Vec<String> = newest_first(Made::Network)
+            .iter()
+            .map(|network| format!("devbox-cluster-token-{network}"))
+            .collect();
+        remove(&["service", "rm"], tokens.clone());
         remove(&["network", "rm"], newest_first(Made::Network));
+        remove(&["secret", "rm"], tokens.clone());
+        for volume in tokens {
+            // The job's tasks hold it until the engine has removed them with their service.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while docker(&["volume", "inspect", &volume]).status.success()
+                && !docker(&["volume", "rm", &volume]).status.success()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
         let mut images = newest_first(Made::Image);
         for name in newest_first(Made::Built) {
             let labelled = docker(&[

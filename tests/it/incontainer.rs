@@ -8,8 +8,8 @@
 //! desktop and the Ray worker, root for the Ray head.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::panic::AssertUnwindSafe;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -789,14 +789,23 @@ fn nobody_without_the_token_gets_in(image: &str, network: &str, head: &str) {
     let node = exec(
         &intruder,
         &[],
-        &["timeout", "120", "ray", "start", &format!("--address={head}:2099")],
+        &[
+            "timeout",
+            "120",
+            "ray",
+            "start",
+            &format!("--address={head}:2099"),
+        ],
     );
     assert!(!node.status.success(), "a node without the token joined");
     let said = format!("{}{}", stdout(&node), stderr(&node));
     assert!(said.contains(refused), "{said}");
     let driver = exec(
         &intruder,
-        &[("RAY_AUTH_MODE", "token"), ("RAY_AUTH_TOKEN", "0123456789abcdef0123456789abcdef")],
+        &[
+            ("RAY_AUTH_MODE", "token"),
+            ("RAY_AUTH_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ],
         &[
             "timeout",
             "120",

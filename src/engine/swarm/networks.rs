@@ -99,7 +99,9 @@ mod tests {
         let with_mtu = overlay_options(Some(1400));
         assert_eq!(with_mtu.get("encrypted").map(String::as_str), Some(""));
         assert_eq!(
-            with_mtu.get("com.docker.network.driver.mtu").map(String::as_str),
+            with_mtu
+                .get("com.docker.network.driver.mtu")
+                .map(String::as_str),
             Some("1400")
         );
     }
