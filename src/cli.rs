@@ -236,6 +236,10 @@ pub enum NetworkCommand {
         /// Packet size for links with a smaller MTU (VPNs, some clouds).
         #[arg(long)]
         mtu: Option<u32>,
+        /// Without IPsec between the machines: only for kernels that lack it (dockerd logs
+        /// "Failed Adding SA … function not implemented"), on a network you trust.
+        #[arg(long)]
+        unencrypted: bool,
     },
     /// List devbox's networks.
     Ls,

@@ -66,7 +66,9 @@ pub(super) fn start_options(
 pub(super) fn say(printer: Printer) -> impl Fn(Event) {
     move |event| match event {
         Event::MadeNetwork(network) => {
-            printer.progress(format!("created attachable overlay network {network}"));
+            printer.progress(format!(
+                "created attachable encrypted overlay network {network}"
+            ));
         }
         Event::LeaveFailed(failure) => printer.warning(failure),
         Event::WaitingForToken(network) => printer.progress(format!(

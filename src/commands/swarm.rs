@@ -99,12 +99,25 @@ pub(super) async fn network(
     let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
     match command {
-        NetworkCommand::Create { name, subnet, mtu } => {
-            let created = networks::create(&engine, name, subnet.as_deref(), *mtu)
+        NetworkCommand::Create {
+            name,
+            subnet,
+            mtu,
+            unencrypted,
+        } => {
+            let shape = networks::Shape {
+                subnet: subnet.as_deref(),
+                mtu: *mtu,
+                encrypted: !unencrypted,
+            };
+            let created = networks::create(&engine, name, shape)
                 .await
                 .while_doing(|| format!("creating network {name}"))?;
             printer.result(if created {
-                format!("created attachable overlay network {name}")
+                format!(
+                    "created attachable{} overlay network {name}",
+                    if *unencrypted { "" } else { " encrypted" }
+                )
             } else {
                 format!("{name} already exists as an attachable overlay network")
             });

@@ -341,7 +341,11 @@ fn wait_for_head(head: &str, port: u16, limit: Duration) -> Result<Ipv4Addr, App
             }
             return Err(AppletError::Failed(format!(
                 "the Ray head at {head}:{port} did not answer within {} ({problem}); start it \
-                 first (`cluster-join` in the container {head}), or wait longer with --wait SECONDS",
+                 first (`cluster-join` in the container {head}), or wait longer with --wait \
+                 SECONDS. Across machines, devbox's overlay networks are encrypted with IPsec: \
+                 where the engine's log says \"Failed Adding SA … function not implemented\", \
+                 the kernel lacks it, and the cluster needs a network made with `devbox network \
+                 create --unencrypted NAME` (on a network you trust)",
                 format_countdown(limit)
             )));
         }

@@ -5,12 +5,26 @@ use super::SwarmError;
 use crate::engine::{ENCRYPTED, Engine, EngineError, Refusal, SwarmRole};
 use crate::labels;
 
+/// How `network create` makes a network.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape<'a> {
+    pub subnet: Option<&'a str>,
+    pub mtu: Option<u32>,
+    pub encrypted: bool,
+}
+
+/// devbox's default: encrypted, the engine's choice of range and MTU.
+const DEFAULT_SHAPE: Shape<'static> = Shape {
+    subnet: None,
+    mtu: None,
+    encrypted: true,
+};
+
 /// Creates NAME as an attachable overlay network; `false` when it already exists as one.
 pub(crate) async fn create(
     engine: &Engine,
     name: &str,
-    subnet: Option<&str>,
-    mtu: Option<u32>,
+    shape: Shape<'_>,
 ) -> Result<bool, SwarmError> {
     match SwarmRole::of(&engine.info().await?) {
         SwarmRole::Manager => {}
@@ -26,7 +40,7 @@ pub(crate) async fn create(
             driver: existing.driver.unwrap_or_default(),
         });
     }
-    create_overlay(engine, name, subnet, mtu).await?;
+    create_overlay(engine, name, shape).await?;
     Ok(true)
 }
 
@@ -52,7 +66,7 @@ pub(crate) async fn ensure_joinable(engine: &Engine, network: &str) -> Result<bo
         None if role == SwarmRole::Worker => Ok(false),
         None if role == SwarmRole::Manager => {
             // The same creation as `devbox network create`, with its explained refusals.
-            create_overlay(engine, network, None, None).await?;
+            create_overlay(engine, network, DEFAULT_SHAPE).await?;
             Ok(true)
         }
         None => Err(SwarmError::NoSwarmForNetwork {
@@ -66,11 +80,10 @@ pub(crate) async fn ensure_joinable(engine: &Engine, network: &str) -> Result<bo
 pub(crate) async fn create_overlay(
     engine: &Engine,
     name: &str,
-    subnet: Option<&str>,
-    mtu: Option<u32>,
+    shape: Shape<'_>,
 ) -> Result<(), SwarmError> {
     engine
-        .create_overlay_network(name, subnet, mtu)
+        .create_overlay_network(name, shape.subnet, shape.mtu, shape.encrypted)
         .await
         .map_err(|e| match e {
             EngineError::Refused {

@@ -25,12 +25,13 @@ impl Engine {
     }
 
     /// Creates an attachable overlay network carrying devbox's label, its traffic between
-    /// machines encrypted (IPsec): the Ray cluster's ports are open on it.
+    /// machines encrypted (IPsec) unless asked otherwise: the Ray cluster's ports are open on it.
     pub(crate) async fn create_overlay_network(
         &self,
         name: &str,
         subnet: Option<&str>,
         mtu: Option<u32>,
+        encrypted: bool,
     ) -> Result<(), EngineError> {
         let request = NetworkCreateRequest {
             name: name.to_string(),
@@ -44,7 +45,7 @@ impl Engine {
                 }]),
                 ..Default::default()
             }),
-            options: Some(overlay_options(mtu)),
+            options: Some(overlay_options(mtu, encrypted)),
             ..Default::default()
         };
         self.docker
@@ -74,9 +75,12 @@ impl Engine {
     }
 }
 
-/// The overlay driver's options: always encrypted, the MTU when given.
-fn overlay_options(mtu: Option<u32>) -> HashMap<String, String> {
-    let mut options = HashMap::from([(ENCRYPTED.to_string(), String::new())]);
+/// The overlay driver's options: encrypted unless asked otherwise, the MTU when given.
+fn overlay_options(mtu: Option<u32>, encrypted: bool) -> HashMap<String, String> {
+    let mut options = HashMap::new();
+    if encrypted {
+        options.insert(ENCRYPTED.to_string(), String::new());
+    }
     if let Some(mtu) = mtu {
         options.insert("com.docker.network.driver.mtu".into(), mtu.to_string());
     }
@@ -91,12 +95,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overlay_networks_are_always_encrypted() {
+    fn overlay_networks_are_encrypted_unless_asked_otherwise() {
         assert_eq!(
-            overlay_options(None),
+            overlay_options(None, true),
             HashMap::from([("encrypted".to_string(), String::new())])
         );
-        let with_mtu = overlay_options(Some(1400));
+        assert_eq!(overlay_options(None, false), HashMap::new());
+        let with_mtu = overlay_options(Some(1400), true);
         assert_eq!(with_mtu.get("encrypted").map(String::as_str), Some(""));
         assert_eq!(
             with_mtu
