@@ -56,8 +56,16 @@ pub(crate) struct Project {
 
 impl Project {
     pub(crate) fn new(env: &str) -> Self {
+        Project::named(".tmp", env)
+    }
+
+    /// A project whose folder's name starts with `prefix`.
+    pub(crate) fn named(prefix: &str, env: &str) -> Self {
         let project = Project {
-            dir: tempfile::tempdir().expect("a temporary folder"),
+            dir: tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .expect("a temporary folder"),
         };
         project.write(".env", env);
         project
