@@ -69,6 +69,18 @@ pub enum ContainerError {
     CreatedMeanwhile(String),
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
+    #[error(
+        "the folder {path}, to mount at {target}, does not exist on the machine the engine at \
+         {host} runs on: a bind mount names a folder there, and devbox makes the project's \
+         folders only when the engine runs on this machine. Run devbox on that machine, or \
+         mount a folder that exists there: `-v FOLDER:{target}`, or SRC_DIR, SCRIPTS_DIR, \
+         MODELS_DIR or DATA_DIR in the .env"
+    )]
+    MountSourceMissing {
+        path: String,
+        target: String,
+        host: String,
+    },
     #[error("cannot create the folder {path} to mount: {cause}")]
     MountFolder { path: String, cause: std::io::Error },
     #[error("interrupted; nothing was left half-made")]
@@ -224,22 +236,15 @@ pub(crate) async fn start(
                 on_event(Event::MadeNetwork(network.clone()));
             }
         }
-        for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
-            let path = std::path::Path::new(&mount.source);
-            if !path.exists() {
-                made.folders.push(path.to_path_buf());
-            }
-            std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
-                path: mount.source.clone(),
-                cause: source,
-            })?;
+        if engine.target().is_local() {
+            make_mount_folders(&spec, &mut made.folders)?;
         }
         let created = engine
             .create_container(&spec.name, spec.create_body())
             .await
             .map_err(|e| match e.refusal() {
                 Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
-                _ => e.into(),
+                _ => explain_refusal(engine, e, &spec),
             })?;
         made.container = Some(created.clone());
         match engine.start_container(&created).await {
@@ -251,7 +256,7 @@ pub(crate) async fn start(
             {
                 Err(ContainerError::CreatedMeanwhile(spec.name.clone()))
             }
-            Err(e) => Err(explain_start_error(e, spec.gpus.is_some())),
+            Err(e) => Err(explain_refusal(engine, e, &spec)),
         }
     };
     let result = {
@@ -287,12 +292,8 @@ pub(crate) async fn start(
     Ok(Started::Created(spec))
 }
 
-/// A host port that something else holds is named with its holder before anything is made
-/// (only a local engine's ports can be looked into).
+/// A host port that something else holds is named with its holder before anything is made.
 async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(), ContainerError> {
-    if !engine.target().is_local() {
-        return Ok(());
-    }
     for publish in &spec.publish {
         if let Some(holder) = ports::holder_of(engine, publish).await? {
             return Err(ContainerError::PortInUse {
@@ -308,6 +309,26 @@ async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(),
     Ok(())
 }
 
+/// The folders to mount that are missing, made on this machine (the engine's host: elsewhere
+/// the engine refuses a missing one and devbox says what to do); each one made is added to
+/// `made`.
+fn make_mount_folders(
+    spec: &ContainerSpec,
+    made: &mut Vec<std::path::PathBuf>,
+) -> Result<(), ContainerError> {
+    for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
+        let path = std::path::Path::new(&mount.source);
+        if !path.exists() {
+            made.push(path.to_path_buf());
+        }
+        std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
+            path: mount.source.clone(),
+            cause: source,
+        })?;
+    }
+    Ok(())
+}
+
 /// What a `start` made before the container ran, to undo when it fails.
 #[derive(Default)]
 struct Made {
@@ -317,13 +338,42 @@ struct Made {
     folders: Vec<std::path::PathBuf>,
 }
 
-fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {
+/// The engine's refusal of the container, said with what to do where devbox knows.
+fn explain_refusal(engine: &Engine, error: EngineError, spec: &ContainerSpec) -> ContainerError {
+    if let Some(path) = error.missing_mount_source() {
+        return ContainerError::MountSourceMissing {
+            target: spec
+                .mounts
+                .iter()
+                .find(|m| m.source == path)
+                .map(|m| m.target.clone())
+                .unwrap_or_default(),
+            path: path.to_string(),
+            host: engine.target().host.clone(),
+        };
+    }
+    if let Some((address, port)) = error.taken_port()
+        && let Some(publish) = spec.publish.iter().find(|p| p.host_port == port)
+    {
+        return ContainerError::PortInUse {
+            port,
+            address,
+            holder: if error.refusal() == Some(Refusal::PortAllocated) {
+                "another container of the engine (`docker ps` there shows which)".to_string()
+            } else {
+                format!(
+                    "a process on the engine's host (`sudo ss -lnp 'sport = :{port}'` there shows which)"
+                )
+            },
+            container_port: publish.container_port,
+        };
+    }
     match error {
         EngineError::Refused {
             refusal: Refusal::NoGpuRuntime,
             message,
             ..
-        } if asked_for_gpus => ContainerError::NoNvidiaRuntime { message },
+        } if spec.gpus.is_some() => ContainerError::NoNvidiaRuntime { message },
         other => other.into(),
     }
 }

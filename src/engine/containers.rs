@@ -3,8 +3,8 @@
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::{Stream, TryStreamExt};
 
@@ -84,18 +84,10 @@ impl Engine {
         absent_if_not_found(removed, || format!("remove container {name}")).map(drop)
     }
 
-    /// Running containers that publish `host_port`.
-    pub(crate) async fn containers_publishing(
-        &self,
-        host_port: u16,
-    ) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters =
-            std::collections::HashMap::from([("publish".to_string(), vec![host_port.to_string()])]);
-        let options = ListContainersOptionsBuilder::default()
-            .filters(&filters)
-            .build();
+    /// The running containers, with the ports each publishes.
+    pub(crate) async fn running_containers(&self) -> Result<Vec<ContainerSummary>, EngineError> {
         self.docker
-            .list_containers(Some(options))
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
             .await
             .map_err(|e| EngineError::from_bollard("list containers", e))
     }
