@@ -85,6 +85,15 @@ pub enum ContainerError {
     MountFolder { path: String, cause: std::io::Error },
     #[error("interrupted; nothing was left half-made")]
     Interrupted,
+    #[error(
+        "could not pass {signal} on to the command in {container} ({cause}); it may still be \
+         running there: `docker top {container}` shows it"
+    )]
+    SignalNotPassedOn {
+        signal: String,
+        container: String,
+        cause: String,
+    },
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     #[error(transparent)]
@@ -441,30 +450,65 @@ pub(crate) async fn connect(
         command.to_vec()
     };
     let size = if tty { terminal::size() } else { None };
-    let exec = engine
-        .exec(
-            name,
-            ExecConfig {
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(tty),
-                cmd: Some(cmd),
-                working_dir: Some("/mnt/src".into()),
-                console_size: size.map(|(rows, cols)| vec![rows as usize, cols as usize]),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut config = ExecConfig {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(tty),
+        cmd: Some(cmd),
+        working_dir: Some("/mnt/src".into()),
+        console_size: size.map(|(rows, cols)| vec![rows as usize, cols as usize]),
+        ..Default::default()
+    };
     if tty {
-        terminal::run_interactive(engine, exec).await
-    } else {
-        pipe(engine, exec).await
+        let exec = engine.exec(name, config).await?;
+        return terminal::run_interactive(engine, exec).await;
+    }
+    // Without a terminal no Ctrl-C reaches the container: devbox passes SIGINT and SIGTERM on
+    // itself, to the processes that carry this run's mark. Caught before the command starts,
+    // so that neither ends devbox and leaves the command running.
+    let mark = format!(
+        "{CONNECT_MARK}={}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    config.env = Some(vec![mark.clone()]);
+    let signals = Signals::catch().map_err(ContainerError::Terminal)?;
+    let exec = engine.exec(name, config).await?;
+    pipe(engine, name, exec, &mark, signals).await
+}
+
+/// The environment variable that marks the processes of one `connect -- CMD` in the container.
+const CONNECT_MARK: &str = "DEVBOX_CONNECT";
+
+/// The signals a command without a terminal gets passed on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
 }
 
-/// A command with its streams piped: stdin until EOF (then closed), stdout and stderr apart.
-async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, ContainerError> {
+/// A command with its streams piped: stdin until EOF (then closed), stdout and stderr apart;
+/// SIGINT and SIGTERM passed on to it.
+async fn pipe(
+    engine: &Engine,
+    container: &str,
+    exec: crate::engine::Exec,
+    mark: &str,
+    mut signals: Signals,
+) -> Result<i64, ContainerError> {
     let crate::engine::Exec {
         id,
         mut output,
@@ -487,7 +531,19 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
     });
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    while let Some(chunk) = output.next().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.next() => chunk,
+            _ = signals.interrupt.recv() => {
+                pass_on(engine, container, mark, "INT").await?;
+                continue;
+            }
+            _ = signals.terminate.recv() => {
+                pass_on(engine, container, mark, "TERM").await?;
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         match chunk? {
             LogOutput::StdErr { message } => stderr.write_all(&message).await,
             LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -500,6 +556,54 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
     stdout.flush().await.map_err(ContainerError::Terminal)?;
     feed.abort();
     Ok(engine.exec_exit_code(&id).await?)
+}
+
+/// Sends `signal` to the processes in the container whose environment holds `mark`: the
+/// command and what it started, as a terminal's Ctrl-C reaches its process group. The Engine
+/// API cannot signal a command it runs, so a second one finds them.
+async fn pass_on(
+    engine: &Engine,
+    container: &str,
+    mark: &str,
+    signal: &str,
+) -> Result<(), ContainerError> {
+    const FIND_AND_SIGNAL: &str = r#"for p in /proc/[0-9]*; do
+    if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qxF "$1"; then
+        kill -s "$2" "${p#/proc/}" 2>/dev/null
+    fi
+done
+exit 0"#;
+    let command = ["sh", "-c", FIND_AND_SIGNAL, "sh", mark, signal].map(String::from);
+    let not_passed = |cause: String| ContainerError::SignalNotPassedOn {
+        signal: format!("SIG{signal}"),
+        container: container.to_string(),
+        cause,
+    };
+    match run_beside(engine, container, command.to_vec()).await {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(not_passed(format!("sh exited {code}"))),
+        Err(error) => Err(not_passed(crate::printer::chain(&error))),
+    }
+}
+
+/// Runs `cmd` in the container to its end, its output on stderr as it comes; its exit code.
+async fn run_beside(
+    engine: &Engine,
+    container: &str,
+    cmd: Vec<String>,
+) -> Result<i64, EngineError> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(cmd),
+        ..Default::default()
+    };
+    let mut exec = engine.exec(container, config).await?;
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = exec.output.next().await {
+        let _ = stderr.write_all(&chunk?.into_bytes()).await;
+    }
+    engine.exec_exit_code(&exec.id).await
 }
 
 /// Leaves the Ray cluster from inside the container, when devbox's command is there; a
@@ -515,25 +619,17 @@ async fn leave_cluster(engine: &Engine, name: &str) -> Option<String> {
     {
         return None;
     }
-    let config = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "if command -v ray >/dev/null 2>&1 && [ -x /usr/local/bin/cluster-leave ]; then exec /usr/local/bin/cluster-leave; fi"
-                .into(),
-        ]),
-        ..Default::default()
-    };
-    let left = async {
-        let mut exec = engine.exec(name, config).await?;
-        let mut stderr = tokio::io::stderr();
-        while let Some(chunk) = exec.output.next().await {
-            let _ = stderr.write_all(&chunk?.into_bytes()).await;
-        }
-        engine.exec_exit_code(&exec.id).await
-    };
+    let left = run_beside(
+        engine,
+        name,
+        [
+            "sh",
+            "-c",
+            "if command -v ray >/dev/null 2>&1 && [ -x /usr/local/bin/cluster-leave ]; then exec /usr/local/bin/cluster-leave; fi",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     match left.await {
         Ok(0) => None,
         Ok(code) => Some(format!(

@@ -903,3 +903,49 @@ fn a_project_folder_with_a_colon_in_its_path_is_mounted() {
         "made inside\n"
     );
 }
+
+/// Without a terminal, Ctrl-C (SIGINT) or SIGTERM to `devbox connect -- CMD` reaches CMD in
+/// the container, as Ctrl-C on a terminal does: CMD ends, and devbox exits with its code.
+#[test]
+fn a_signal_to_connect_without_a_terminal_reaches_the_command() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    for (signal, seconds, code) in [
+        (nix::sys::signal::Signal::SIGINT, "300", 130),
+        (nix::sys::signal::Signal::SIGTERM, "301", 143),
+    ] {
+        let command = format!("sleep {seconds}");
+        let running = || {
+            docker_ok(&["top", &dev.name])
+                .lines()
+                .any(|line| line.ends_with(&command))
+        };
+        let mut connect = dev
+            .project
+            .devbox_command(&["connect", "--", "sleep", seconds])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::wait_for(
+            &command,
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || running().then_some(()),
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(connect.id() as i32), signal).unwrap();
+        let status = wait_for(&mut connect, Duration::from_secs(15));
+        let mut err = String::new();
+        connect
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {err}");
+        assert!(
+            !running(),
+            "{command} still runs in the container after {signal}"
+        );
+    }
+}
