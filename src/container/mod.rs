@@ -282,9 +282,12 @@ pub(crate) async fn start(
     };
     if let Err(error) = result {
         // Nothing half-made stays behind: not the container, not a network or folder made
-        // for it (a folder only while still empty).
-        for folder in made.folders.iter().rev() {
-            let _ = std::fs::remove_dir(folder);
+        // for it (a folder only while still empty, and not when the container that another
+        // `devbox start` made meanwhile mounts it: the engine refuses a missing one).
+        if !matches!(error, ContainerError::CreatedMeanwhile(_)) {
+            for folder in made.folders.iter().rev() {
+                let _ = std::fs::remove_dir(folder);
+            }
         }
         // By id, and only the one this run created: a container of the same name that another
         // `devbox start` made at the same time is not this run's to remove.
