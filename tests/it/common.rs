@@ -82,6 +82,14 @@ impl Project {
         path
     }
 
+    /// The folders `devbox start` mounts, made as a user makes them for an engine on another
+    /// machine (devbox makes them only for an engine on a local socket).
+    pub(crate) fn make_mount_folders(&self) {
+        for folder in ["src", "scripts", "models", "data"] {
+            std::fs::create_dir_all(self.path().join(folder)).unwrap();
+        }
+    }
+
     /// `devbox ARGS` run in the project folder, with a private download cache.
     pub(crate) fn devbox(&self, args: &[&str]) -> Output {
         self.devbox_command(args).output().expect("devbox runs")

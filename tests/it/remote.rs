@@ -12,8 +12,6 @@ use crate::common::{
     free_port, stdout, unique_name,
 };
 
-const FOLDERS: [&str; 4] = ["src", "scripts", "models", "data"];
-
 /// A project whose devbox talks to engine 1 over TLS.
 struct Remote<'a> {
     project: Project,
@@ -56,12 +54,6 @@ impl<'a> Remote<'a> {
         ])
     }
 
-    fn make_folders(&self) {
-        for folder in FOLDERS {
-            std::fs::create_dir(self.project.path().join(folder)).unwrap();
-        }
-    }
-
     /// The container's names on engine 1 (through its socket, not devbox).
     fn exists(&self) -> bool {
         let names = docker_on(
@@ -101,7 +93,7 @@ fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
     );
     assert_eq!(err.matches("devbox: error:").count(), 1, "{err}");
     assert!(!first.exists());
-    for folder in FOLDERS {
+    for folder in ["src", "scripts", "models", "data"] {
         let seen = docker_on(
             engine,
             &[
@@ -125,7 +117,7 @@ fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
     }
 
     // A port taken on this machine is no concern of the engine's host.
-    first.make_folders();
+    first.project.make_mount_folders();
     let here = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_here = here.local_addr().unwrap().port();
     assert_success(&first.start(taken_here));
@@ -136,7 +128,7 @@ fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
     // A port another container publishes there is refused, naming it, before anything is
     // made.
     let second = Remote::new(&engines, &image);
-    second.make_folders();
+    second.project.make_mount_folders();
     let err = assert_failure(&second.start(taken_here));
     assert!(
         err.contains(&format!(
