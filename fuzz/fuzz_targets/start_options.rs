@@ -19,7 +19,7 @@ fuzz_target!(|text: &str| {
     if let Ok((key, _)) = options::parse_env(text, |_| None) {
         assert!(!key.is_empty());
     }
-    if let Ok(volume) = options::parse_volume(text, std::path::Path::new("/nonexistent-project")) {
+    if let Ok(volume) = options::parse_volume(text, std::path::Path::new("/nonexistent-project"), true) {
         assert!(volume.target.starts_with('/'));
     }
 });

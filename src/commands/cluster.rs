@@ -22,7 +22,7 @@ pub(super) async fn run(
         ClusterCommand::Up(args) => {
             let name = name_of(config, args.start.name.as_ref());
             let doing = || format!("bringing {name} into the cluster");
-            let options = start_options(config, &args.start).while_doing(doing)?;
+            let options = start_options(config, target, &args.start).while_doing(doing)?;
             let started = ray::start(&engine, config, options, args.start.recreate, &say(printer))
                 .await
                 .while_doing(doing)?;

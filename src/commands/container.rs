@@ -24,6 +24,7 @@ pub(super) fn name_of(config: &Config, name: Option<&String>) -> String {
 
 pub(super) fn start_options(
     config: &Config,
+    target: &Target,
     args: &StartArgs,
 ) -> Result<StartOptions, ContainerError> {
     let env_lookup = |key: &str| std::env::var(key).ok();
@@ -35,7 +36,7 @@ pub(super) fn start_options(
             volumes: args
                 .volumes
                 .iter()
-                .map(|v| options::parse_volume(v, &config.project_dir))
+                .map(|v| options::parse_volume(v, &config.project_dir, target.is_local()))
                 .collect::<Result<_, _>>()?,
             publish: args
                 .publish
@@ -150,7 +151,7 @@ pub(super) async fn start(
     let printer = Printer::DEVBOX;
     let name = name_of(config, args.name.as_ref());
     let doing = || format!("starting {name}");
-    let options = start_options(config, args).while_doing(doing)?;
+    let options = start_options(config, target, args).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
     match container::start(&engine, config, &options, args.recreate, &say(printer))
         .await

@@ -69,10 +69,31 @@ pub enum ContainerError {
     CreatedMeanwhile(String),
     #[error("{0} is not running; start it with `devbox start`")]
     NotRunning(String),
+    #[error(
+        "the folder {path}, to mount at {target}, does not exist on the machine the engine at \
+         {host} runs on: a bind mount names a folder there, and devbox makes the project's \
+         folders only when the engine runs on this machine. Run devbox on that machine, or \
+         mount a folder that exists there: `-v FOLDER:{target}`, or SRC_DIR, SCRIPTS_DIR, \
+         MODELS_DIR or DATA_DIR in the .env"
+    )]
+    MountSourceMissing {
+        path: String,
+        target: String,
+        host: String,
+    },
     #[error("cannot create the folder {path} to mount: {cause}")]
     MountFolder { path: String, cause: std::io::Error },
     #[error("interrupted; nothing was left half-made")]
     Interrupted,
+    #[error(
+        "could not pass {signal} on to the command in {container} ({cause}); it may still be \
+         running there: `docker top {container}` shows it"
+    )]
+    SignalNotPassedOn {
+        signal: String,
+        container: String,
+        cause: String,
+    },
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
     #[error(transparent)]
@@ -230,22 +251,15 @@ pub(crate) async fn start(
             })
             .await?;
         }
-        for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
-            let path = std::path::Path::new(&mount.source);
-            if !path.exists() {
-                made.folders.push(path.to_path_buf());
-            }
-            std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
-                path: mount.source.clone(),
-                cause: source,
-            })?;
+        if engine.target().is_local() {
+            make_mount_folders(&spec, &mut made.folders)?;
         }
         let created = engine
             .create_container(&spec.name, spec.create_body())
             .await
             .map_err(|e| match e.refusal() {
                 Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
-                _ => e.into(),
+                _ => explain_refusal(engine, e, &spec),
             })?;
         made.container = Some(created.clone());
         match engine.start_container(&created).await {
@@ -257,7 +271,7 @@ pub(crate) async fn start(
             {
                 Err(ContainerError::CreatedMeanwhile(spec.name.clone()))
             }
-            Err(e) => Err(explain_start_error(e, spec.gpus.is_some())),
+            Err(e) => Err(explain_refusal(engine, e, &spec)),
         }
     };
     let result = {
@@ -273,18 +287,14 @@ pub(crate) async fn start(
         }
     };
     if let Err(error) = result {
-        made.undo(engine, spec.network.as_deref()).await;
+        made.undo(engine, &error, spec.network.as_deref()).await;
         return Err(error);
     }
     Ok(Started::Created(spec))
 }
 
-/// A host port that something else holds is named with its holder before anything is made
-/// (only a local engine's ports can be looked into).
+/// A host port that something else holds is named with its holder before anything is made.
 async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(), ContainerError> {
-    if !engine.target().is_local() {
-        return Ok(());
-    }
     for publish in &spec.publish {
         if let Some(holder) = ports::holder_of(engine, publish).await? {
             return Err(ContainerError::PortInUse {
@@ -300,6 +310,26 @@ async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(),
     Ok(())
 }
 
+/// The folders to mount that are missing, made on this machine (the engine's host: elsewhere
+/// the engine refuses a missing one and devbox says what to do); each one made is added to
+/// `made`.
+fn make_mount_folders(
+    spec: &ContainerSpec,
+    made: &mut Vec<std::path::PathBuf>,
+) -> Result<(), ContainerError> {
+    for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
+        let path = std::path::Path::new(&mount.source);
+        if !path.exists() {
+            made.push(path.to_path_buf());
+        }
+        std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
+            path: mount.source.clone(),
+            cause: source,
+        })?;
+    }
+    Ok(())
+}
+
 /// What a `start` made before the container ran, to undo when it fails.
 #[derive(Default)]
 struct Made {
@@ -310,11 +340,14 @@ struct Made {
 }
 
 impl Made {
-    /// Nothing half-made stays behind: not the container, not a network or folder made for
-    /// it (a folder only while still empty).
-    async fn undo(&self, engine: &Engine, network: Option<&str>) {
-        for folder in self.folders.iter().rev() {
-            let _ = std::fs::remove_dir(folder);
+    /// Nothing half-made stays behind after `error`: not the container, not a network or
+    /// folder made for it (a folder only while still empty, and not when the container that
+    /// another `devbox start` made meanwhile mounts it: the engine refuses a missing one).
+    async fn undo(&self, engine: &Engine, error: &ContainerError, network: Option<&str>) {
+        if !matches!(error, ContainerError::CreatedMeanwhile(_)) {
+            for folder in self.folders.iter().rev() {
+                let _ = std::fs::remove_dir(folder);
+            }
         }
         // By id, and only the one this run created: a container of the same name that another
         // `devbox start` made at the same time is not this run's to remove.
@@ -331,13 +364,42 @@ impl Made {
     }
 }
 
-fn explain_start_error(error: EngineError, asked_for_gpus: bool) -> ContainerError {
+/// The engine's refusal of the container, said with what to do where devbox knows.
+fn explain_refusal(engine: &Engine, error: EngineError, spec: &ContainerSpec) -> ContainerError {
+    if let Some(path) = error.missing_mount_source() {
+        return ContainerError::MountSourceMissing {
+            target: spec
+                .mounts
+                .iter()
+                .find(|m| m.source == path)
+                .map(|m| m.target.clone())
+                .unwrap_or_default(),
+            path: path.to_string(),
+            host: engine.target().host.clone(),
+        };
+    }
+    if let Some((address, port)) = error.taken_port()
+        && let Some(publish) = spec.publish.iter().find(|p| p.host_port == port)
+    {
+        return ContainerError::PortInUse {
+            port,
+            address,
+            holder: if error.refusal() == Some(Refusal::PortAllocated) {
+                "another container of the engine (`docker ps` there shows which)".to_string()
+            } else {
+                format!(
+                    "a process on the engine's host (`sudo ss -lnp 'sport = :{port}'` there shows which)"
+                )
+            },
+            container_port: publish.container_port,
+        };
+    }
     match error {
         EngineError::Refused {
             refusal: Refusal::NoGpuRuntime,
             message,
             ..
-        } if asked_for_gpus => ContainerError::NoNvidiaRuntime { message },
+        } if spec.gpus.is_some() => ContainerError::NoNvidiaRuntime { message },
         other => other.into(),
     }
 }
@@ -405,30 +467,65 @@ pub(crate) async fn connect(
         command.to_vec()
     };
     let size = if tty { terminal::size() } else { None };
-    let exec = engine
-        .exec(
-            name,
-            ExecConfig {
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(tty),
-                cmd: Some(cmd),
-                working_dir: Some("/mnt/src".into()),
-                console_size: size.map(|(rows, cols)| vec![rows as usize, cols as usize]),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut config = ExecConfig {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(tty),
+        cmd: Some(cmd),
+        working_dir: Some("/mnt/src".into()),
+        console_size: size.map(|(rows, cols)| vec![rows as usize, cols as usize]),
+        ..Default::default()
+    };
     if tty {
-        terminal::run_interactive(engine, exec).await
-    } else {
-        pipe(engine, exec).await
+        let exec = engine.exec(name, config).await?;
+        return terminal::run_interactive(engine, exec).await;
+    }
+    // Without a terminal no Ctrl-C reaches the container: devbox passes SIGINT and SIGTERM on
+    // itself, to the processes that carry this run's mark. Caught before the command starts,
+    // so that neither ends devbox and leaves the command running.
+    let mark = format!(
+        "{CONNECT_MARK}={}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    config.env = Some(vec![mark.clone()]);
+    let signals = Signals::catch().map_err(ContainerError::Terminal)?;
+    let exec = engine.exec(name, config).await?;
+    pipe(engine, name, exec, &mark, signals).await
+}
+
+/// The environment variable that marks the processes of one `connect -- CMD` in the container.
+const CONNECT_MARK: &str = "DEVBOX_CONNECT";
+
+/// The signals a command without a terminal gets passed on.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
 }
 
-/// A command with its streams piped: stdin until EOF (then closed), stdout and stderr apart.
-async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, ContainerError> {
+/// A command with its streams piped: stdin until EOF (then closed), stdout and stderr apart;
+/// SIGINT and SIGTERM passed on to it.
+async fn pipe(
+    engine: &Engine,
+    container: &str,
+    exec: crate::engine::Exec,
+    mark: &str,
+    mut signals: Signals,
+) -> Result<i64, ContainerError> {
     let crate::engine::Exec {
         id,
         mut output,
@@ -451,7 +548,19 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
     });
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    while let Some(chunk) = output.next().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.next() => chunk,
+            _ = signals.interrupt.recv() => {
+                pass_on(engine, container, mark, "INT").await?;
+                continue;
+            }
+            _ = signals.terminate.recv() => {
+                pass_on(engine, container, mark, "TERM").await?;
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         match chunk? {
             LogOutput::StdErr { message } => stderr.write_all(&message).await,
             LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -464,6 +573,54 @@ async fn pipe(engine: &Engine, exec: crate::engine::Exec) -> Result<i64, Contain
     stdout.flush().await.map_err(ContainerError::Terminal)?;
     feed.abort();
     Ok(engine.exec_exit_code(&id).await?)
+}
+
+/// Sends `signal` to the processes in the container whose environment holds `mark`: the
+/// command and what it started, as a terminal's Ctrl-C reaches its process group. The Engine
+/// API cannot signal a command it runs, so a second one finds them.
+async fn pass_on(
+    engine: &Engine,
+    container: &str,
+    mark: &str,
+    signal: &str,
+) -> Result<(), ContainerError> {
+    const FIND_AND_SIGNAL: &str = r#"for p in /proc/[0-9]*; do
+    if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qxF "$1"; then
+        kill -s "$2" "${p#/proc/}" 2>/dev/null
+    fi
+done
+exit 0"#;
+    let command = ["sh", "-c", FIND_AND_SIGNAL, "sh", mark, signal].map(String::from);
+    let not_passed = |cause: String| ContainerError::SignalNotPassedOn {
+        signal: format!("SIG{signal}"),
+        container: container.to_string(),
+        cause,
+    };
+    match run_beside(engine, container, command.to_vec()).await {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(not_passed(format!("sh exited {code}"))),
+        Err(error) => Err(not_passed(crate::printer::chain(&error))),
+    }
+}
+
+/// Runs `cmd` in the container to its end, its output on stderr as it comes; its exit code.
+async fn run_beside(
+    engine: &Engine,
+    container: &str,
+    cmd: Vec<String>,
+) -> Result<i64, EngineError> {
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(cmd),
+        ..Default::default()
+    };
+    let mut exec = engine.exec(container, config).await?;
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = exec.output.next().await {
+        let _ = stderr.write_all(&chunk?.into_bytes()).await;
+    }
+    engine.exec_exit_code(&exec.id).await
 }
 
 /// Leaves the Ray cluster from inside the container, when devbox's command is there; a
@@ -479,25 +636,17 @@ async fn leave_cluster(engine: &Engine, name: &str) -> Option<String> {
     {
         return None;
     }
-    let config = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "if command -v ray >/dev/null 2>&1 && [ -x /usr/local/bin/cluster-leave ]; then exec /usr/local/bin/cluster-leave; fi"
-                .into(),
-        ]),
-        ..Default::default()
-    };
-    let left = async {
-        let mut exec = engine.exec(name, config).await?;
-        let mut stderr = tokio::io::stderr();
-        while let Some(chunk) = exec.output.next().await {
-            let _ = stderr.write_all(&chunk?.into_bytes()).await;
-        }
-        engine.exec_exit_code(&exec.id).await
-    };
+    let left = run_beside(
+        engine,
+        name,
+        [
+            "sh",
+            "-c",
+            "if command -v ray >/dev/null 2>&1 && [ -x /usr/local/bin/cluster-leave ]; then exec /usr/local/bin/cluster-leave; fi",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     match left.await {
         Ok(0) => None,
         Ok(code) => Some(format!(

@@ -288,8 +288,13 @@ pub struct Volume {
 }
 
 /// `SOURCE:TARGET[:ro|rw]`; a relative SOURCE with a `/` or starting with `.` is a host path
-/// relative to the project folder, a bare name is a named volume.
-pub fn parse_volume(value: &str, project_dir: &Path) -> Result<Volume, OptionError> {
+/// relative to the project folder, a bare name is a named volume. A host path must exist when
+/// the engine runs `on_this_host`; on another machine the engine checks it there.
+pub fn parse_volume(
+    value: &str,
+    project_dir: &Path,
+    on_this_host: bool,
+) -> Result<Volume, OptionError> {
     const OPTION: &str = "-v/--volume";
     let parts: Vec<&str> = value.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
@@ -331,7 +336,7 @@ pub fn parse_volume(value: &str, project_dir: &Path) -> Result<Volume, OptionErr
                 .join(rest),
             None => project_dir.join(source),
         };
-        if !path.exists() {
+        if on_this_host && !path.exists() {
             return Err(bad(
                 OPTION,
                 value,
@@ -543,15 +548,18 @@ mod tests {
     fn volumes_resolve_host_paths_against_the_project() {
         let project = tempfile::tempdir().unwrap();
         std::fs::create_dir(project.path().join("cache")).unwrap();
-        let volume = parse_volume("./cache:/root/.cache:ro", project.path()).unwrap();
+        let volume = parse_volume("./cache:/root/.cache:ro", project.path(), true).unwrap();
         assert_eq!(
             volume.source,
             project.path().join("cache").to_string_lossy()
         );
         assert_eq!(volume.target, "/root/.cache");
         assert!(volume.read_only);
-        let named = parse_volume("pip-cache:/cache", project.path()).unwrap();
+        let named = parse_volume("pip-cache:/cache", project.path(), true).unwrap();
         assert_eq!(named.source, "pip-cache");
+        // A folder of another machine's engine is that machine's to have.
+        let there = parse_volume("/srv/there:/data", project.path(), false).unwrap();
+        assert_eq!(there.source, "/srv/there");
     }
 
     #[test]
@@ -568,7 +576,7 @@ mod tests {
             "/a:/b:ro:x",
         ] {
             assert!(
-                parse_volume(bad, project.path()).is_err(),
+                parse_volume(bad, project.path(), true).is_err(),
                 "{bad:?} accepted"
             );
         }

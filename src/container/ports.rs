@@ -2,11 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
+use bollard::models::{ContainerSummary, PortSummaryTypeEnum};
+
 use super::ContainerError;
 use super::options::{Protocol, Publish};
 use crate::engine::Engine;
 
-/// `None` when the port can be published; otherwise who holds it.
+/// `None` when the port can be published, as far as devbox can tell; otherwise who holds it.
+/// A local engine's ports are this machine's: tried here, and a holder is a container or a
+/// process. Another machine's are asked of its engine, which knows its containers only (a
+/// process there holding the port is said by the engine when it refuses the start).
 pub(crate) async fn holder_of(
     engine: &Engine,
     publish: &Publish,
@@ -14,26 +19,16 @@ pub(crate) async fn holder_of(
     if publish.host_port == 0 {
         return Ok(None);
     }
-    let address = SocketAddr::new(
-        publish.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        publish.host_port,
-    );
-    let bound = match publish.protocol {
-        Protocol::Tcp => TcpListener::bind(address).map(drop),
-        Protocol::Udp => UdpSocket::bind(address).map(drop),
-    };
-    match bound {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
-        // Free, or not ours to test (a privileged port, an address of another host): the
-        // engine will say.
-        _ => return Ok(None),
+    let local = engine.target().is_local();
+    if local && !taken_here(publish) {
+        return Ok(None);
     }
-    let containers = engine.containers_publishing(publish.host_port).await?;
-    if let Some(name) = containers
-        .iter()
-        .find_map(|c| c.names.as_ref()?.first().cloned())
-    {
-        return Ok(Some(format!("container {}", name.trim_start_matches('/'))));
+    let containers = engine.running_containers().await?;
+    if let Some(name) = publisher(publish, &containers) {
+        return Ok(Some(format!("container {name}")));
+    }
+    if !local {
+        return Ok(None);
     }
     Ok(Some(
         match process_listening_on(publish.host_port, publish.protocol) {
@@ -44,6 +39,53 @@ pub(crate) async fn holder_of(
             ),
         },
     ))
+}
+
+/// Whether binding the address on this machine fails because it is in use.
+fn taken_here(publish: &Publish) -> bool {
+    let address = SocketAddr::new(
+        publish.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        publish.host_port,
+    );
+    let bound = match publish.protocol {
+        Protocol::Tcp => TcpListener::bind(address).map(drop),
+        Protocol::Udp => UdpSocket::bind(address).map(drop),
+    };
+    // Free, or not ours to test (a privileged port, an address of another host): the engine
+    // will say.
+    matches!(bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+}
+
+/// The name of the container that publishes the same host port and protocol on an address
+/// that overlaps `publish`'s.
+fn publisher(publish: &Publish, containers: &[ContainerSummary]) -> Option<String> {
+    let protocol = match publish.protocol {
+        Protocol::Tcp => PortSummaryTypeEnum::TCP,
+        Protocol::Udp => PortSummaryTypeEnum::UDP,
+    };
+    containers
+        .iter()
+        .find(|container| {
+            container.ports.iter().flatten().any(|port| {
+                port.public_port == Some(publish.host_port)
+                    && port.typ == Some(protocol)
+                    && overlaps(publish.host_ip, port.ip.as_deref().unwrap_or_default())
+            })
+        })
+        .and_then(|container| container.names.as_ref()?.first().cloned())
+        .map(|name| name.trim_start_matches('/').to_string())
+}
+
+/// Whether two listening addresses conflict: the same, or one of them every address of its
+/// family (`::` every address of both, as a dual-stack socket takes them).
+fn overlaps(ours: Option<IpAddr>, theirs: &str) -> bool {
+    let (Some(ours), Ok(theirs)) = (ours, theirs.parse::<IpAddr>()) else {
+        // No address is every address.
+        return true;
+    };
+    let covers =
+        |wide: IpAddr, other: IpAddr| wide.is_unspecified() && (wide.is_ipv6() || other.is_ipv4());
+    ours == theirs || covers(ours, theirs) || covers(theirs, ours)
 }
 
 /// The process with a socket bound to `port`, found through /proc (only processes this user
@@ -125,6 +167,45 @@ mod tests {
    1: 0100007F:0828 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 999 1 0\n";
         assert_eq!(socket_inodes(table, 2088, Protocol::Tcp), vec!["12345"]);
         assert!(socket_inodes(table, 2059, Protocol::Tcp).is_empty());
+    }
+
+    fn publishing(name: &str, ip: &str, port: u16, typ: PortSummaryTypeEnum) -> ContainerSummary {
+        ContainerSummary {
+            names: Some(vec![format!("/{name}")]),
+            ports: Some(vec![bollard::models::PortSummary {
+                ip: Some(ip.into()),
+                private_port: 80,
+                public_port: Some(port),
+                typ: Some(typ),
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_container_publishing_the_same_port_on_an_overlapping_address_holds_it() {
+        let wanted = |ip: &str, port: u16| Publish {
+            host_ip: Some(ip.parse().unwrap()),
+            host_port: port,
+            container_port: 2088,
+            protocol: Protocol::Tcp,
+        };
+        let containers = [
+            publishing("loopback", "127.0.0.1", 2088, PortSummaryTypeEnum::TCP),
+            publishing("udp", "0.0.0.0", 2059, PortSummaryTypeEnum::UDP),
+            publishing("everywhere", "::", 9000, PortSummaryTypeEnum::TCP),
+            publishing("v4-only", "0.0.0.0", 9001, PortSummaryTypeEnum::TCP),
+        ];
+        let holder = |ip: &str, port: u16| publisher(&wanted(ip, port), &containers);
+        assert_eq!(holder("127.0.0.1", 2088).as_deref(), Some("loopback"));
+        assert_eq!(holder("0.0.0.0", 2088).as_deref(), Some("loopback"));
+        assert_eq!(holder("10.0.0.5", 2088), None, "another address");
+        assert_eq!(holder("127.0.0.1", 2059), None, "another protocol");
+        assert_eq!(holder("127.0.0.1", 9000).as_deref(), Some("everywhere"));
+        assert_eq!(holder("::1", 9000).as_deref(), Some("everywhere"));
+        assert_eq!(holder("127.0.0.1", 9001).as_deref(), Some("v4-only"));
+        assert_eq!(holder("::1", 9001), None, "0.0.0.0 is not an IPv6 address");
+        assert_eq!(holder("127.0.0.1", 9002), None);
     }
 
     #[test]

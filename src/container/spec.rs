@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkingConfig, PortBinding,
 };
 use sha2::{Digest, Sha256};
 
@@ -213,8 +214,8 @@ fn environment(
     env
 }
 
-/// The project's folders at /mnt/…, then the `-v` volumes; on a cluster network, the
-/// cluster's token (read-only).
+/// The project's folders at /mnt/… (each unless a `-v` takes its place), then the `-v`
+/// volumes; on a cluster network, the cluster's token (read-only).
 fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
     [
         (&config.mounts.src, "/mnt/src"),
@@ -223,6 +224,12 @@ fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
         (&config.mounts.data, "/mnt/data"),
     ]
     .into_iter()
+    .filter(|(_, target)| {
+        !options
+            .volumes
+            .iter()
+            .any(|v| v.target.trim_end_matches('/') == *target)
+    })
     .map(|(source, target)| Volume {
         source: source.to_string_lossy().into_owned(),
         target: target.to_string(),
@@ -330,16 +337,21 @@ impl ContainerSpec {
                     }),
                 });
         }
-        let binds = self
+        // `Mounts`, not `-v`-style `Binds` strings: a path may hold a `:`, and the engine
+        // refuses a missing host folder instead of making an empty one, root's, on its host.
+        let mounts = self
             .mounts
             .iter()
-            .map(|m| {
-                format!(
-                    "{}:{}{}",
-                    m.source,
-                    m.target,
-                    if m.read_only { ":ro" } else { "" }
-                )
+            .map(|m| Mount {
+                typ: Some(if m.source.starts_with('/') {
+                    MountType::BIND
+                } else {
+                    MountType::VOLUME
+                }),
+                source: Some(m.source.clone()),
+                target: Some(m.target.clone()),
+                read_only: Some(m.read_only),
+                ..Default::default()
             })
             .collect();
         let tmpfs = self.user.as_ref().map(|user| {
@@ -368,7 +380,7 @@ impl ContainerSpec {
             labels: Some(self.labels()),
             exposed_ports: Some(exposed),
             host_config: Some(HostConfig {
-                binds: Some(binds),
+                mounts: Some(mounts),
                 tmpfs,
                 port_bindings: Some(bindings),
                 shm_size: Some(self.shm_size),
@@ -540,6 +552,78 @@ mod tests {
                 .contains_key("2099/tcp")
         );
         assert_eq!(body.hostname.as_deref(), Some(spec.name.as_str()));
+    }
+
+    #[test]
+    fn mounts_go_to_the_engine_whole_and_a_volume_takes_a_project_folders_place() {
+        let (dir, config) = load_config("SRC_DIR=a:b/src\n");
+        let options = StartOptions {
+            volumes: vec![
+                Volume {
+                    source: "/there/data".into(),
+                    target: "/mnt/data/".into(),
+                    read_only: true,
+                },
+                Volume {
+                    source: "pip-cache".into(),
+                    target: "/cache".into(),
+                    read_only: false,
+                },
+            ],
+            ..Default::default()
+        };
+        let body = container_spec(&config, &options, &host(0)).create_body();
+        let host_config = body.host_config.unwrap();
+        assert_eq!(host_config.binds, None);
+        let mounts: Vec<(MountType, String, String, bool)> = host_config
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.typ.unwrap(),
+                    m.source.unwrap(),
+                    m.target.unwrap(),
+                    m.read_only.unwrap(),
+                )
+            })
+            .collect();
+        let project = |folder: &str| dir.path().join(folder).to_string_lossy().into_owned();
+        assert_eq!(
+            mounts,
+            vec![
+                (
+                    MountType::BIND,
+                    project("a:b/src"),
+                    "/mnt/src".into(),
+                    false
+                ),
+                (
+                    MountType::BIND,
+                    project("scripts"),
+                    "/mnt/scripts".into(),
+                    false
+                ),
+                (
+                    MountType::BIND,
+                    project("models"),
+                    "/mnt/models".into(),
+                    false
+                ),
+                (
+                    MountType::BIND,
+                    "/there/data".into(),
+                    "/mnt/data/".into(),
+                    true
+                ),
+                (
+                    MountType::VOLUME,
+                    "pip-cache".into(),
+                    "/cache".into(),
+                    false
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Containers: create, start, inspect, stop, remove, logs.
 
+use std::collections::HashMap;
+
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
@@ -84,14 +86,23 @@ impl Engine {
         absent_if_not_found(removed, || format!("remove container {name}")).map(drop)
     }
 
-    /// Running containers that publish `host_port`.
-    pub(crate) async fn containers_publishing(
+    /// The running containers, with the ports each publishes.
+    pub(crate) async fn running_containers(&self) -> Result<Vec<ContainerSummary>, EngineError> {
+        self.docker
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list containers", e))
+    }
+
+    /// Every container, running or not, that carries the label `key=value`.
+    pub(crate) async fn containers_labelled(
         &self,
-        host_port: u16,
+        key: &str,
+        value: &str,
     ) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters =
-            std::collections::HashMap::from([("publish".to_string(), vec![host_port.to_string()])]);
+        let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
         let options = ListContainersOptionsBuilder::default()
+            .all(true)
             .filters(&filters)
             .build();
         self.docker

@@ -25,6 +25,12 @@ pub enum Refusal {
     InvalidJoinToken,
     /// The engine has no runtime or device driver for GPUs (no NVIDIA Container Toolkit).
     NoGpuRuntime,
+    /// A host port to publish is held by another of the engine's containers.
+    PortAllocated,
+    /// A host port to publish is held by a process on the engine's host.
+    PortInUse,
+    /// The folder of a bind mount does not exist on the engine's host.
+    MountSourceMissing,
     Other,
 }
 
@@ -49,10 +55,16 @@ impl Refusal {
             {
                 Refusal::NoGpuRuntime
             }
+            _ if says("port is already allocated") => Refusal::PortAllocated,
+            _ if says("address already in use") => Refusal::PortInUse,
+            _ if says(MOUNT_SOURCE_MISSING) => Refusal::MountSourceMissing,
             _ => Refusal::Other,
         }
     }
 }
+
+/// How the engine says that a bind mount's folder is missing, before naming it.
+const MOUNT_SOURCE_MISSING: &str = "bind source path does not exist: ";
 
 /// Where an error of a library carries its own cause (bollard's, with the system's error
 /// beneath), its whole chain is written into the message, once.
@@ -150,6 +162,48 @@ impl EngineError {
             _ => None,
         }
     }
+
+    /// The host address and port of a `PortAllocated` or `PortInUse` refusal, as the engine
+    /// names them (`Bind for 127.0.0.1:2059 failed`, `listen tcp4 0.0.0.0:2059: bind`,
+    /// `failed to bind host port for 0.0.0.0:2059:172.17.0.2:2059/tcp`).
+    pub fn taken_port(&self) -> Option<(String, u16)> {
+        let EngineError::Refused {
+            refusal: Refusal::PortAllocated | Refusal::PortInUse,
+            message,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let after = |marker: &str| message.find(marker).map(|at| &message[at + marker.len()..]);
+        let address = after("Bind for ")
+            .or_else(|| after("host port for "))
+            // `listen tcp4 ADDRESS`: past the protocol's word.
+            .or_else(|| after("listen ").and_then(|rest| Some(rest.split_once(' ')?.1)))?;
+        let (host, rest) = match address.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6.split_once(']')?;
+                (host, rest.strip_prefix(':')?)
+            }
+            None => address.split_once(':')?,
+        };
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        Some((host.to_string(), rest[..digits].parse().ok()?))
+    }
+
+    /// The folder of a `MountSourceMissing` refusal.
+    pub fn missing_mount_source(&self) -> Option<&str> {
+        match self {
+            EngineError::Refused {
+                refusal: Refusal::MountSourceMissing,
+                message,
+                ..
+            } => Some(message.split_once(MOUNT_SOURCE_MISSING)?.1.trim_end()),
+            _ => None,
+        }
+    }
 }
 
 /// An answer of "no such thing" as `None`: what every lookup wants.
@@ -211,5 +265,68 @@ mod tests {
             Refusal::NoGpuRuntime
         );
         assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
+    }
+
+    fn refused(message: &str) -> super::EngineError {
+        super::EngineError::Refused {
+            operation: "start container box".into(),
+            refusal: Refusal::of(500, message),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_read_from_each_way_engines_say_it() {
+        for (message, refusal, address, port) in [
+            (
+                "driver failed programming external connectivity on endpoint box (b7e7): \
+                 Bind for 127.0.0.1:23456 failed: port is already allocated",
+                Refusal::PortAllocated,
+                "127.0.0.1",
+                23456,
+            ),
+            (
+                "driver failed programming external connectivity on endpoint box (b7e7): \
+                 Error starting userland proxy: listen tcp4 0.0.0.0:2059: bind: address already in use",
+                Refusal::PortInUse,
+                "0.0.0.0",
+                2059,
+            ),
+            (
+                "driver failed programming external connectivity on endpoint box (b7e7): \
+                 Error starting userland proxy: listen tcp6 [::]:2088: bind: address already in use",
+                Refusal::PortInUse,
+                "::",
+                2088,
+            ),
+            (
+                "failed to set up container networking: driver failed programming external \
+                 connectivity on endpoint box (b7e7): failed to bind host port for \
+                 0.0.0.0:2059:172.17.0.2:2059/tcp: address already in use",
+                Refusal::PortInUse,
+                "0.0.0.0",
+                2059,
+            ),
+        ] {
+            let error = refused(message);
+            assert_eq!(error.refusal(), Some(refusal), "{message}");
+            assert_eq!(
+                error.taken_port(),
+                Some((address.to_string(), port)),
+                "{message}"
+            );
+        }
+        assert_eq!(refused("address already in use").taken_port(), None);
+        assert_eq!(refused("something else").taken_port(), None);
+    }
+
+    #[test]
+    fn a_missing_mount_folder_is_named() {
+        let error = refused(
+            "invalid mount config for type \"bind\": bind source path does not exist: /srv/a b/src",
+        );
+        assert_eq!(error.refusal(), Some(Refusal::MountSourceMissing));
+        assert_eq!(error.missing_mount_source(), Some("/srv/a b/src"));
+        assert_eq!(refused("something else").missing_mount_source(), None);
     }
 }

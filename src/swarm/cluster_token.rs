@@ -15,7 +15,7 @@ use bollard::models::{
 };
 
 use super::SwarmError;
-use crate::engine::{Engine, Refusal, SwarmRole};
+use crate::engine::{Engine, SwarmRole};
 use crate::labels;
 
 /// Where the containers on a cluster network find the token (the volume's mount point).
@@ -29,7 +29,6 @@ const WRITE_TOKEN: &str = "umask 022 && cat /run/secrets/ray-token > /token/.ray
                            && mv -f /token/.ray-token.new /token/ray-token";
 const HAND_OUT_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
-const REMOVE_LIMIT: Duration = Duration::from_secs(15);
 
 /// The name of the secret, of the job and of the volume on each machine, for `network`.
 pub(crate) fn name(network: &str) -> String {
@@ -230,18 +229,18 @@ pub(crate) async fn remove(engine: &Engine, network: &str) -> Result<(), SwarmEr
     if engine.secret_id(&name).await?.is_some() {
         engine.remove_secret(&name).await?;
     }
-    // The job's finished tasks use the volume until the engine has removed them, a moment
+    // The job's finished tasks here hold the volume: the engine removes them only some time
     // after their service.
-    let started = Instant::now();
-    while engine.inspect_volume(&name).await?.is_some() {
-        match engine.remove_volume(&name).await {
-            Err(e)
-                if e.refusal() == Some(Refusal::Conflict) && started.elapsed() < REMOVE_LIMIT =>
-            {
-                tokio::time::sleep(POLL).await;
-            }
-            result => return Ok(result?),
+    for task in engine
+        .containers_labelled(labels::CLUSTER_TOKEN, network)
+        .await?
+    {
+        if let Some(id) = task.id {
+            engine.remove_container(&id).await?;
         }
+    }
+    if engine.inspect_volume(&name).await?.is_some() {
+        engine.remove_volume(&name).await?;
     }
     Ok(())
 }

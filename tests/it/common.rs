@@ -56,8 +56,16 @@ pub(crate) struct Project {
 
 impl Project {
     pub(crate) fn new(env: &str) -> Self {
+        Project::named(".tmp", env)
+    }
+
+    /// A project whose folder's name starts with `prefix`.
+    pub(crate) fn named(prefix: &str, env: &str) -> Self {
         let project = Project {
-            dir: tempfile::tempdir().expect("a temporary folder"),
+            dir: tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .expect("a temporary folder"),
         };
         project.write(".env", env);
         project
@@ -72,6 +80,14 @@ impl Project {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// The folders `devbox start` mounts, made as a user makes them for an engine on another
+    /// machine (devbox makes them only for an engine on a local socket).
+    pub(crate) fn make_mount_folders(&self) {
+        for folder in ["src", "scripts", "models", "data"] {
+            std::fs::create_dir_all(self.path().join(folder)).unwrap();
+        }
     }
 
     /// `devbox ARGS` run in the project folder, with a private download cache.

@@ -34,11 +34,14 @@ impl Dev {
 
     /// The busybox image tagged `IMAGE:latest`, a project with `env`, and its container `name`.
     fn of(image: &str, env: &str, name: String) -> Dev {
+        Dev::in_project(image, Project::new(env), name)
+    }
+
+    fn in_project(image: &str, project: Project, name: String) -> Dev {
         common::test_image("busybox");
         let cleanup = Cleanup::new();
         cleanup.image(format!("{image}:latest"));
         docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
-        let project = Project::new(env);
         cleanup.project(&project);
         Dev {
             cleanup,
@@ -119,7 +122,8 @@ fn start_gives_the_container_everything_it_was_asked_for() {
     ] {
         assert!(env.contains(expected), "{expected} missing from {env}");
     }
-    let binds = dev.inspect("{{json .HostConfig.Binds}}");
+    let mounts =
+        dev.inspect("{{range .Mounts}}{{.Type}} {{.Source}} {{.Destination}} {{.RW}}\n{{end}}");
     let root = dev.project.path().display().to_string();
     for (folder, target) in [
         ("src", "/mnt/src"),
@@ -128,8 +132,8 @@ fn start_gives_the_container_everything_it_was_asked_for() {
         ("data", "/mnt/data"),
     ] {
         assert!(
-            binds.contains(&format!("{root}/{folder}:{target}")),
-            "{folder} in {binds}"
+            mounts.contains(&format!("bind {root}/{folder} {target} true")),
+            "{folder} in {mounts}"
         );
         assert!(
             dev.project.path().join(folder).is_dir(),
@@ -137,8 +141,8 @@ fn start_gives_the_container_everything_it_was_asked_for() {
         );
     }
     assert!(
-        binds.contains(&format!("{root}/cache:/cache:ro")),
-        "{binds}"
+        mounts.contains(&format!("bind {root}/cache /cache false")),
+        "{mounts}"
     );
     // Published on loopback; Ray's ports exposed, not published.
     let ports = dev.inspect("{{json .HostConfig.PortBindings}}");
@@ -805,6 +809,9 @@ fn wait_for(child: &mut std::process::Child, limit: Duration) -> std::process::E
 #[test]
 fn an_engine_over_tcp_is_reached_through_docker_host() {
     let dev = Dev::new("");
+    // On tcp:// devbox takes the engine for another machine's: the folders are the user's to
+    // make there.
+    dev.project.make_mount_folders();
     let engine = TcpEngine::start();
     let over_tcp = |args: &[&str]| {
         dev.project
@@ -872,4 +879,76 @@ fn ctrl_c_during_a_start_leaves_a_running_container_or_nothing() {
         }
     }
     eprintln!("{interrupted} of 7 starts were interrupted while making the container");
+}
+
+/// A project folder whose path holds a `:` (which a `-v`-style bind string cannot carry) is
+/// mounted whole: a file made inside is in the folder outside.
+#[test]
+fn a_project_folder_with_a_colon_in_its_path_is_mounted() {
+    let name = unique_name("colon");
+    let project = Project::named(
+        "devbox-test:colon-",
+        &format!("IMAGE_NAME={name}\nCONTAINER_NAME={name}\n"),
+    );
+    let dev = Dev::in_project(&name, project, name.clone());
+    assert!(dev.project.path().to_string_lossy().contains(':'));
+    assert_success(&dev.start(&[]));
+    let inside = dev.project.devbox(&[
+        "connect",
+        "--",
+        "sh",
+        "-c",
+        "echo made inside > /mnt/data/note",
+    ]);
+    assert_success(&inside);
+    assert_eq!(
+        std::fs::read_to_string(dev.project.path().join("data/note")).unwrap(),
+        "made inside\n"
+    );
+}
+
+/// Without a terminal, Ctrl-C (SIGINT) or SIGTERM to `devbox connect -- CMD` reaches CMD in
+/// the container, as Ctrl-C on a terminal does: CMD ends, and devbox exits with its code.
+#[test]
+fn a_signal_to_connect_without_a_terminal_reaches_the_command() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&[]));
+    for (signal, seconds, code) in [
+        (nix::sys::signal::Signal::SIGINT, "300", 130),
+        (nix::sys::signal::Signal::SIGTERM, "301", 143),
+    ] {
+        let command = format!("sleep {seconds}");
+        let running = || {
+            docker_ok(&["top", &dev.name])
+                .lines()
+                .any(|line| line.ends_with(&command))
+        };
+        let mut connect = dev
+            .project
+            .devbox_command(&["connect", "--", "sleep", seconds])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::wait_for(
+            &command,
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || running().then_some(()),
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(connect.id() as i32), signal).unwrap();
+        let status = wait_for(&mut connect, Duration::from_secs(15));
+        let mut err = String::new();
+        connect
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {err}");
+        assert!(
+            !running(),
+            "{command} still runs in the container after {signal}"
+        );
+    }
 }

@@ -139,6 +139,8 @@ fn the_engine_dying_while_start_creates_the_container_is_reported_and_repaired_b
     cleanup.image(format!("{name}:latest"));
     let project = Project::new(&format!("IMAGE_NAME={name}\nCONTAINER_NAME={name}\n"));
     cleanup.project(&project);
+    // On tcp:// devbox takes the engine for another machine's: the folders are the user's.
+    project.make_mount_folders();
     let engine = TcpEngine::dying_after("/containers/create");
     let start = || {
         project

@@ -15,3 +15,4 @@ mod doctor;
 mod faults;
 mod incontainer;
 mod real_image;
+mod remote;

@@ -1,0 +1,164 @@
+//! An engine on another machine: an extra engine (`scripts/engines`) reached over tcp:// with
+//! TLS, as a remote one is. Its host ports are its own, not this machine's; a folder to mount
+//! must exist on its host, and devbox makes none there. (The extra engines share this
+//! machine's file system, so a folder devbox made here would be one there too.)
+
+use std::net::TcpListener;
+use std::process::Output;
+
+use crate::common;
+use crate::common::{
+    BUSYBOX_IMAGE, Engines, Project, assert_failure, assert_success, docker_on, engines_script,
+    free_port, stdout, unique_name,
+};
+
+/// A project whose devbox talks to engine 1 over TLS.
+struct Remote<'a> {
+    project: Project,
+    engines: &'a Engines,
+    name: String,
+}
+
+impl<'a> Remote<'a> {
+    fn new(engines: &'a Engines, image: &str) -> Remote<'a> {
+        let name = unique_name("remote");
+        Remote {
+            project: Project::new(&format!("IMAGE_NAME={image}\nCONTAINER_NAME={name}\n")),
+            engines,
+            name,
+        }
+    }
+
+    fn devbox(&self, args: &[&str]) -> Output {
+        let (host, certs) = self.engines.tls(1);
+        self.project
+            .devbox_command(args)
+            .env("DOCKER_HOST", host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", certs)
+            .output()
+            .unwrap()
+    }
+
+    /// `devbox start` with Jupyter's port on `jupyter` (127.0.0.1) and VNC's on a free one.
+    fn start(&self, jupyter: u16) -> Output {
+        self.devbox(&[
+            "start",
+            "-p",
+            "127.0.0.1::2059",
+            "-p",
+            &format!("127.0.0.1:{jupyter}:2088"),
+            "--",
+            "sleep",
+            "100000",
+        ])
+    }
+
+    /// The container's names on engine 1 (through its socket, not devbox).
+    fn exists(&self) -> bool {
+        let names = docker_on(
+            self.engines.host(1),
+            &["ps", "--all", "--format", "{{.Names}}"],
+        );
+        stdout(&names).lines().any(|line| line == self.name)
+    }
+}
+
+#[test]
+fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
+    common::test_image("busybox");
+    let _alone = common::one_at_a_time();
+    let engines = Engines::up(1);
+    engines_script(&["load", "1", BUSYBOX_IMAGE]);
+    let engine = engines.host(1);
+    let on_engine = |args: &[&str]| {
+        let output = docker_on(engine, args);
+        assert_success(&output);
+        stdout(&output)
+    };
+    let image = unique_name("remote-image");
+    on_engine(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
+
+    // The project's folders are missing on the engine's host: refused with what to do, and
+    // not made there (with `Binds`, the engine would make them, empty and root's).
+    let first = Remote::new(&engines, &image);
+    let err = assert_failure(&first.start(free_port()));
+    let root = first.project.path().display().to_string();
+    assert!(
+        err.contains(&format!("the folder {root}/"))
+            && err.contains("does not exist on the machine the engine at tcp://")
+            && err.contains("Run devbox on that machine")
+            && err.contains("-v FOLDER:/mnt/"),
+        "{err}"
+    );
+    assert_eq!(err.matches("devbox: error:").count(), 1, "{err}");
+    assert!(!first.exists());
+    for folder in ["src", "scripts", "models", "data"] {
+        let seen = docker_on(
+            engine,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                "/:/host:ro",
+                BUSYBOX_IMAGE,
+                "test",
+                "-e",
+                &format!("/host{root}/{folder}"),
+            ],
+        );
+        assert_eq!(
+            seen.status.code(),
+            Some(1),
+            "{folder} exists on the engine's host"
+        );
+    }
+
+    // A port taken on this machine is no concern of the engine's host.
+    first.project.make_mount_folders();
+    let here = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_here = here.local_addr().unwrap().port();
+    assert_success(&first.start(taken_here));
+    assert!(first.exists());
+    let published = on_engine(&["port", &first.name, "2088/tcp"]);
+    assert_eq!(published.trim(), format!("127.0.0.1:{taken_here}"));
+
+    // A port another container publishes there is refused, naming it, before anything is
+    // made.
+    let second = Remote::new(&engines, &image);
+    second.project.make_mount_folders();
+    let err = assert_failure(&second.start(taken_here));
+    assert!(
+        err.contains(&format!(
+            "port {taken_here} on 127.0.0.1 is already in use by container {}",
+            first.name
+        )),
+        "{err}"
+    );
+    assert!(!second.exists());
+
+    // A port a process holds there is known to the engine alone: its refusal is said the
+    // same way, and nothing is left.
+    let held_there = free_port();
+    on_engine(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        BUSYBOX_IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        &format!("127.0.0.1:{held_there}"),
+    ]);
+    let err = assert_failure(&second.start(held_there));
+    assert!(
+        err.contains(&format!(
+            "port {held_there} on 127.0.0.1 is already in use by a process on the engine's host"
+        )) && err.contains("-p HOST_PORT:2088"),
+        "{err}"
+    );
+    assert!(!second.exists());
+}
