@@ -16,11 +16,12 @@ fn busybox_project(extra_env: &str) -> (Project, String) {
     let project = Project::new(&format!(
         "IMAGE_NAME={name}\nIMAGE_TAG=t1\nBASE_IMAGE={BUSYBOX_IMAGE}\n{extra_env}"
     ));
+    // The label makes every later layer the project's own: a layer cached from another test's
+    // build could be removed under this one by that test's clean-up (`unknown parent image`).
     project.write(
         "images/Dockerfile",
-        r#"ARG BASE_IMAGE
-FROM ${BASE_IMAGE}
-ARG AGX_VERSION
+        format!("ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nLABEL devbox-test.project={name}\n")
+            + r#"ARG AGX_VERSION
 ARG MARKER=unset
 COPY . /context/
 RUN echo "marker=${MARKER}" > /marker && mkdir -p /etc/devbox && \
