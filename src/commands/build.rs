@@ -28,6 +28,13 @@ pub(super) async fn run(
             certificate.path.display()
         ));
     }
+    if let Some(agx) = config.agx.as_ref().filter(|agx| agx.sha256.is_none()) {
+        Printer::DEVBOX.note(format!(
+            "AGX_SHA256 is not set, so {} goes into the image unchecked; set it in the .env to \
+             the SHA-256 the vendor publishes for the package",
+            agx.package_file()
+        ));
+    }
     let engine = Engine::connect(target).await?;
     let built = image::build(&engine, config, inputs, &request)
         .await

@@ -205,17 +205,15 @@ async fn gather(config: &Config, inputs: Inputs, mode: Mode) -> Result<Gathered,
         certificates,
     } = inputs;
     let agx_package = match &config.agx {
-        Some(agx) => {
-            let (agx, project_dir) = (agx.clone(), config.project_dir.clone());
-            let show = mode == Mode::Terminal;
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    agx::locate_or_download(&agx, &project_dir, &agx::cache_dir(), show)
-                })
-                .await
-                .expect("the download task does not panic")?,
+        Some(agx) => Some(
+            agx::locate_or_download(
+                agx,
+                &config.project_dir,
+                agx::cache_root(|key| std::env::var_os(key)).as_deref(),
+                mode == Mode::Terminal,
             )
-        }
+            .await?,
+        ),
         None => None,
     };
     let requirements = Some(config.project_dir.join("requirements.txt")).filter(|p| p.is_file());

@@ -422,48 +422,93 @@ pub(crate) struct FileServer {
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
+/// What a [`FileServer`] answers for a path.
+pub(crate) enum Answer {
+    File(Vec<u8>),
+    /// The file in chunks of `chunk` bytes, one every `pause`: a download that takes a while.
+    Slowly {
+        body: Vec<u8>,
+        chunk: usize,
+        pause: Duration,
+    },
+    /// 302 Found, to this location.
+    Redirect(String),
+}
+
 impl FileServer {
     /// Serves `files` (URL path → contents); everything else is 404.
     pub(crate) fn start(files: Vec<(String, Vec<u8>)>) -> Self {
+        FileServer::answering(
+            files
+                .into_iter()
+                .map(|(path, body)| (path, Answer::File(body)))
+                .collect(),
+        )
+    }
+
+    /// Answers each path as given, everything else with 404; each connection on its own thread.
+    pub(crate) fn answering(answers: Vec<(String, Answer)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let answers = Arc::new(answers);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .to_string();
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                seen.lock().unwrap().push(path.clone());
-                let _ = match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, body)) => stream
-                        .write_all(
-                            format!(
-                                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
-                                body.len()
-                            )
-                            .as_bytes(),
-                        )
-                        .and_then(|()| stream.write_all(body)),
-                    None => stream.write_all(
-                        b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
-                    ),
-                };
+                let Ok(stream) = stream else { continue };
+                let (seen, answers) = (seen.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    let _ = FileServer::answer(stream, &seen, &answers);
+                });
             }
         });
         FileServer { base_url, requests }
+    }
+
+    fn answer(
+        mut stream: std::net::TcpStream,
+        seen: &Mutex<Vec<String>>,
+        answers: &[(String, Answer)],
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+            header.clear();
+        }
+        seen.lock().unwrap().push(path.clone());
+        let head = |length: usize| {
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+        };
+        match answers.iter().find(|(p, _)| *p == path).map(|(_, a)| a) {
+            Some(Answer::File(body)) => {
+                stream.write_all(head(body.len()).as_bytes())?;
+                stream.write_all(body)
+            }
+            Some(Answer::Slowly { body, chunk, pause }) => {
+                stream.write_all(head(body.len()).as_bytes())?;
+                for part in body.chunks(*chunk) {
+                    stream.write_all(part)?;
+                    std::thread::sleep(*pause);
+                }
+                Ok(())
+            }
+            Some(Answer::Redirect(location)) => stream.write_all(
+                format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            ),
+            None => {
+                stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+            }
+        }
     }
 
     pub(crate) fn requests(&self) -> Vec<String> {
