@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::build_context;
 use crate::config::Config;
@@ -74,8 +75,12 @@ pub enum ImageError {
         .failure.message
     )]
     BaseImageUnavailable { image: String, failure: StepFailure },
-    #[error("interrupted: the engine cancelled the build and nothing was tagged")]
+    #[error(
+        "interrupted: the build stopped (the engine cancels a step in progress) and nothing was tagged"
+    )]
     Interrupted,
+    #[error("cannot catch Ctrl-C: {0}")]
+    CatchInterrupt(std::io::Error),
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
     #[error("the image's AGX environment in {path} is not a JSON object of strings: {cause}")]
@@ -160,6 +165,10 @@ pub(crate) async fn build(
     request: &BuildRequest,
 ) -> Result<BuiltImage, ImageError> {
     let started = Instant::now();
+    // One handler for the whole build, caught from its start (not only while a phase polls for
+    // it): a Ctrl-C during the download or between phases drops what is in flight, the engine
+    // cancels a build whose request is gone, and nothing is tagged.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ImageError::CatchInterrupt)?;
     let mode = if request.quiet {
         Mode::Quiet
     } else if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
@@ -167,10 +176,12 @@ pub(crate) async fn build(
     } else {
         Mode::Plain
     };
-    let gathered = gather(config, inputs, mode).await?;
-    let (dockerfile_image, context_bytes) =
-        build_dockerfile(engine, config, request, &gathered.context, mode).await?;
-    let id = add_final_layer(engine, config, &gathered, &dockerfile_image, mode).await?;
+    let (id, context_bytes) = tokio::select! {
+        built = build_phases(engine, config, inputs, request, mode) => built?,
+        _ = interrupt.recv() => return Err(ImageError::Interrupted),
+    };
+    // IMAGE_NAME:IMAGE_TAG is tagged: the extra tags follow in a moment, a Ctrl-C meanwhile
+    // (still caught) does not leave them half made.
     let mut tags = vec![config.image_ref()];
     for extra in &request.extra_tags {
         let (repo, tag) = split_reference(extra);
@@ -189,6 +200,22 @@ pub(crate) async fn build(
         context_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// Gathers the inputs, builds the Dockerfile, adds devbox's final layer tagged
+/// `IMAGE_NAME:IMAGE_TAG`: the image's id and the bytes of context sent.
+async fn build_phases(
+    engine: &Engine,
+    config: &Config,
+    inputs: Inputs,
+    request: &BuildRequest,
+    mode: Mode,
+) -> Result<(String, u64), ImageError> {
+    let gathered = gather(config, inputs, mode).await?;
+    let (dockerfile_image, context_bytes) =
+        build_dockerfile(engine, config, request, &gathered.context, mode).await?;
+    let id = add_final_layer(engine, config, &gathered, &dockerfile_image, mode).await?;
+    Ok((id, context_bytes))
 }
 
 /// What the build needs from the project and the network, before the engine is asked.
@@ -348,17 +375,7 @@ async fn run_build(
 ) -> Result<String, ImageError> {
     let mut progress = Progress::new(mode, label);
     let mut messages = std::pin::pin!(engine.build(options, context));
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        let message = tokio::select! {
-            message = messages.next() => message,
-            // Dropping the request makes the engine cancel the build; nothing is tagged.
-            _ = &mut interrupted => {
-                progress.failure("interrupted".into());
-                return Err(ImageError::Interrupted);
-            }
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = messages.next().await {
         match message {
             Ok(info) => progress.update(&info).map_err(ImageError::StepFailed)?,
             Err(EngineError::Refused { message, .. }) => {

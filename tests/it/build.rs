@@ -1,12 +1,12 @@
 //! `devbox build` against the real engine, with the fast busybox image as the base.
 
-use crate::common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{
-    Answer, BUSYBOX_IMAGE, Cleanup, FileServer, Project, assert_failure, assert_success, docker,
-    docker_ok, image_labels, stdout, unique_name, wait_for,
+    Answer, BUSYBOX_IMAGE, Cleanup, FileServer, Project, TcpEngine, assert_failure, assert_success,
+    docker, docker_ok, image_labels, stdout, unique_name, wait_for,
 };
 
 const AGX_PACKAGE: &str = "agx-2.36.1.2-amd64-ubuntu_22.04.deb";
@@ -261,6 +261,14 @@ fn agx_project(base_url: &str) -> (Project, String) {
     (project, name)
 }
 
+fn sigint(child: &std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}
+
 fn entries(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
@@ -402,6 +410,49 @@ fn agx_comes_over_https_or_from_this_machine_and_redirects_cannot_leave_that() {
 }
 
 #[test]
+fn ctrl_c_during_the_agx_download_stops_the_build_and_leaves_no_partial_file() {
+    // 1 MiB at 16 KiB every 100 ms: over six seconds.
+    let server = FileServer::answering(vec![(
+        format!("/installers/{AGX_PACKAGE}"),
+        Answer::Slowly {
+            body: vec![7u8; 1 << 20],
+            chunk: 16 << 10,
+            pause: Duration::from_millis(100),
+        },
+    )]);
+    let (project, name) = agx_project(&server.base_url);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1")).built(&name);
+    let child = project
+        .devbox_command(&["build"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the download to begin",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || (!server.requests().is_empty()).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        entries(&project.path().join(".cache/devbox/agx")),
+        Vec::<String>::new()
+    );
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success()
+    );
+}
+
+#[test]
 fn two_builds_at_once_download_into_one_cache_without_harm() {
     // Bytes that differ from place to place, so that a mix of two downloads would show.
     let package: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
@@ -454,6 +505,45 @@ fn two_builds_at_once_download_into_one_cache_without_harm() {
             format!("{}  /context/agx/{AGX_PACKAGE}", hex_sha256(&package))
         );
     }
+}
+
+#[test]
+fn ctrl_c_between_the_builds_phases_stops_it_and_tags_nothing() {
+    let (project, name) = busybox_project("");
+    let image = format!("{name}:t1");
+    // The final layer's first request (its look at the tag) is held: the Dockerfile is built,
+    // the final layer not yet begun.
+    let engine = TcpEngine::holding(format!("/images/{image}/json"));
+    let cleanup = Cleanup::new();
+    cleanup.image(&image);
+    let child = project
+        .devbox_command(&["build"])
+        .env("DOCKER_HOST", &engine.host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    engine.wait_held();
+    sigint(&child);
+    // A build that swallowed the Ctrl-C would wait for the answer forever: let it have it.
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.release();
+    let output = child.wait_with_output().unwrap();
+    // The Dockerfile's image, untagged, goes too.
+    if let Some(id) = stdout(&output)
+        .lines()
+        .find_map(|line| line.strip_prefix("Successfully built "))
+    {
+        cleanup.image(id.trim());
+    }
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!docker(&["image", "inspect", &image]).status.success());
 }
 
 #[test]

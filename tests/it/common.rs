@@ -521,31 +521,68 @@ impl FileServer {
 /// containing `fatal` has been passed on: the engine carries that request out, but its answer
 /// never arrives and the connection drops, as when an engine (or the link to it) dies
 /// mid-request; [`TcpEngine::reopen`] lets connections through again, as when it is back.
+/// One made by [`TcpEngine::holding`] holds a request back until [`TcpEngine::release`].
 pub(crate) struct TcpEngine {
     /// `tcp://127.0.0.1:PORT`, for DOCKER_HOST.
     pub host: String,
     dead: Arc<AtomicBool>,
+    hold: Arc<Hold>,
+}
+
+/// The request a [`TcpEngine`] holds back: the first containing `pattern`.
+#[derive(Default)]
+struct Hold {
+    pattern: Option<String>,
+    held: AtomicBool,
+    released: AtomicBool,
 }
 
 impl TcpEngine {
     pub(crate) fn start() -> TcpEngine {
-        TcpEngine::forwarding(None)
+        TcpEngine::forwarding(None, Hold::default())
     }
 
     pub(crate) fn dying_after(fatal: &'static str) -> TcpEngine {
-        TcpEngine::forwarding(Some(fatal))
+        TcpEngine::forwarding(Some(fatal), Hold::default())
     }
 
-    fn forwarding(fatal: Option<&'static str>) -> TcpEngine {
+    /// Holds back the first request containing `pattern` (the engine does not see it) until
+    /// [`TcpEngine::release`]: devbox waits for its answer at a known moment.
+    pub(crate) fn holding(pattern: String) -> TcpEngine {
+        TcpEngine::forwarding(
+            None,
+            Hold {
+                pattern: Some(pattern),
+                ..Hold::default()
+            },
+        )
+    }
+
+    /// Returns once the request to hold has come.
+    pub(crate) fn wait_held(&self) {
+        wait_for(
+            "the request to hold",
+            Duration::from_secs(120),
+            Duration::from_millis(20),
+            || self.hold.held.load(Ordering::SeqCst).then_some(()),
+        );
+    }
+
+    pub(crate) fn release(&self) {
+        self.hold.released.store(true, Ordering::SeqCst);
+    }
+
+    fn forwarding(fatal: Option<&'static str>, hold: Hold) -> TcpEngine {
         use std::sync::atomic::Ordering::SeqCst;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = format!("tcp://{}", listener.local_addr().unwrap());
         let dead = Arc::new(AtomicBool::new(false));
         let armed = Arc::new(AtomicBool::new(fatal.is_some()));
-        let state = (dead.clone(), armed);
+        let hold = Arc::new(hold);
+        let state = (dead.clone(), armed, hold.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (dead, armed) = (state.0.clone(), state.1.clone());
+                let (dead, armed, hold) = (state.0.clone(), state.1.clone(), state.2.clone());
                 if dead.load(SeqCst) {
                     continue; // refused: dropped at once
                 }
@@ -557,6 +594,15 @@ impl TcpEngine {
                 std::thread::spawn(move || {
                     let mut buffer = [0u8; 65536];
                     while let Ok(n @ 1..) = from_client.read(&mut buffer) {
+                        if let Some(pattern) = &hold.pattern
+                            && !hold.held.load(SeqCst)
+                            && String::from_utf8_lossy(&buffer[..n]).contains(pattern.as_str())
+                        {
+                            hold.held.store(true, SeqCst);
+                            while !hold.released.load(SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
                         if to_engine.write_all(&buffer[..n]).is_err() {
                             break;
                         }
@@ -582,11 +628,18 @@ impl TcpEngine {
                 });
             }
         });
-        TcpEngine { host, dead }
+        TcpEngine { host, dead, hold }
     }
 
     pub(crate) fn reopen(&self) {
         self.dead.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpEngine {
+    fn drop(&mut self) {
+        // A request still held goes on (or fails), whatever became of the test.
+        self.release();
     }
 }
 
