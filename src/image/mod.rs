@@ -444,6 +444,55 @@ pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
+/// The registry host a reference names, as docker's reference parsing decides: the first of
+/// several path components when it has a '.' or ':', is `localhost`, or has capitals
+/// (`registry.example.org/team/dev`, `localhost:5000/dev`); none for `team/dev` or `dev:1`.
+pub(crate) fn registry_of(reference: &str) -> Option<&str> {
+    let (first, _) = reference.split_once('/')?;
+    (first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase()))
+    .then_some(first)
+}
+
+/// An image carrying license files, named for a registry without being asked to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{reference} names the registry {registry}, and the image carries the lab's license files \
+     ({}): pushed there, they go to anyone who can pull the image. Pass --with-licenses if only \
+     people the licenses cover can pull from {registry}, or name the image without a registry",
+    .licenses.join(", ")
+)]
+pub(crate) struct LicensesToRegistry {
+    reference: String,
+    registry: String,
+    licenses: Vec<String>,
+}
+
+/// Refuses image names (`references`) that name a registry for an image with `licenses` in
+/// it, unless `with_licenses`: the licenses are the lab's, and a registry serves them to
+/// everyone who may pull.
+pub(crate) fn refuse_licenses_to_registry(
+    references: &[String],
+    licenses: &[String],
+    with_licenses: bool,
+) -> Result<(), LicensesToRegistry> {
+    if with_licenses || licenses.is_empty() {
+        return Ok(());
+    }
+    match references
+        .iter()
+        .find_map(|reference| Some((reference, registry_of(reference)?)))
+    {
+        Some((reference, registry)) => Err(LicensesToRegistry {
+            reference: reference.clone(),
+            registry: registry.to_string(),
+            licenses: licenses.to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -459,6 +508,48 @@ mod tests {
         assert_eq!(split_reference("a/b"), ("a/b", "latest"));
         assert_eq!(split_reference("host:5000/a"), ("host:5000/a", "latest"));
         assert_eq!(split_reference("host:5000/a:t"), ("host:5000/a", "t"));
+    }
+
+    #[test]
+    fn registries_are_named_as_docker_reads_references() {
+        for (reference, registry) in [
+            (
+                "registry.example.org/team/dev:1",
+                Some("registry.example.org"),
+            ),
+            ("localhost:5000/dev", Some("localhost:5000")),
+            ("localhost/dev", Some("localhost")),
+            ("Team/dev", Some("Team")),
+            ("ghcr.io/lab/dev", Some("ghcr.io")),
+            ("team/dev", None),
+            ("dev:1", None),
+            ("machine-boom-project", None),
+        ] {
+            assert_eq!(registry_of(reference), registry, "{reference}");
+        }
+    }
+
+    #[test]
+    fn licenses_go_to_a_registry_only_when_asked() {
+        let names = |refs: &[&str]| refs.iter().map(|r| (*r).to_string()).collect::<Vec<_>>();
+        let licenses = names(&["site.lic"]);
+        let pushed = names(&["dev:latest", "localhost:5000/dev:x"]);
+        let err = refuse_licenses_to_registry(&pushed, &licenses, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("localhost:5000/dev:x names the registry localhost:5000"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(site.lic)") && err.contains("--with-licenses"),
+            "{err}"
+        );
+        assert!(refuse_licenses_to_registry(&pushed, &licenses, true).is_ok());
+        assert!(refuse_licenses_to_registry(&pushed, &[], false).is_ok());
+        assert!(
+            refuse_licenses_to_registry(&names(&["dev:1", "team/dev"]), &licenses, false).is_ok()
+        );
     }
 
     #[test]

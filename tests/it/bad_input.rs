@@ -231,6 +231,17 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         )
         .usage(),
         case(
+            "",
+            &["build", "-t", "registry.example.org/lab/dev:1"],
+            &[
+                "names the registry registry.example.org",
+                "site.lic",
+                "--with-licenses",
+            ],
+        )
+        .with_file("licenses/site.lic", "LICENSE")
+        .usage(),
+        case(
             "AGX_VERSION=2.36.1.2\n",
             &["build"],
             &["team.lic", "chmod u+r"],

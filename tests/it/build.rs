@@ -547,6 +547,46 @@ fn ctrl_c_between_the_builds_phases_stops_it_and_tags_nothing() {
 }
 
 #[test]
+fn a_name_with_a_registry_needs_with_licenses_when_licenses_go_into_the_image() {
+    let (project, name) = busybox_project("");
+    project.write("licenses/site.lic", "LICENSE");
+    let image = format!("{name}:t1");
+    let pushed = format!("localhost:5000/{name}:x");
+    let cleanup = Cleanup::new();
+    cleanup.image(&image).image(&pushed);
+
+    let output = project.devbox(&["build", "-t", &pushed]);
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{pushed} names the registry localhost:5000")),
+        "{err}"
+    );
+    assert!(
+        err.contains("site.lic") && err.contains("--with-licenses"),
+        "{err}"
+    );
+    for reference in [&image, &pushed] {
+        assert!(!docker(&["image", "inspect", reference]).status.success());
+    }
+
+    // So does IMAGE_NAME naming one.
+    let output = project
+        .devbox_command(&["build"])
+        .env("IMAGE_NAME", format!("localhost:5000/{name}"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", common::stderr(&output));
+
+    // Asked for, the image is built and tagged.
+    assert_success(&project.devbox(&["build", "-t", &pushed, "--with-licenses"]));
+    assert_eq!(
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &pushed]),
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image])
+    );
+}
+
+#[test]
 fn a_failing_step_is_named_with_its_last_lines() {
     let (project, name) = busybox_project("");
     project.write(
