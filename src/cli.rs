@@ -72,6 +72,8 @@ pub struct InitArgs {
     pub images: bool,
 }
 
+// Each bool is a flag of `devbox build`, as docker build has them.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Build every step anew instead of reusing the engine's cache.
@@ -89,6 +91,11 @@ pub struct BuildArgs {
     /// Also tag the image as NAME[:TAG] (IMAGE_NAME:IMAGE_TAG is always tagged).
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
+
+    /// Allow a name with a registry (registry.example.org/…, localhost:5000/…) for an image that
+    /// carries the project's license files: pushed, they go to anyone who can pull it.
+    #[arg(long)]
+    pub with_licenses: bool,
 
     /// Print only the image id.
     #[arg(short, long)]

@@ -22,10 +22,22 @@ pub(super) async fn run(
     };
     let doing = || format!("building {}", config.image_ref());
     let inputs = image::Inputs::check(config).while_doing(doing)?;
+    let mut references = vec![config.image_ref()];
+    references.extend(args.tags.iter().cloned());
+    let licenses: Vec<String> = inputs.licenses.iter().map(|l| l.name.clone()).collect();
+    image::refuse_licenses_to_registry(&references, &licenses, args.with_licenses)
+        .map_err(|refusal| CommandError::Usage(refusal.to_string()))?;
     for certificate in inputs.certificates.iter().filter(|c| c.had_private_key) {
         Printer::DEVBOX.note(format!(
             "{} also holds a private key; only its certificates go into the image",
             certificate.path.display()
+        ));
+    }
+    if let Some(agx) = config.agx.as_ref().filter(|agx| agx.sha256.is_none()) {
+        Printer::DEVBOX.note(format!(
+            "AGX_SHA256 is not set, so {} goes into the image unchecked; set it in the .env to \
+             the SHA-256 the vendor publishes for the package",
+            agx.package_file()
         ));
     }
     let engine = Engine::connect(target).await?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use envfile::EnvFile;
 pub(crate) use envfile::Origin;
-pub(crate) use validate::is_container_name;
+pub(crate) use validate::{download_url_refusal, is_container_name};
 
 /// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
 pub const KNOWN_KEYS: &[(&str, &str)] = &[
@@ -23,6 +23,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
         "AGX_DOWNLOAD_URL",
         "https://www.algoryx.se/download/installers/",
     ),
+    ("AGX_SHA256", ""),
     ("EXTRA_CA_CERTS", ""),
     ("CONTAINER_NAME", ""),
     ("CLUSTER_HEAD_NAME", ""),
@@ -100,6 +101,8 @@ pub(crate) struct Agx {
     pub version: String,
     pub distribution: String,
     pub download_url: String,
+    /// The package's SHA-256 as the vendor publishes it (lowercase hex), when set.
+    pub sha256: Option<String>,
 }
 
 impl Agx {
@@ -202,6 +205,7 @@ mod tests {
             version: "2.36.1.2".into(),
             distribution: "amd64-ubuntu_22.04".into(),
             download_url: String::new(),
+            sha256: None,
         };
         assert_eq!(agx.package_file(), "agx-2.36.1.2-amd64-ubuntu_22.04.deb");
     }

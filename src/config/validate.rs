@@ -246,14 +246,54 @@ fn resolve_agx(setting: &Lookup) -> Result<Option<Agx>, ConfigError> {
             .invalid("the distribution part of the AGX package name, e.g. amd64-ubuntu_22.04"));
     }
     let url = setting("AGX_DOWNLOAD_URL");
-    if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
-        return Err(url.invalid("an http:// or https:// URL of the folder holding AGX packages"));
+    if let Some(refusal) = download_url_refusal(&url.value) {
+        return Err(url.invalid(format!(
+            "{refusal}; the URL of the folder holding AGX packages, e.g. \
+             https://www.algoryx.se/download/installers/"
+        )));
+    }
+    let sha256 = setting("AGX_SHA256");
+    if let Some(digest) = sha256.non_empty()
+        && !(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(sha256.invalid(
+            "the package's SHA-256 as the vendor publishes it: 64 hex digits (`sha256sum \
+             agx-….deb` shows it); leave it empty to use the package unchecked",
+        ));
     }
     Ok(Some(Agx {
         version: version_value.to_string(),
         distribution: distribution.value.clone(),
         download_url: url.value.clone(),
+        sha256: sha256.non_empty().map(str::to_ascii_lowercase),
     }))
+}
+
+/// Why devbox does not fetch from `url`, when it does not: packages come over https, or over
+/// plain http only from this machine (a local mirror, the tests' server), where no one on the
+/// way can change them. The URL is read as the HTTP client reads it.
+pub(crate) fn download_url_refusal(url: &str) -> Option<&'static str> {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return Some("not a URL");
+    };
+    let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
+        return Some("a URL names its host: https://HOST/PATH");
+    };
+    match uri.scheme_str() {
+        Some("https") => None,
+        Some("http") if is_loopback_host(host) => None,
+        Some("http") => Some(
+            "plain http is allowed only from this machine (localhost, 127.0.0.0/8, ::1), \
+             where no one on the way can change the package; use https://",
+        ),
+        _ => Some("not an https:// URL"),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_agx_version(value: &str) -> bool {
@@ -432,6 +472,66 @@ mod tests {
         ] {
             assert!(!is_image_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn agx_sha256_is_64_hex_digits_kept_in_lowercase() {
+        let digest = "AB".repeat(32);
+        let config = load(&format!("AGX_VERSION=2.36.1.2\nAGX_SHA256={digest}\n"), &[]).unwrap();
+        assert_eq!(config.agx.unwrap().sha256, Some("ab".repeat(32)));
+        let unset = load("AGX_VERSION=2.36.1.2\n", &[]).unwrap();
+        assert_eq!(unset.agx.unwrap().sha256, None);
+        for bad in [
+            "ab".repeat(31),
+            "g".repeat(64),
+            format!("sha256:{}", "a".repeat(64)),
+        ] {
+            let err = load(&format!("AGX_VERSION=2.36.1.2\nAGX_SHA256={bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("AGX_SHA256") && err.contains("64 hex digits"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn packages_come_over_https_or_from_this_machine() {
+        for good in [
+            "https://www.algoryx.se/download/installers/",
+            "https://mirror.example.org:8443/agx",
+            "http://127.0.0.1:8080/installers/",
+            "http://127.1.2.3/x",
+            "http://localhost:9/",
+            "http://LOCALHOST/",
+            "http://[::1]:8000/",
+        ] {
+            assert_eq!(download_url_refusal(good), None, "{good}");
+        }
+        for bad in [
+            "http://www.algoryx.se/download/installers/",
+            "http://10.0.0.1/",
+            "http://localhost.example.org/",
+            "http://127.0.0.1.nip.io/",
+            "http://[::2]/",
+            "ftp://127.0.0.1/",
+            "file:///tmp/agx/",
+            "https:///path",
+            "www.algoryx.se/download",
+        ] {
+            assert!(download_url_refusal(bad).is_some(), "{bad}");
+        }
+        let err = load(
+            "AGX_VERSION=2.36.1.2\nAGX_DOWNLOAD_URL=http://mirror.example.org/agx/\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("AGX_DOWNLOAD_URL") && err.contains("use https://"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::build_context;
 use crate::config::Config;
@@ -74,8 +75,12 @@ pub enum ImageError {
         .failure.message
     )]
     BaseImageUnavailable { image: String, failure: StepFailure },
-    #[error("interrupted: the engine cancelled the build and nothing was tagged")]
+    #[error(
+        "interrupted: the build stopped (the engine cancels a step in progress) and nothing was tagged"
+    )]
     Interrupted,
+    #[error("cannot catch Ctrl-C: {0}")]
+    CatchInterrupt(std::io::Error),
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
     #[error("the image's AGX environment in {path} is not a JSON object of strings: {cause}")]
@@ -160,6 +165,10 @@ pub(crate) async fn build(
     request: &BuildRequest,
 ) -> Result<BuiltImage, ImageError> {
     let started = Instant::now();
+    // One handler for the whole build, caught from its start (not only while a phase polls for
+    // it): a Ctrl-C during the download or between phases drops what is in flight, the engine
+    // cancels a build whose request is gone, and nothing is tagged.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ImageError::CatchInterrupt)?;
     let mode = if request.quiet {
         Mode::Quiet
     } else if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
@@ -167,10 +176,12 @@ pub(crate) async fn build(
     } else {
         Mode::Plain
     };
-    let gathered = gather(config, inputs, mode).await?;
-    let (dockerfile_image, context_bytes) =
-        build_dockerfile(engine, config, request, &gathered.context, mode).await?;
-    let id = add_final_layer(engine, config, &gathered, &dockerfile_image, mode).await?;
+    let (id, context_bytes) = tokio::select! {
+        built = build_phases(engine, config, inputs, request, mode) => built?,
+        _ = interrupt.recv() => return Err(ImageError::Interrupted),
+    };
+    // IMAGE_NAME:IMAGE_TAG is tagged: the extra tags follow in a moment, a Ctrl-C meanwhile
+    // (still caught) does not leave them half made.
     let mut tags = vec![config.image_ref()];
     for extra in &request.extra_tags {
         let (repo, tag) = split_reference(extra);
@@ -191,6 +202,22 @@ pub(crate) async fn build(
     })
 }
 
+/// Gathers the inputs, builds the Dockerfile, adds devbox's final layer tagged
+/// `IMAGE_NAME:IMAGE_TAG`: the image's id and the bytes of context sent.
+async fn build_phases(
+    engine: &Engine,
+    config: &Config,
+    inputs: Inputs,
+    request: &BuildRequest,
+    mode: Mode,
+) -> Result<(String, u64), ImageError> {
+    let gathered = gather(config, inputs, mode).await?;
+    let (dockerfile_image, context_bytes) =
+        build_dockerfile(engine, config, request, &gathered.context, mode).await?;
+    let id = add_final_layer(engine, config, &gathered, &dockerfile_image, mode).await?;
+    Ok((id, context_bytes))
+}
+
 /// What the build needs from the project and the network, before the engine is asked.
 struct Gathered {
     context: spec::ContextInputs,
@@ -205,17 +232,15 @@ async fn gather(config: &Config, inputs: Inputs, mode: Mode) -> Result<Gathered,
         certificates,
     } = inputs;
     let agx_package = match &config.agx {
-        Some(agx) => {
-            let (agx, project_dir) = (agx.clone(), config.project_dir.clone());
-            let show = mode == Mode::Terminal;
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    agx::locate_or_download(&agx, &project_dir, &agx::cache_dir(), show)
-                })
-                .await
-                .expect("the download task does not panic")?,
+        Some(agx) => Some(
+            agx::locate_or_download(
+                agx,
+                &config.project_dir,
+                agx::cache_root(|key| std::env::var_os(key)).as_deref(),
+                mode == Mode::Terminal,
             )
-        }
+            .await?,
+        ),
         None => None,
     };
     let requirements = Some(config.project_dir.join("requirements.txt")).filter(|p| p.is_file());
@@ -350,17 +375,7 @@ async fn run_build(
 ) -> Result<String, ImageError> {
     let mut progress = Progress::new(mode, label);
     let mut messages = std::pin::pin!(engine.build(options, context));
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        let message = tokio::select! {
-            message = messages.next() => message,
-            // Dropping the request makes the engine cancel the build; nothing is tagged.
-            _ = &mut interrupted => {
-                progress.failure("interrupted".into());
-                return Err(ImageError::Interrupted);
-            }
-        };
-        let Some(message) = message else { break };
+    while let Some(message) = messages.next().await {
         match message {
             Ok(info) => progress.update(&info).map_err(ImageError::StepFailed)?,
             Err(EngineError::Refused { message, .. }) => {
@@ -429,6 +444,55 @@ pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
+/// The registry host a reference names, as docker's reference parsing decides: the first of
+/// several path components when it has a '.' or ':', is `localhost`, or has capitals
+/// (`registry.example.org/team/dev`, `localhost:5000/dev`); none for `team/dev` or `dev:1`.
+pub(crate) fn registry_of(reference: &str) -> Option<&str> {
+    let (first, _) = reference.split_once('/')?;
+    (first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase()))
+    .then_some(first)
+}
+
+/// An image carrying license files, named for a registry without being asked to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{reference} names the registry {registry}, and the image carries the lab's license files \
+     ({}): pushed there, they go to anyone who can pull the image. Pass --with-licenses if only \
+     people the licenses cover can pull from {registry}, or name the image without a registry",
+    .licenses.join(", ")
+)]
+pub(crate) struct LicensesToRegistry {
+    reference: String,
+    registry: String,
+    licenses: Vec<String>,
+}
+
+/// Refuses image names (`references`) that name a registry for an image with `licenses` in
+/// it, unless `with_licenses`: the licenses are the lab's, and a registry serves them to
+/// everyone who may pull.
+pub(crate) fn refuse_licenses_to_registry(
+    references: &[String],
+    licenses: &[String],
+    with_licenses: bool,
+) -> Result<(), LicensesToRegistry> {
+    if with_licenses || licenses.is_empty() {
+        return Ok(());
+    }
+    match references
+        .iter()
+        .find_map(|reference| Some((reference, registry_of(reference)?)))
+    {
+        Some((reference, registry)) => Err(LicensesToRegistry {
+            reference: reference.clone(),
+            registry: registry.to_string(),
+            licenses: licenses.to_vec(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -444,6 +508,48 @@ mod tests {
         assert_eq!(split_reference("a/b"), ("a/b", "latest"));
         assert_eq!(split_reference("host:5000/a"), ("host:5000/a", "latest"));
         assert_eq!(split_reference("host:5000/a:t"), ("host:5000/a", "t"));
+    }
+
+    #[test]
+    fn registries_are_named_as_docker_reads_references() {
+        for (reference, registry) in [
+            (
+                "registry.example.org/team/dev:1",
+                Some("registry.example.org"),
+            ),
+            ("localhost:5000/dev", Some("localhost:5000")),
+            ("localhost/dev", Some("localhost")),
+            ("Team/dev", Some("Team")),
+            ("ghcr.io/lab/dev", Some("ghcr.io")),
+            ("team/dev", None),
+            ("dev:1", None),
+            ("machine-boom-project", None),
+        ] {
+            assert_eq!(registry_of(reference), registry, "{reference}");
+        }
+    }
+
+    #[test]
+    fn licenses_go_to_a_registry_only_when_asked() {
+        let names = |refs: &[&str]| refs.iter().map(|r| (*r).to_string()).collect::<Vec<_>>();
+        let licenses = names(&["site.lic"]);
+        let pushed = names(&["dev:latest", "localhost:5000/dev:x"]);
+        let err = refuse_licenses_to_registry(&pushed, &licenses, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("localhost:5000/dev:x names the registry localhost:5000"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(site.lic)") && err.contains("--with-licenses"),
+            "{err}"
+        );
+        assert!(refuse_licenses_to_registry(&pushed, &licenses, true).is_ok());
+        assert!(refuse_licenses_to_registry(&pushed, &[], false).is_ok());
+        assert!(
+            refuse_licenses_to_registry(&names(&["dev:1", "team/dev"]), &licenses, false).is_ok()
+        );
     }
 
     #[test]

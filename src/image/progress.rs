@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bollard::models::BuildInfo;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 
 /// How many of a step's last output lines a failure shows.
 const TAIL_LINES: usize = 15;
@@ -59,7 +59,8 @@ impl Progress {
     pub(crate) fn new(mode: Mode, label: &str) -> Self {
         let bar = match mode {
             Mode::Terminal => {
-                let bar = ProgressBar::new_spinner();
+                // Cleared however the build ends, also when it is dropped (Ctrl-C).
+                let bar = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
                 bar.set_style(
                     ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
                         .expect("valid template"),

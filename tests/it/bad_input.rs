@@ -147,6 +147,25 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["build"],
             &["AGX_DOWNLOAD_URL", "http"],
         ),
+        case(
+            "AGX_VERSION=2.36.1.2\nAGX_DOWNLOAD_URL=http://www.algoryx.se/download/installers/\n",
+            &["build"],
+            &["AGX_DOWNLOAD_URL", "plain http", "use https://"],
+        ),
+        case(
+            "AGX_VERSION=2.36.1.2\nAGX_SHA256=d41d8cd98f00b204e9800998ecf8427e\n",
+            &["build"],
+            &["AGX_SHA256", "64 hex digits"],
+        ),
+        // No private folder for the download: never /tmp.
+        case(
+            "AGX_VERSION=2.36.1.2\n",
+            &["build"],
+            &["Set HOME or XDG_CACHE_HOME", "agx-2.36.1.2"],
+        )
+        .with_file("licenses/agx.lic", "LICENSE")
+        .with_env("HOME", "")
+        .with_env("XDG_CACHE_HOME", ""),
         case("IMAGE_TAG=.hidden\n", &["build"], &["IMAGE_TAG", "tag"]),
         case("BASE_IMAGE=\"a b\"\n", &["build"], &["BASE_IMAGE"]),
         case(
@@ -210,6 +229,17 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["build", "--build-arg", "BASE_IMAGE=other"],
             &["--build-arg BASE_IMAGE", "in the .env"],
         )
+        .usage(),
+        case(
+            "",
+            &["build", "-t", "registry.example.org/lab/dev:1"],
+            &[
+                "names the registry registry.example.org",
+                "site.lic",
+                "--with-licenses",
+            ],
+        )
+        .with_file("licenses/site.lic", "LICENSE")
         .usage(),
         case(
             "AGX_VERSION=2.36.1.2\n",

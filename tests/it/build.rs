@@ -1,9 +1,12 @@
 //! `devbox build` against the real engine, with the fast busybox image as the base.
 
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use crate::common;
 use crate::common::{
-    BUSYBOX_IMAGE, Cleanup, FileServer, Project, assert_failure, assert_success, docker, docker_ok,
-    image_labels, stdout, unique_name,
+    Answer, BUSYBOX_IMAGE, Cleanup, FileServer, Project, TcpEngine, assert_failure, assert_success,
+    docker, docker_ok, image_labels, stdout, unique_name, wait_for,
 };
 
 const AGX_PACKAGE: &str = "agx-2.36.1.2-amd64-ubuntu_22.04.deb";
@@ -16,11 +19,12 @@ fn busybox_project(extra_env: &str) -> (Project, String) {
     let project = Project::new(&format!(
         "IMAGE_NAME={name}\nIMAGE_TAG=t1\nBASE_IMAGE={BUSYBOX_IMAGE}\n{extra_env}"
     ));
+    // The label makes every later layer the project's own: a layer cached from another test's
+    // build could be removed under this one by that test's clean-up (`unknown parent image`).
     project.write(
         "images/Dockerfile",
-        r#"ARG BASE_IMAGE
-FROM ${BASE_IMAGE}
-ARG AGX_VERSION
+        format!("ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nLABEL devbox-test.project={name}\n")
+            + r#"ARG AGX_VERSION
 ARG MARKER=unset
 COPY . /context/
 RUN echo "marker=${MARKER}" > /marker && mkdir -p /etc/devbox && \
@@ -245,6 +249,340 @@ fn a_failed_download_leaves_no_partial_file_and_names_both_urls() {
         !docker(&["image", "inspect", &format!("{name}:t1")])
             .status
             .success()
+    );
+}
+
+/// `.env` lines for AGX from `base_url/installers/`, with a license in the project.
+fn agx_project(base_url: &str) -> (Project, String) {
+    let (project, name) = busybox_project(&format!(
+        "AGX_VERSION=2.36.1.2\nAGX_DOWNLOAD_URL={base_url}/installers/\n"
+    ));
+    project.write("licenses/agx.lic", "license");
+    (project, name)
+}
+
+fn sigint(child: &std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn agx_sha256_is_checked_after_the_download_and_before_every_reuse() {
+    let package = b"the package the vendor published".to_vec();
+    let digest = hex_sha256(&package);
+    let server = FileServer::start(vec![(
+        format!("/installers/{AGX_PACKAGE}"),
+        package.clone(),
+    )]);
+    let (project, name) = agx_project(&server.base_url);
+    let image = format!("{name}:t1");
+    let cleanup = Cleanup::new();
+    cleanup.image(&image).built(&name);
+    let cache = project.path().join(".cache/devbox/agx");
+    let build = |sha256: &str| {
+        project
+            .devbox_command(&["build"])
+            .env("AGX_SHA256", sha256)
+            .output()
+            .unwrap()
+    };
+
+    // A download that is not the published package is deleted, and said so with both digests.
+    let wrong = "0".repeat(64);
+    let err = assert_failure(&build(&wrong));
+    assert!(err.contains(&wrong) && err.contains(&digest), "{err}");
+    assert!(err.contains("deleted it"), "{err}");
+    assert_eq!(entries(&cache), Vec::<String>::new());
+    assert!(!docker(&["image", "inspect", &image]).status.success());
+
+    // The right one: built, with no note about an unchecked package.
+    let output = build(&digest.to_uppercase());
+    assert_success(&output);
+    assert!(!common::stderr(&output).contains("unchecked"));
+    assert_eq!(std::fs::read(cache.join(AGX_PACKAGE)).unwrap(), package);
+
+    // A package planted in (or corrupted in) the cache is not used: downloaded again.
+    std::fs::write(cache.join(AGX_PACKAGE), b"planted").unwrap();
+    let output = build(&digest);
+    assert_success(&output);
+    let err = common::stderr(&output);
+    assert!(err.contains("downloading the package again"), "{err}");
+    assert_eq!(std::fs::read(cache.join(AGX_PACKAGE)).unwrap(), package);
+    assert_eq!(
+        docker_ok(&[
+            "run",
+            "--rm",
+            &image,
+            "sha256sum",
+            &format!("/context/agx/{AGX_PACKAGE}")
+        ]),
+        format!("{digest}  /context/agx/{AGX_PACKAGE}")
+    );
+    assert_eq!(server.requests().len(), 3);
+
+    // One in the project folder that is not the vendor's is refused, naming it.
+    project.write(AGX_PACKAGE, "planted");
+    let err = assert_failure(&build(&digest));
+    assert!(
+        err.contains(AGX_PACKAGE) && err.contains(&hex_sha256(b"planted")),
+        "{err}"
+    );
+
+    // Without AGX_SHA256 it is used unchecked, and the build says so once.
+    let output = build("");
+    assert_success(&output);
+    let err = common::stderr(&output);
+    assert_eq!(err.matches("AGX_SHA256 is not set").count(), 1, "{err}");
+}
+
+#[test]
+fn agx_comes_over_https_or_from_this_machine_and_redirects_cannot_leave_that() {
+    // 192.0.2.1 (TEST-NET-1) answers nothing: asked, it would wait for the connect timeout.
+    let elsewhere = format!("http://192.0.2.1/installers/{AGX_PACKAGE}");
+    let package = b"package".to_vec();
+    let server = FileServer::answering(vec![
+        (
+            format!("/installers/{AGX_PACKAGE}"),
+            Answer::Redirect(elsewhere.clone()),
+        ),
+        (
+            format!("/installers/old/{AGX_PACKAGE}"),
+            Answer::Redirect(elsewhere.clone()),
+        ),
+        (
+            format!("/moved/{AGX_PACKAGE}"),
+            Answer::Redirect(format!("/here/{AGX_PACKAGE}")),
+        ),
+        (
+            format!("/here/{AGX_PACKAGE}"),
+            Answer::File(package.clone()),
+        ),
+    ]);
+    let (project, name) = agx_project(&server.base_url);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1")).built(&name);
+
+    let started = Instant::now();
+    let err = assert_failure(&project.devbox(&["build"]));
+    assert!(
+        err.contains(&format!("redirected to {elsewhere}, refused: plain http")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    assert!(entries(&project.path().join(".cache/devbox/agx")).is_empty());
+
+    // Plain http to another host is refused before anything is asked.
+    let output = project
+        .devbox_command(&["build"])
+        .env("AGX_DOWNLOAD_URL", "http://192.0.2.1/installers/")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(
+        err.contains("AGX_DOWNLOAD_URL") && err.contains("use https://"),
+        "{err}"
+    );
+
+    // A redirect that stays on this machine is followed.
+    let output = project
+        .devbox_command(&["build"])
+        .env("AGX_DOWNLOAD_URL", format!("{}/moved/", server.base_url))
+        .output()
+        .unwrap();
+    assert_success(&output);
+    let cached = project.path().join(".cache/devbox/agx").join(AGX_PACKAGE);
+    assert_eq!(std::fs::read(cached).unwrap(), package);
+}
+
+#[test]
+fn ctrl_c_during_the_agx_download_stops_the_build_and_leaves_no_partial_file() {
+    // 1 MiB at 16 KiB every 100 ms: over six seconds.
+    let server = FileServer::answering(vec![(
+        format!("/installers/{AGX_PACKAGE}"),
+        Answer::Slowly {
+            body: vec![7u8; 1 << 20],
+            chunk: 16 << 10,
+            pause: Duration::from_millis(100),
+        },
+    )]);
+    let (project, name) = agx_project(&server.base_url);
+    let cleanup = Cleanup::new();
+    cleanup.image(format!("{name}:t1")).built(&name);
+    let child = project
+        .devbox_command(&["build"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the download to begin",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || (!server.requests().is_empty()).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sigint(&child);
+    let output = child.wait_with_output().unwrap();
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        entries(&project.path().join(".cache/devbox/agx")),
+        Vec::<String>::new()
+    );
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn two_builds_at_once_download_into_one_cache_without_harm() {
+    // Bytes that differ from place to place, so that a mix of two downloads would show.
+    let package: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let server = FileServer::answering(vec![(
+        format!("/installers/{AGX_PACKAGE}"),
+        Answer::Slowly {
+            body: package.clone(),
+            chunk: 64 << 10,
+            pause: Duration::from_millis(150),
+        },
+    )]);
+    let cache = tempfile::tempdir().unwrap();
+    let (first, first_name) = agx_project(&server.base_url);
+    let (second, second_name) = agx_project(&server.base_url);
+    let cleanup = Cleanup::new();
+    cleanup.built(&first_name).built(&second_name);
+    let build = |project: &Project| {
+        project
+            .devbox_command(&["build"])
+            .env("XDG_CACHE_HOME", cache.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let one = build(&first);
+    wait_for(
+        "the first download to begin",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || (!server.requests().is_empty()).then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let other = build(&second);
+    assert_success(&one.wait_with_output().unwrap());
+    assert_success(&other.wait_with_output().unwrap());
+    assert_eq!(server.requests().len(), 2, "both downloaded at once");
+    let agx = cache.path().join("devbox/agx");
+    assert_eq!(entries(&agx), vec![AGX_PACKAGE.to_string()]);
+    assert!(std::fs::read(agx.join(AGX_PACKAGE)).unwrap() == package);
+    for name in [&first_name, &second_name] {
+        assert_eq!(
+            docker_ok(&[
+                "run",
+                "--rm",
+                &format!("{name}:t1"),
+                "sha256sum",
+                &format!("/context/agx/{AGX_PACKAGE}")
+            ]),
+            format!("{}  /context/agx/{AGX_PACKAGE}", hex_sha256(&package))
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_between_the_builds_phases_stops_it_and_tags_nothing() {
+    let (project, name) = busybox_project("");
+    let image = format!("{name}:t1");
+    // The final layer's first request (its look at the tag) is held: the Dockerfile is built,
+    // the final layer not yet begun.
+    let engine = TcpEngine::holding(format!("/images/{image}/json"));
+    let cleanup = Cleanup::new();
+    cleanup.image(&image);
+    let child = project
+        .devbox_command(&["build"])
+        .env("DOCKER_HOST", &engine.host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    engine.wait_held();
+    sigint(&child);
+    // A build that swallowed the Ctrl-C would wait for the answer forever: let it have it.
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.release();
+    let output = child.wait_with_output().unwrap();
+    // The Dockerfile's image, untagged, goes too.
+    if let Some(id) = stdout(&output)
+        .lines()
+        .find_map(|line| line.strip_prefix("Successfully built "))
+    {
+        cleanup.image(id.trim());
+    }
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!docker(&["image", "inspect", &image]).status.success());
+}
+
+#[test]
+fn a_name_with_a_registry_needs_with_licenses_when_licenses_go_into_the_image() {
+    let (project, name) = busybox_project("");
+    project.write("licenses/site.lic", "LICENSE");
+    let image = format!("{name}:t1");
+    let pushed = format!("localhost:5000/{name}:x");
+    let cleanup = Cleanup::new();
+    cleanup.image(&image).image(&pushed);
+
+    let output = project.devbox(&["build", "-t", &pushed]);
+    let err = common::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{pushed} names the registry localhost:5000")),
+        "{err}"
+    );
+    assert!(
+        err.contains("site.lic") && err.contains("--with-licenses"),
+        "{err}"
+    );
+    for reference in [&image, &pushed] {
+        assert!(!docker(&["image", "inspect", reference]).status.success());
+    }
+
+    // So does IMAGE_NAME naming one.
+    let output = project
+        .devbox_command(&["build"])
+        .env("IMAGE_NAME", format!("localhost:5000/{name}"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", common::stderr(&output));
+
+    // Asked for, the image is built and tagged.
+    assert_success(&project.devbox(&["build", "-t", &pushed, "--with-licenses"]));
+    assert_eq!(
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &pushed]),
+        docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image])
     );
 }
 

@@ -456,48 +456,93 @@ pub(crate) struct FileServer {
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
+/// What a [`FileServer`] answers for a path.
+pub(crate) enum Answer {
+    File(Vec<u8>),
+    /// The file in chunks of `chunk` bytes, one every `pause`: a download that takes a while.
+    Slowly {
+        body: Vec<u8>,
+        chunk: usize,
+        pause: Duration,
+    },
+    /// 302 Found, to this location.
+    Redirect(String),
+}
+
 impl FileServer {
     /// Serves `files` (URL path → contents); everything else is 404.
     pub(crate) fn start(files: Vec<(String, Vec<u8>)>) -> Self {
+        FileServer::answering(
+            files
+                .into_iter()
+                .map(|(path, body)| (path, Answer::File(body)))
+                .collect(),
+        )
+    }
+
+    /// Answers each path as given, everything else with 404; each connection on its own thread.
+    pub(crate) fn answering(answers: Vec<(String, Answer)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let answers = Arc::new(answers);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let path = request_line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .to_string();
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                seen.lock().unwrap().push(path.clone());
-                let _ = match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, body)) => stream
-                        .write_all(
-                            format!(
-                                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
-                                body.len()
-                            )
-                            .as_bytes(),
-                        )
-                        .and_then(|()| stream.write_all(body)),
-                    None => stream.write_all(
-                        b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
-                    ),
-                };
+                let Ok(stream) = stream else { continue };
+                let (seen, answers) = (seen.clone(), answers.clone());
+                std::thread::spawn(move || {
+                    let _ = FileServer::answer(stream, &seen, &answers);
+                });
             }
         });
         FileServer { base_url, requests }
+    }
+
+    fn answer(
+        mut stream: std::net::TcpStream,
+        seen: &Mutex<Vec<String>>,
+        answers: &[(String, Answer)],
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line)?;
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let mut header = String::new();
+        while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+            header.clear();
+        }
+        seen.lock().unwrap().push(path.clone());
+        let head = |length: usize| {
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+        };
+        match answers.iter().find(|(p, _)| *p == path).map(|(_, a)| a) {
+            Some(Answer::File(body)) => {
+                stream.write_all(head(body.len()).as_bytes())?;
+                stream.write_all(body)
+            }
+            Some(Answer::Slowly { body, chunk, pause }) => {
+                stream.write_all(head(body.len()).as_bytes())?;
+                for part in body.chunks(*chunk) {
+                    stream.write_all(part)?;
+                    std::thread::sleep(*pause);
+                }
+                Ok(())
+            }
+            Some(Answer::Redirect(location)) => stream.write_all(
+                format!("HTTP/1.0 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            ),
+            None => {
+                stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+            }
+        }
     }
 
     pub(crate) fn requests(&self) -> Vec<String> {
@@ -510,31 +555,68 @@ impl FileServer {
 /// containing `fatal` has been passed on: the engine carries that request out, but its answer
 /// never arrives and the connection drops, as when an engine (or the link to it) dies
 /// mid-request; [`TcpEngine::reopen`] lets connections through again, as when it is back.
+/// One made by [`TcpEngine::holding`] holds a request back until [`TcpEngine::release`].
 pub(crate) struct TcpEngine {
     /// `tcp://127.0.0.1:PORT`, for DOCKER_HOST.
     pub host: String,
     dead: Arc<AtomicBool>,
+    hold: Arc<Hold>,
+}
+
+/// The request a [`TcpEngine`] holds back: the first containing `pattern`.
+#[derive(Default)]
+struct Hold {
+    pattern: Option<String>,
+    held: AtomicBool,
+    released: AtomicBool,
 }
 
 impl TcpEngine {
     pub(crate) fn start() -> TcpEngine {
-        TcpEngine::forwarding(None)
+        TcpEngine::forwarding(None, Hold::default())
     }
 
     pub(crate) fn dying_after(fatal: &'static str) -> TcpEngine {
-        TcpEngine::forwarding(Some(fatal))
+        TcpEngine::forwarding(Some(fatal), Hold::default())
     }
 
-    fn forwarding(fatal: Option<&'static str>) -> TcpEngine {
+    /// Holds back the first request containing `pattern` (the engine does not see it) until
+    /// [`TcpEngine::release`]: devbox waits for its answer at a known moment.
+    pub(crate) fn holding(pattern: String) -> TcpEngine {
+        TcpEngine::forwarding(
+            None,
+            Hold {
+                pattern: Some(pattern),
+                ..Hold::default()
+            },
+        )
+    }
+
+    /// Returns once the request to hold has come.
+    pub(crate) fn wait_held(&self) {
+        wait_for(
+            "the request to hold",
+            Duration::from_secs(120),
+            Duration::from_millis(20),
+            || self.hold.held.load(Ordering::SeqCst).then_some(()),
+        );
+    }
+
+    pub(crate) fn release(&self) {
+        self.hold.released.store(true, Ordering::SeqCst);
+    }
+
+    fn forwarding(fatal: Option<&'static str>, hold: Hold) -> TcpEngine {
         use std::sync::atomic::Ordering::SeqCst;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = format!("tcp://{}", listener.local_addr().unwrap());
         let dead = Arc::new(AtomicBool::new(false));
         let armed = Arc::new(AtomicBool::new(fatal.is_some()));
-        let state = (dead.clone(), armed);
+        let hold = Arc::new(hold);
+        let state = (dead.clone(), armed, hold.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (dead, armed) = (state.0.clone(), state.1.clone());
+                let (dead, armed, hold) = (state.0.clone(), state.1.clone(), state.2.clone());
                 if dead.load(SeqCst) {
                     continue; // refused: dropped at once
                 }
@@ -546,6 +628,15 @@ impl TcpEngine {
                 std::thread::spawn(move || {
                     let mut buffer = [0u8; 65536];
                     while let Ok(n @ 1..) = from_client.read(&mut buffer) {
+                        if let Some(pattern) = &hold.pattern
+                            && !hold.held.load(SeqCst)
+                            && String::from_utf8_lossy(&buffer[..n]).contains(pattern.as_str())
+                        {
+                            hold.held.store(true, SeqCst);
+                            while !hold.released.load(SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                        }
                         if to_engine.write_all(&buffer[..n]).is_err() {
                             break;
                         }
@@ -571,11 +662,18 @@ impl TcpEngine {
                 });
             }
         });
-        TcpEngine { host, dead }
+        TcpEngine { host, dead, hold }
     }
 
     pub(crate) fn reopen(&self) {
         self.dead.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpEngine {
+    fn drop(&mut self) {
+        // A request still held goes on (or fails), whatever became of the test.
+        self.release();
     }
 }
 
