@@ -130,7 +130,7 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["build"],
             &["IMAGE_NAME", "lowercase"],
         ),
-        case("LONELY\n", &["status"], &["line 1", "LONELY"]),
+        case("LONELY\n", &["status"], &["line 1", "not a setting"]),
         case("=value\n", &["logs"], &["line 1", "KEY=VALUE"]),
         case(
             "AGX_VERSION=2.36\n",

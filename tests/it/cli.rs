@@ -143,14 +143,17 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
             &[".env line 2", "AGX_VERSION", "N.N.N.N"],
         ),
         (b"A=1\nnot a setting\n", &[".env line 2", "KEY=VALUE"]),
-        (b"A=1\nLONELY\n", &[".env line 2", "LONELY"]),
+        (
+            b"A=1\nLONELY\n",
+            &[".env line 2", "not a setting", "KEY=VALUE"],
+        ),
         (b"A=\"open\nB=2\n", &[".env line 1", "close every quote"]),
         (b"A=1\nA=2\n", &["A is set twice", "lines 1 and 2"]),
         (b"A=1\nB=\xff\xfe\n", &[".env line 2", "not UTF-8"]),
         (b"IMAGE_NAME=\"Has Caps\"\n", &["IMAGE_NAME", "lowercase"]),
         (
             b"IMAGE_NAME=has space\n",
-            &["line 1", "IMAGE_NAME=has space", "quote values"],
+            &["line 1", "value of IMAGE_NAME", "quote values"],
         ),
         (b"IMAGE_TAG=-bad\n", &["IMAGE_TAG", "tag"]),
         (
@@ -195,6 +198,44 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
             1
         );
         assert_eq!(std::fs::read(project.path().join(".env")).unwrap(), before);
+    }
+}
+
+#[test]
+fn a_line_that_cannot_be_read_is_named_by_key_and_line_never_by_its_value() {
+    for env in [
+        "A=1\nAWS_SECRET_ACCESS_KEY=wJalrXUtn FEMIK7MDENG\n",
+        "A=1\nAPI_TOKEN=\"wJalrXUtnFEMIK7MDENG\n",
+        "A=1\nwJalrXUtnFEMIK7MDENG\n",
+        "A=1\n=wJalrXUtnFEMIK7MDENG\n",
+    ] {
+        let project = Project::new(env);
+        let err = assert_failure(&project.devbox(&["config"]));
+        assert!(err.contains(".env line 2"), "{err}");
+        assert!(!err.contains("wJalrXUtn"), "{err}");
+    }
+}
+
+#[test]
+fn a_env_file_others_may_read_is_warned_about_with_the_fix() {
+    let project = Project::new("IMAGE_TAG=x\n");
+    let quiet = project.devbox(&["config"]);
+    assert_success(&quiet);
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    let other = project.write("other.env", "IMAGE_TAG=y\n");
+    for mode in [0o644, 0o640] {
+        std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let output = project.devbox(&["--env-file", "other.env", "config", "--get", "IMAGE_TAG"]);
+        assert_success(&output);
+        assert_eq!(stdout(&output), "y\n", "not an error");
+        let warning = stderr(&output);
+        assert_eq!(warning.lines().count(), 1, "{warning}");
+        assert!(
+            warning.starts_with("devbox: warning: ")
+                && warning.contains(&format!("chmod 600 {}", other.display())),
+            "{warning}"
+        );
     }
 }
 

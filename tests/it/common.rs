@@ -59,7 +59,10 @@ impl Project {
         let project = Project {
             dir: tempfile::tempdir().expect("a temporary folder"),
         };
-        project.write(".env", env);
+        let path = project.write(".env", env);
+        // As `devbox init` makes it: devbox warns about a .env others may read.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         project
     }
 
