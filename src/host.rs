@@ -1,5 +1,5 @@
-//! Facts about the machine devbox runs on, on the host or inside the container: its name
-//! and the user's login name.
+//! Facts about the machine devbox runs on, on the host or inside the container: its name,
+//! the user's login name, and its random source.
 
 /// This host's name (the default container name starts with it).
 pub(crate) fn hostname() -> String {
@@ -26,4 +26,12 @@ pub(crate) fn login_name() -> String {
             }
             .to_string()
         })
+}
+
+/// `count` bytes from the kernel's random source.
+pub(crate) fn random_bytes(count: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; count];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }

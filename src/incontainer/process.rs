@@ -232,15 +232,10 @@ pub(super) fn listens_on(table: &str, port: u16) -> bool {
 
 /// `count` bytes from the kernel's random source.
 pub(super) fn random_bytes(count: usize) -> Result<Vec<u8>, AppletError> {
-    use std::io::Read;
-    let mut bytes = vec![0u8; count];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut file| file.read_exact(&mut bytes))
-        .map_err(|source| AppletError::Io {
-            action: "cannot read /dev/urandom".into(),
-            source,
-        })?;
-    Ok(bytes)
+    crate::host::random_bytes(count).map_err(|source| AppletError::Io {
+        action: "cannot read /dev/urandom".into(),
+        source,
+    })
 }
 
 #[cfg(test)]
