@@ -89,14 +89,24 @@ fn init_creates_the_skeleton_and_never_overwrites() {
 #[test]
 fn config_shows_resolved_values_with_the_environment_winning() {
     let project = Project::new("IMAGE_TAG=from-file\nSIMULATION_RATE=60\n");
-    let output = project
-        .devbox_command(&["config"])
-        .env("IMAGE_TAG", "from-env")
-        .output()
-        .unwrap();
-    assert_success(&output);
-    let text = stdout(&output);
+    let config = |args: &[&str]| {
+        let output = project
+            .devbox_command(args)
+            .env("IMAGE_TAG", "from-env")
+            .output()
+            .unwrap();
+        assert_success(&output);
+        stdout(&output)
+    };
+    let text = config(&["config"]);
     assert!(text.contains("machine-boom-project:from-env"), "{text}");
+    // A project's own key may hold a secret: its value only when asked for.
+    assert!(
+        text.contains("SIMULATION_RATE  (set, hidden: --show-secrets shows it)")
+            && !text.contains("60"),
+        "{text}"
+    );
+    let text = config(&["config", "--show-secrets"]);
     assert!(text.contains("SIMULATION_RATE=60"), "{text}");
 }
 
@@ -114,11 +124,14 @@ fn config_answers_scripts_with_json_or_one_value() {
     assert_success(&json);
     let settings: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(settings["IMAGE_TAG"], "from-file");
-    assert_eq!(settings["SIMULATION_RATE"], "60");
     assert!(settings.get("JUPYTER_TOKEN").is_none(), "{settings}");
+    assert!(settings.get("SIMULATION_RATE").is_none(), "{settings}");
     let with_secrets = project.devbox(&["config", "--json", "--show-secrets"]);
     let settings: serde_json::Value = serde_json::from_str(&stdout(&with_secrets)).unwrap();
     assert_eq!(settings["JUPYTER_TOKEN"], "s3cret");
+    assert_eq!(settings["SIMULATION_RATE"], "60");
+    // Asked for by name, a secret is given.
+    assert_eq!(stdout(&get("JUPYTER_TOKEN")), "s3cret\n");
 
     let unknown = get("NO_SUCH_KEY");
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
