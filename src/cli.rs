@@ -172,7 +172,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Include the Jupyter token in the output.
+    /// Include the Jupyter token and the VNC password (without it, only a terminal shows
+    /// them, and --json never does).
     #[arg(long)]
     pub show_secrets: bool,
 
