@@ -57,7 +57,7 @@ pub enum Command {
     /// /dev/shm) and say how to fix each problem. Exit code 0 only when nothing is wrong.
     Doctor(DoctorArgs),
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
-    /// Secrets are shown as set or unset.
+    /// Secrets and the values of the project's own keys are hidden unless --show-secrets.
     Config(ConfigArgs),
     /// The commands of the container: start-vnc, start-jupyter, cluster-join, cluster-leave,
     /// cluster-status.
@@ -179,7 +179,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Include the Jupyter token in the output.
+    /// Include the Jupyter token and the VNC password (without it, only a terminal shows
+    /// them, and --json never does).
     #[arg(long)]
     pub show_secrets: bool,
 
@@ -277,16 +278,18 @@ pub struct ClusterUpArgs {
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// Print JSON for scripts: every setting by key, with the value in effect (the default
-    /// when the .env has none), then the project's own keys. Secrets are left out.
+    /// when the .env has none). Secrets and the project's own keys are left out unless
+    /// --show-secrets.
     #[arg(long, conflicts_with = "get")]
     pub json: bool,
 
-    /// With --json: include JUPYTER_TOKEN and VNC_PASSWORD.
-    #[arg(long, requires = "json")]
+    /// Show the values of JUPYTER_TOKEN, VNC_PASSWORD and the project's own keys (any of them
+    /// may be a secret, such as AWS_SECRET_ACCESS_KEY).
+    #[arg(long, conflicts_with = "get")]
     pub show_secrets: bool,
 
     /// Print the value in effect of one setting (a key devbox reads, or one of the .env's),
-    /// alone on a line, for scripts.
+    /// alone on a line, for scripts; a secret too, since it is asked for by name.
     #[arg(long, value_name = "KEY")]
     pub get: Option<String>,
 }

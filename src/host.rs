@@ -1,5 +1,5 @@
 //! Facts about the machine devbox runs on, on the host or inside the container: its name,
-//! the user's login name, random bytes.
+//! the user's login name, and its random source.
 
 /// This host's name (the default container name starts with it).
 pub(crate) fn hostname() -> String {

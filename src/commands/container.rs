@@ -1,5 +1,7 @@
 //! `devbox start`, `connect`, `stop`, `status`, `logs`.
 
+use std::io::IsTerminal;
+
 use super::{CommandError, WhileDoing};
 use bollard::models::ContainerInspectResponse;
 
@@ -221,13 +223,16 @@ pub(super) async fn status(
     let status = status::status(&engine, config, &name)
         .await
         .while_doing(|| format!("reading the status of {name}"))?;
+    // A person at a terminal sees the secrets; output that is no terminal may end up in a log,
+    // and JSON is for scripts: both get them only when asked.
+    let shown = args.show_secrets || (!args.json && std::io::stdout().is_terminal());
+    let status = if shown {
+        status
+    } else {
+        status.without_secrets()
+    };
     let printer = Printer::DEVBOX;
     if args.json {
-        let status = if args.show_secrets {
-            status
-        } else {
-            status.without_secrets()
-        };
         printer.result(serde_json::to_string_pretty(&status).expect("status serialises"));
     } else {
         printer.result(status::render(&status));

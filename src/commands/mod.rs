@@ -17,6 +17,7 @@ use crate::container::ContainerError;
 use crate::engine::{EngineError, Target};
 use crate::exit::ExitStatus;
 use crate::image::ImageError;
+use crate::printer::Printer;
 use crate::ray::RayError;
 use crate::swarm::SwarmError;
 
@@ -100,7 +101,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         .project_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("."));
-    let load = || Config::load(&project_dir, cli.env_file.as_deref());
+    let load = || Config::load(&project_dir, cli.env_file.as_deref()).inspect(warn_if_exposed);
     let target = || Target::resolve(cli.context.as_deref());
     match cli.command {
         Command::Init(args) => init::run(&project_dir, &args),
@@ -116,6 +117,23 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),
+    }
+}
+
+/// A `.env` that others may read gives them its secrets: said once, before the command.
+fn warn_if_exposed(config: &Config) {
+    if let Some(path) = &config.exposed_env_file {
+        let path = path.display().to_string();
+        let quoted = if path.contains(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
+        {
+            format!("'{}'", path.replace('\'', r"'\''"))
+        } else {
+            path.clone()
+        };
+        Printer::DEVBOX.warning(format!(
+            "{path} may be read by other users of this machine, and with it the secrets it holds; \
+             `chmod 600 {quoted}` keeps it yours"
+        ));
     }
 }
 

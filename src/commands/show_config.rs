@@ -22,14 +22,24 @@ pub(super) fn run(config: &Config, args: &ConfigArgs) -> Result<ExitStatus, Comm
         printer.result(value);
     } else if args.json {
         if !args.show_secrets {
-            settings.retain(|key, _| !SECRET_KEYS.contains(key));
+            // Left out rather than masked: a script must not take a mask for the value.
+            settings.retain(|key, _| !may_be_secret(key));
         }
         printer.result(serde_json::to_string_pretty(&settings).expect("settings serialise"));
     } else {
-        printer.result(render(config));
+        printer.result(render(config, args.show_secrets));
     }
     Ok(ExitStatus::Success)
 }
+
+/// A secret devbox knows (JUPYTER_TOKEN…), or a project's own key, which may be anything
+/// (AWS_SECRET_ACCESS_KEY…).
+fn may_be_secret(key: &str) -> bool {
+    SECRET_KEYS.contains(&key) || !KNOWN_KEYS.iter().any(|(known, _)| *known == key)
+}
+
+/// What is shown for a value that may be a secret, without --show-secrets.
+const HIDDEN: &str = "(set, hidden: --show-secrets shows it)";
 
 /// Every setting by key with the value in effect: the keys devbox reads (their defaults when
 /// the .env and the environment have none), and the project's own keys.
@@ -44,9 +54,10 @@ fn settings(config: &Config) -> BTreeMap<&str, &str> {
     known.chain(project).collect()
 }
 
-fn render(config: &Config) -> String {
+fn render(config: &Config, show_secrets: bool) -> String {
     let secret = |value: &Option<String>| match value {
-        Some(_) => "(set)".to_string(),
+        Some(value) if show_secrets => value.clone(),
+        Some(_) => HIDDEN.to_string(),
         None => "(a new random one at each start)".to_string(),
     };
     let rows: Vec<(&str, String)> = vec![
@@ -101,7 +112,14 @@ fn render(config: &Config) -> String {
             "project keys (passed into the container, not read by devbox):"
         );
         for key in project_keys {
-            let _ = writeln!(text, "  {key}={}", config.values[key]);
+            let value = &config.values[key];
+            let _ = if show_secrets {
+                writeln!(text, "  {key}={value}")
+            } else if value.is_empty() {
+                writeln!(text, "  {key}  (empty)")
+            } else {
+                writeln!(text, "  {key}  {HIDDEN}")
+            };
         }
     }
     text
@@ -112,22 +130,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_not_shown_and_project_keys_are() {
+    fn secrets_and_project_keys_are_hidden_unless_asked_for() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(".env"),
-            "JUPYTER_TOKEN=s3cret\nSIMULATION_STEPS=5\n",
+            "JUPYTER_TOKEN=s3cret\nAWS_SECRET_ACCESS_KEY=wJalrXUtn\nSIMULATION_STEPS=\n",
         )
         .unwrap();
         let config = Config::load_with(dir.path(), None, |_| None).unwrap();
-        let text = render(&config);
-        assert!(!text.contains("s3cret"), "{text}");
-        assert!(text.contains("Jupyter token          (set)"), "{text}");
-        assert!(text.contains("  SIMULATION_STEPS=5"), "{text}");
+        let text = render(&config, false);
+        assert!(
+            !text.contains("s3cret") && !text.contains("wJalrXUtn"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Jupyter token          {HIDDEN}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  AWS_SECRET_ACCESS_KEY  {HIDDEN}")),
+            "{text}"
+        );
+        assert!(text.contains("  SIMULATION_STEPS  (empty)"), "{text}");
+        assert!(
+            text.contains("VNC password           (a new random one at each start)"),
+            "{text}"
+        );
         assert!(
             text.contains("image                  machine-boom-project:latest"),
             "{text}"
         );
+        let shown = render(&config, true);
+        assert!(shown.contains("Jupyter token          s3cret"), "{shown}");
+        assert!(
+            shown.contains("  AWS_SECRET_ACCESS_KEY=wJalrXUtn"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn only_known_settings_that_are_no_secret_are_surely_not_secret() {
+        assert!(!may_be_secret("IMAGE_TAG"));
+        assert!(may_be_secret("VNC_PASSWORD"));
+        assert!(may_be_secret("SIMULATION_STEPS"));
     }
 
     #[test]

@@ -32,6 +32,34 @@ impl fmt::Display for Origin {
 pub struct EnvFile {
     pub path: PathBuf,
     pub entries: Vec<(String, String, usize)>,
+    /// Its mode lets the group or others read it (and the secrets it holds).
+    pub readable_by_others: bool,
+}
+
+/// What is wrong with a line that is not a setting. The line itself is never shown: a
+/// secret pasted on the wrong line would be printed with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Malformed {
+    /// No `KEY=` at its start.
+    NotASetting,
+    /// `KEY=` and a value dotenvy's syntax cannot read.
+    Value { key: String },
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotASetting => f.write_str(
+                "not a setting (the line is not shown: it may hold a secret); each line must be \
+                 KEY=VALUE (KEY of letters, digits and _), a comment starting with #, or empty",
+            ),
+            Malformed::Value { key } => write!(
+                f,
+                "cannot parse the value of {key} (not shown: it may be a secret); quote values \
+                 with spaces, close every quote, and use only the escapes \\n \\\" \\' \\\\ \\$"
+            ),
+        }
+    }
 }
 
 impl EnvFile {
@@ -49,7 +77,8 @@ impl EnvFile {
                 unreadable(source)
             }
         })?;
-        let size = file.metadata().map_err(unreadable)?.len();
+        let metadata = file.metadata().map_err(unreadable)?;
+        let size = metadata.len();
         if size > MAX_ENV_FILE_BYTES {
             return Err(ConfigError::EnvFileTooLarge {
                 path: path.to_path_buf(),
@@ -60,7 +89,10 @@ impl EnvFile {
         file.take(MAX_ENV_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(unreadable)?;
-        Self::parse(path, &bytes)
+        let mut env_file = Self::parse(path, &bytes)?;
+        env_file.readable_by_others =
+            std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o044 != 0;
+        Ok(env_file)
     }
 
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -85,7 +117,7 @@ impl EnvFile {
                     ConfigError::EnvFileMalformed {
                         path: path.to_path_buf(),
                         line,
-                        text: shorten(text.lines().nth(line - 1).unwrap_or_default()),
+                        problem: malformed(text.lines().nth(line - 1).unwrap_or_default()),
                     }
                 }
                 dotenvy::Error::Io(source) => ConfigError::EnvFileUnreadable {
@@ -116,6 +148,7 @@ impl EnvFile {
         Ok(EnvFile {
             path: path.to_path_buf(),
             entries,
+            readable_by_others: false,
         })
     }
 
@@ -159,11 +192,25 @@ fn line_of_text(text: &str, logical: &str, from: usize) -> usize {
         .map_or(from + 1, |(index, _)| index + 1)
 }
 
-fn shorten(text: &str) -> String {
-    const MAX: usize = 80;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+/// Why `line` is no setting: a bad value when it starts as one (`[export] KEY=`, its key in
+/// dotenvy's spelling), else not a setting at all.
+fn malformed(line: &str) -> Malformed {
+    let line = line.trim_start();
+    let line = line
+        .strip_prefix("export")
+        .filter(|rest| rest.starts_with(char::is_whitespace))
+        .map_or(line, str::trim_start);
+    let key_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(line.len());
+    let key = &line[..key_end];
+    let starts_as_key = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    if starts_as_key && line[key_end..].trim_start().starts_with('=') {
+        Malformed::Value {
+            key: key.to_string(),
+        }
+    } else {
+        Malformed::NotASetting
     }
 }
 
@@ -198,45 +245,56 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_malformed_line_is_named_by_number_and_text() {
-        let err = parse("A=1\nthis is not a setting\n").unwrap_err();
-        match err {
-            ConfigError::EnvFileMalformed { line, text, .. } => {
-                assert_eq!(line, 2);
-                assert_eq!(text, "this is not a setting");
-            }
+    /// The problem of the line `text` is on, which must be line `line`.
+    fn problem(text: &str, line: usize) -> Malformed {
+        match parse(text).unwrap_err() {
+            ConfigError::EnvFileMalformed {
+                line: at, problem, ..
+            } if at == line => problem,
             other => panic!("unexpected {other:?}"),
         }
     }
 
     #[test]
-    fn an_unquoted_value_with_spaces_shows_its_whole_line() {
-        let err = parse("A=1\nIMAGE_NAME=Has Caps\n").unwrap_err();
-        match err {
-            ConfigError::EnvFileMalformed { line, text, .. } => {
-                assert_eq!(line, 2);
-                assert_eq!(text, "IMAGE_NAME=Has Caps");
-            }
-            other => panic!("unexpected {other:?}"),
+    fn a_malformed_line_is_named_by_number_never_by_its_text() {
+        let err = parse("A=1\nghp_s3cretTokenPastedAlone x\n").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(".env line 2: not a setting"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert_eq!(problem("=s3cret\n", 1), Malformed::NotASetting);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_line_never_the_value() {
+        for (text, key) in [
+            (
+                "A=1\nAWS_SECRET_ACCESS_KEY=wJalr s3cret\n",
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            ("A=1\nexport  TOKEN = \"s3cret\\q\"\n", "TOKEN"),
+            ("A=1\n  my.key=s3cret 'x'\n", "my.key"),
+        ] {
+            let err = parse(text).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(".env line 2: cannot parse the value of {key} ")),
+                "{message}"
+            );
+            assert!(!message.contains("s3cret"), "{message}");
         }
     }
 
     #[test]
-    fn a_key_without_equals_is_malformed() {
-        let err = parse("A=1\n\nLONELY\n").unwrap_err();
-        assert!(
-            matches!(err, ConfigError::EnvFileMalformed { line: 3, .. }),
-            "{err:?}"
-        );
+    fn a_key_without_equals_is_not_a_setting() {
+        // It may as well be a secret pasted alone: not shown either.
+        assert_eq!(problem("A=1\n\nLONELY\n", 3), Malformed::NotASetting);
     }
 
     #[test]
-    fn an_unclosed_quote_is_malformed() {
-        let err = parse("A=1\nB=\"open\nC=3\n").unwrap_err();
-        assert!(
-            matches!(err, ConfigError::EnvFileMalformed { line: 2, .. }),
-            "{err:?}"
+    fn an_unclosed_quote_is_a_bad_value() {
+        assert_eq!(
+            problem("A=1\nB=\"open s3cret\nC=3\n", 2),
+            Malformed::Value { key: "B".into() }
         );
     }
 
@@ -261,6 +319,19 @@ mod tests {
             matches!(err, ConfigError::EnvFileNotText { line: 3, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_file_the_group_or_others_may_read_is_marked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=1\n").unwrap();
+        for (mode, exposed) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let file = EnvFile::read(&path).unwrap();
+            assert_eq!(file.readable_by_others, exposed, "{mode:o}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use envfile::EnvFile;
+use envfile::Malformed;
 pub(crate) use envfile::Origin;
 pub(crate) use validate::{download_url_refusal, is_container_name};
 
@@ -62,14 +63,11 @@ pub enum ConfigError {
     EnvFileTooLarge { path: PathBuf, size: u64 },
     #[error("{path} line {line}: not UTF-8 text (is this a binary file?)")]
     EnvFileNotText { path: PathBuf, line: usize },
-    #[error(
-        "{path} line {line}: cannot parse `{text}`; each line must be KEY=VALUE (KEY of letters, digits and _), \
-         a comment starting with #, or empty; quote values with spaces and close every quote"
-    )]
+    #[error("{path} line {line}: {problem}")]
     EnvFileMalformed {
         path: PathBuf,
         line: usize,
-        text: String,
+        problem: Malformed,
     },
     #[error("{path}: {key} is set twice, on lines {first} and {second}; keep one of them")]
     DuplicateKey {
@@ -78,6 +76,7 @@ pub enum ConfigError {
         first: usize,
         second: usize,
     },
+    /// Only for the keys devbox validates, none of them a secret: their value helps.
     #[error("{key}={value:?} ({origin}) is not valid: {expected}")]
     InvalidValue {
         key: &'static str,
@@ -141,6 +140,8 @@ pub(crate) struct Config {
     /// Every key of the `.env` (known or not) with its effective value: what the container's
     /// environment gets.
     pub values: BTreeMap<String, String>,
+    /// The `.env` read, when its group or others may read it too.
+    pub exposed_env_file: Option<PathBuf>,
 }
 
 impl Config {

@@ -59,6 +59,7 @@ pub(super) fn resolve(
         vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
         mounts,
         values: container_values(file, process_env),
+        exposed_env_file: file.readable_by_others.then(|| file.path.clone()),
         project_dir,
     })
 }

@@ -1,6 +1,7 @@
 //! The dev container's life: start (idempotent, with drift detection), connect, stop, status
 //! and logs.
 
+mod label_key;
 pub mod options;
 pub(crate) mod ports;
 pub(crate) use ports::holder_of as port_holder;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, LogOutput, Refusal};
 use crate::labels;
+use label_key::{LabelKey, LabelKeyError};
 use options::OptionError;
 pub(crate) use spec::StartOptions;
 use spec::{ContainerSpec, HostFacts};
@@ -96,6 +98,8 @@ pub enum ContainerError {
     },
     #[error("the terminal: {0}")]
     Terminal(std::io::Error),
+    #[error(transparent)]
+    LabelKey(#[from] LabelKeyError),
     #[error(transparent)]
     Swarm(#[from] crate::swarm::SwarmError),
     #[error(transparent)]
@@ -182,6 +186,7 @@ async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, Conta
         memory_bytes: info.mem_total.unwrap_or(0),
         image_id: image.id.unwrap_or_default(),
         image_path,
+        label_key: LabelKey::load()?,
     })
 }
 
@@ -419,17 +424,26 @@ pub(crate) async fn running(
 }
 
 /// What no longer matches the `.env` or the image since the container started, said in one
-/// sentence; `None` when it is current.
+/// sentence (or why that cannot be told); `None` when it is current.
 pub(crate) async fn staleness(
     engine: &Engine,
     config: &Config,
     container: &ContainerInspectResponse,
 ) -> Option<String> {
+    let label_key = match LabelKey::load() {
+        Ok(key) => key,
+        Err(error) => {
+            return Some(format!(
+                "cannot tell whether {} is stale: {error}",
+                name_of(container)
+            ));
+        }
+    };
     let started: BTreeMap<String, String> = labels_of(container)
         .get(labels::DOTENV)
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
-    let mut stale = spec::differences(&started, &spec::dotenv_digests(&config.values));
+    let mut stale = spec::differences(&started, &spec::dotenv_digests(&label_key, &config.values));
     if let Ok(Some(image)) = engine.inspect_image(&config.image_ref()).await
         && image.id.is_some()
         && image.id != container.image

@@ -10,6 +10,7 @@ use bollard::models::{
 };
 use sha2::{Digest, Sha256};
 
+use super::label_key::LabelKey;
 use super::options::{GpuRequest, Protocol, Publish, Volume};
 use crate::config::Config;
 use crate::labels;
@@ -49,6 +50,8 @@ pub(crate) struct HostFacts {
     pub image_id: String,
     /// The image's PATH, extended with the user's own bin folder.
     pub image_path: Option<String>,
+    /// This user's key for the digests of values in labels.
+    pub label_key: LabelKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub(crate) struct ContainerSpec {
     pub user: Option<String>,
     pub home: String,
     pub env: BTreeMap<String, String>,
+    /// Digests of `env`'s values, for the labels.
+    pub env_digests: BTreeMap<String, String>,
     /// Digests of the `.env`'s values alone (without `-e` and devbox's own variables).
     pub dotenv: BTreeMap<String, String>,
     pub mounts: Vec<Volume>,
@@ -127,8 +132,9 @@ pub(crate) fn container_spec(
         project: config.project_dir.to_string_lossy().into_owned(),
         user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
         home,
+        env_digests: dotenv_digests(&host.label_key, &env),
         env,
-        dotenv: dotenv_digests(&config.values),
+        dotenv: dotenv_digests(&host.label_key, &config.values),
         mounts: mounts(config, options),
         publish,
         shm_size,
@@ -288,10 +294,11 @@ impl ContainerSpec {
                 ),
             );
         }
-        facets.extend(dotenv_digests(&self.env));
+        facets.extend(self.env_digests.clone());
         facets
     }
 
+    /// A digest of the facets, which the configuration label shows whole anyway: unkeyed.
     pub(crate) fn config_hash(&self) -> String {
         let facets = serde_json::to_vec(&self.facets()).expect("facets serialise");
         short_digest(&facets)
@@ -408,11 +415,15 @@ impl ContainerSpec {
     }
 }
 
-/// `env KEY` → a digest of the value: comparable, and no secret in a label.
-pub(crate) fn dotenv_digests(values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// `env KEY` → a keyed digest of the value: comparable by the same user, and no secret in a
+/// label.
+pub(crate) fn dotenv_digests(
+    label_key: &LabelKey,
+    values: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     values
         .iter()
-        .map(|(key, value)| (format!("env {key}"), short_digest(value.as_bytes())))
+        .map(|(key, value)| (format!("env {key}"), label_key.digest(value.as_bytes())))
         .collect()
 }
 
@@ -471,6 +482,7 @@ mod tests {
             memory_bytes: 64 << 30,
             image_id: "sha256:aaaa".into(),
             image_path: Some("/opt/venv/bin:/usr/bin:/bin".into()),
+            label_key: LabelKey::fixed(7),
         }
     }
 
@@ -688,6 +700,14 @@ mod tests {
             vec!["env JUPYTER_TOKEN: changed", "image: aaaa → bbbb (rebuilt)"]
         );
         assert!(!first.labels()[labels::CONFIG].contains("secret-one"));
+        // Keyed digests: trying candidate tokens against a plain SHA-256 finds nothing.
+        let plain = short_digest(b"secret-one");
+        let keyed = LabelKey::fixed(7).digest(b"secret-one");
+        for label in [labels::CONFIG, labels::DOTENV] {
+            let value = &first.labels()[label];
+            assert!(!value.contains(&plain), "{label}: {value}");
+            assert!(value.contains(&keyed), "{label}: {value}");
+        }
         assert_eq!(
             first.config_hash(),
             container_spec(&config, &StartOptions::default(), &host(0)).config_hash()

@@ -13,6 +13,9 @@ use super::spec::{JUPYTER_PORT, VNC_PORT};
 use crate::config::Config;
 use crate::engine::Engine;
 
+/// Said of a secret left out.
+const HIDDEN: &str = "hidden: --show-secrets shows it";
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub(crate) struct Status {
     pub name: String,
@@ -28,6 +31,7 @@ pub(crate) struct Status {
     /// The command that forwards the published ports to a laptop.
     pub ssh_tunnel: Option<String>,
     pub jupyter: Option<Jupyter>,
+    pub vnc: Option<Vnc>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,6 +56,14 @@ pub(crate) struct Jupyter {
     /// Only with --show-secrets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub(crate) struct Vnc {
+    pub url: String,
+    /// Only with --show-secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 fn service_of(container_port: u16) -> &'static str {
@@ -81,6 +93,7 @@ pub(crate) fn from_inspect(
             networks: Vec::new(),
             ssh_tunnel: None,
             jupyter: None,
+            vnc: None,
         };
     };
     let state = container
@@ -103,6 +116,7 @@ pub(crate) fn from_inspect(
         networks,
         ssh_tunnel,
         jupyter: None,
+        vnc: None,
     }
 }
 
@@ -217,44 +231,53 @@ pub(crate) async fn fresh_status(
     ))
 }
 
-/// The status of the project's container, with the running Jupyter's URL and token.
+/// The status of the project's container, with the running Jupyter's URL and token and the
+/// running VNC server's password.
 pub(crate) async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
 ) -> Result<Status, ContainerError> {
     let mut status = fresh_status(engine, config, name).await?;
-    if status.state == "running"
-        && engine
-            .processes(name)
-            .await
-            .is_ok_and(|processes| processes.iter().any(|p| p.contains("jupyter")))
-        && let Some(token) = running_jupyter_token(engine, name).await
-    {
-        let base = status
+    if status.state != "running" {
+        return Ok(status);
+    }
+    let processes = engine.processes(name).await.unwrap_or_default();
+    let url_of = |port: u16, otherwise: String| {
+        status
             .ports
             .iter()
-            .find(|p| p.container_port == JUPYTER_PORT)
+            .find(|p| p.container_port == port)
             .and_then(|p| p.url.clone())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{JUPYTER_PORT}/"));
+            .unwrap_or(otherwise)
+    };
+    let jupyter_url = url_of(JUPYTER_PORT, format!("http://127.0.0.1:{JUPYTER_PORT}/"));
+    let vnc_url = url_of(VNC_PORT, format!("vnc://127.0.0.1:{VNC_PORT}"));
+    if processes.iter().any(|p| p.contains("jupyter"))
+        && let Some(token) = running_jupyter_token(engine, name).await
+    {
         status.jupyter = Some(Jupyter {
-            url: base,
+            url: jupyter_url,
             token: Some(token),
+        });
+    }
+    if let Some(file) = vnc_password_file(&processes)
+        && let Some(password) = output_of(engine, name, vec!["cat".into(), file]).await
+    {
+        status.vnc = Some(Vnc {
+            url: vnc_url,
+            password: Some(password),
         });
     }
     Ok(status)
 }
 
-/// The token of the Jupyter server running in the container, if one runs.
-async fn running_jupyter_token(engine: &Engine, name: &str) -> Option<String> {
+/// What `cmd` run in the container prints on stdout, when it can be run.
+async fn output_of(engine: &Engine, name: &str, cmd: Vec<String>) -> Option<String> {
     let config = ExecConfig {
         attach_stdout: Some(true),
         attach_stderr: Some(false),
-        cmd: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "command -v jupyter >/dev/null 2>&1 && jupyter server list --json 2>/dev/null".into(),
-        ]),
+        cmd: Some(cmd),
         ..Default::default()
     };
     let mut exec = engine.exec(name, config).await.ok()?;
@@ -262,24 +285,67 @@ async fn running_jupyter_token(engine: &Engine, name: &str) -> Option<String> {
     while let Some(Ok(chunk)) = exec.output.next().await {
         text.extend_from_slice(&chunk.into_bytes());
     }
-    String::from_utf8_lossy(&text).lines().find_map(|line| {
-        let server: serde_json::Value = serde_json::from_str(line).ok()?;
-        (server.get("port")?.as_u64()? == u64::from(JUPYTER_PORT))
-            .then(|| server.get("token")?.as_str().map(String::from))?
+    Some(String::from_utf8_lossy(&text).into_owned()).filter(|text| !text.is_empty())
+}
+
+/// The token of the Jupyter server running in the container, if one runs.
+async fn running_jupyter_token(engine: &Engine, name: &str) -> Option<String> {
+    let cmd = vec![
+        "sh".into(),
+        "-c".into(),
+        "command -v jupyter >/dev/null 2>&1 && jupyter server list --json 2>/dev/null".into(),
+    ];
+    output_of(engine, name, cmd)
+        .await?
+        .lines()
+        .find_map(|line| {
+            let server: serde_json::Value = serde_json::from_str(line).ok()?;
+            (server.get("port")?.as_u64()? == u64::from(JUPYTER_PORT))
+                .then(|| server.get("token")?.as_str().map(String::from))?
+        })
+}
+
+/// Where `start-vnc` keeps the password of the x11vnc serving port 2059: beside the
+/// `-rfbauth` file on its command line (a line of the engine's process list).
+fn vnc_password_file(processes: &[String]) -> Option<String> {
+    let port = VNC_PORT.to_string();
+    processes.iter().find_map(|line| {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        // The last of an option counts, as x11vnc reads them.
+        let value_of = |option: &str| {
+            args.windows(2)
+                .rev()
+                .find(|pair| pair[0] == option)
+                .map(|pair| pair[1])
+        };
+        if !line.contains("x11vnc") || value_of("-rfbport") != Some(port.as_str()) {
+            return None;
+        }
+        let auth = std::path::Path::new(value_of("-rfbauth")?);
+        Some(
+            auth.with_file_name(crate::incontainer::VNC_PASSWORD_FILE)
+                .to_string_lossy()
+                .into_owned(),
+        )
     })
 }
 
 impl Status {
-    /// The status for scripts, which get the token only when asked (`--show-secrets`).
+    /// The status without the Jupyter token and the VNC password, for output they are not
+    /// asked for in.
     pub(crate) fn without_secrets(mut self) -> Status {
         if let Some(jupyter) = &mut self.jupyter {
             jupyter.token = None;
+        }
+        if let Some(vnc) = &mut self.vnc {
+            vnc.password = None;
         }
         self
     }
 }
 
-/// The status for people, who open the URL with its token.
+/// The status for people: the Jupyter URL with its token and the VNC password, unless they
+/// were left out.
 pub(crate) fn render(status: &Status) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "container  {} ({})", status.name, status.state);
@@ -312,11 +378,10 @@ pub(crate) fn render(status: &Status) -> String {
     }
     match &status.jupyter {
         Some(jupyter) => {
-            let token = jupyter
-                .token
-                .as_ref()
-                .map(|t| format!("?token={t}"))
-                .unwrap_or_default();
+            let token = match &jupyter.token {
+                Some(token) => format!("?token={token}"),
+                None => format!(" (token {HIDDEN})"),
+            };
             let _ = writeln!(text, "jupyter    running: {}{token}", jupyter.url);
         }
         None if status.state == "running" => {
@@ -326,6 +391,13 @@ pub(crate) fn render(status: &Status) -> String {
             );
         }
         None => {}
+    }
+    if let Some(vnc) = &status.vnc {
+        let password = match &vnc.password {
+            Some(password) => format!(", password {password}"),
+            None => format!(" (password {HIDDEN})"),
+        };
+        let _ = writeln!(text, "vnc        running: {}{password}", vnc.url);
     }
     let gpus = if status.gpus.is_empty() {
         "none".to_string()
@@ -434,18 +506,72 @@ mod tests {
     }
 
     #[test]
-    fn people_get_the_token_and_scripts_only_when_asked() {
+    fn secrets_are_shown_with_the_status_or_left_out_whole() {
         let mut status = from_inspect("h", Some(&container()), None, "ada");
         status.jupyter = Some(Jupyter {
             url: "http://127.0.0.1:2088/".into(),
             token: Some("s3cret".into()),
         });
-        assert!(render(&status).contains("running: http://127.0.0.1:2088/?token=s3cret"));
-        assert!(serde_json::to_string(&status).unwrap().contains("s3cret"));
-        let json = serde_json::to_string(&status.without_secrets()).unwrap();
+        status.vnc = Some(Vnc {
+            url: "vnc://127.0.0.1:2059".into(),
+            password: Some("pw4vnc".into()),
+        });
+        let text = render(&status);
         assert!(
-            !json.contains("token") && !json.contains("s3cret"),
+            text.contains("jupyter    running: http://127.0.0.1:2088/?token=s3cret\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vnc        running: vnc://127.0.0.1:2059, password pw4vnc\n"),
+            "{text}"
+        );
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(json.contains("s3cret") && json.contains("pw4vnc"), "{json}");
+
+        let hidden = status.without_secrets();
+        let json = serde_json::to_string(&hidden).unwrap();
+        assert!(
+            !json.contains("token") && !json.contains("s3cret") && !json.contains("pw4vnc"),
             "{json}"
+        );
+        let text = render(&hidden);
+        assert!(
+            !text.contains("s3cret") && !text.contains("pw4vnc"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "jupyter    running: http://127.0.0.1:2088/ (token hidden: --show-secrets shows it)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vnc        running: vnc://127.0.0.1:2059 (password hidden: --show-secrets shows it)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_vnc_password_is_found_beside_the_rfbauth_file_of_the_server_on_2059() {
+        let top = |args: &str| format!("4321 88 87 0 10:00 ? 00:00:01 {args}");
+        let served = top(
+            "/usr/bin/x11vnc -display :0 -rfbport 2059 -rfbauth /tmp/devbox-vnc-ab/passwd -forever -shared",
+        );
+        assert_eq!(
+            vnc_password_file(&[top("sleep infinity"), served.clone()]).as_deref(),
+            Some("/tmp/devbox-vnc-ab/password")
+        );
+        let moved = format!("{served} -rfbport 5900");
+        assert_eq!(
+            vnc_password_file(&[moved]),
+            None,
+            "the last -rfbport counts"
+        );
+        assert_eq!(
+            vnc_password_file(&[top("/usr/bin/x11vnc -rfbport 2059 -passwd x")]),
+            None
         );
     }
 }

@@ -1,8 +1,9 @@
 //! `start-jupyter [jupyter args…]`: Jupyter Notebook in the foreground on 0.0.0.0:2088, rooted
 //! at /mnt/src/notebooks, never open (JUPYTER_TOKEN or a fresh random token); once it answers,
-//! the URL to open on the host.
+//! the URL to open on the host, with its token only when printed to a terminal.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -68,8 +69,16 @@ pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     let announcer = {
         let stopped = stopped.clone();
         let status_url = format!("http://127.0.0.1:{port}{}api/status", slashed(&base_url));
-        let open_url = open_url(port, &base_url, &token);
-        std::thread::spawn(move || announce_when_ready(&status_url, &token, &open_url, &stopped))
+        let published = Published::from_env("DEVBOX_JUPYTER_HOST_PORT");
+        let (host, host_port) = open_address(port, &published);
+        let message = ready_message(
+            (&host, host_port),
+            &base_url,
+            &token,
+            std::io::stdout().is_terminal(),
+            &published,
+        );
+        std::thread::spawn(move || announce_when_ready(&status_url, &token, &message, &stopped))
     };
     let status = child.wait().map_err(|source| AppletError::Io {
         action: "cannot wait for Jupyter".into(),
@@ -127,23 +136,23 @@ fn slashed(base_url: &str) -> String {
     }
 }
 
-/// The URL to open on the host: the published address and port when `devbox start` said
-/// them (and Jupyter listens on the published port), else the container's own.
-fn open_url(port: u16, base_url: &str, token: &str) -> String {
-    let (host, host_port) = if port == PORT {
-        Published::from_env("DEVBOX_JUPYTER_HOST_PORT").address_and_port(PORT)
+/// Where to open Jupyter on the host: the published address and port when `devbox start`
+/// said them (and Jupyter listens on the published port), else the container's own.
+fn open_address(port: u16, published: &Published) -> (String, u16) {
+    if port == PORT {
+        published.address_and_port(PORT)
     } else {
         (super::own_address(), port)
-    };
-    format_url(&host, host_port, base_url, token)
+    }
 }
 
-pub(super) fn format_url(host: &str, port: u16, base_url: &str, token: &str) -> String {
-    format!(
-        "http://{host}:{port}{}tree?token={}",
-        slashed(base_url),
-        percent_encode(token)
-    )
+/// The URL to open, with the token when it is given.
+pub(super) fn format_url(host: &str, port: u16, base_url: &str, token: Option<&str>) -> String {
+    let url = format!("http://{host}:{port}{}tree", slashed(base_url));
+    match token {
+        Some(token) => format!("{url}?token={}", percent_encode(token)),
+        None => url,
+    }
 }
 
 /// Everything but RFC 3986's unreserved characters, percent-encoded.
@@ -162,8 +171,8 @@ pub(super) fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
-/// Polls Jupyter's API with the token until it answers, then prints where to open it.
-fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &AtomicBool) {
+/// Polls Jupyter's API with the token until it answers, then prints `message`.
+fn announce_when_ready(status_url: &str, token: &str, message: &str, stopped: &AtomicBool) {
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .proxy(None)
@@ -186,7 +195,7 @@ fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &
             .call();
         match answer.map(|response| response.status().as_u16()) {
             Ok(200) => {
-                PRINTER.result(ready_message(open_url));
+                PRINTER.result(message);
                 return;
             }
             Ok(status @ (401 | 403)) => {
@@ -198,8 +207,18 @@ fn announce_when_ready(status_url: &str, token: &str, open_url: &str, stopped: &
     }
 }
 
-fn ready_message(open_url: &str) -> String {
-    let note = match Published::from_env("DEVBOX_JUPYTER_HOST_PORT") {
+/// What to say once Jupyter answers: where to open it, with the token only on a terminal.
+/// Output that is no terminal (the container's main command, a file) ends up in logs, which
+/// others may read; from the host, `devbox status --show-secrets` gives the token.
+fn ready_message(
+    (host, port): (&str, u16),
+    base_url: &str,
+    token: &str,
+    is_terminal: bool,
+    published: &Published,
+) -> String {
+    let open_url = format_url(host, port, base_url, is_terminal.then_some(token));
+    let note = match published {
         Published::No => {
             "(the container's own address: `devbox start` publishes the port on the host)".into()
         }
@@ -212,7 +231,15 @@ fn ready_message(open_url: &str) -> String {
         }
         Published::At(address, _) => format!("(published on {address})"),
     };
-    format!("\nJupyter Notebook is ready. Open on the host:\n\n    {open_url}\n\n{note}\n")
+    let mut message =
+        format!("\nJupyter Notebook is ready. Open on the host:\n\n    {open_url}\n\n{note}\n");
+    if !is_terminal {
+        message.push_str(
+            "(its token is left out: this output is no terminal and may end up in a log; \
+             `devbox status --show-secrets` on the host shows it)\n",
+        );
+    }
+    message
 }
 
 #[cfg(test)]
@@ -264,14 +291,36 @@ mod tests {
     #[test]
     fn urls_carry_the_token_encoded_and_the_base_url() {
         assert_eq!(
-            format_url("127.0.0.1", 2088, "/", "ab12"),
+            format_url("127.0.0.1", 2088, "/", Some("ab12")),
             "http://127.0.0.1:2088/tree?token=ab12"
         );
         assert_eq!(
-            format_url("10.0.0.5", 8080, "lab", "a b&c"),
+            format_url("10.0.0.5", 8080, "lab", Some("a b&c")),
             "http://10.0.0.5:8080/lab/tree?token=a%20b%26c"
         );
+        assert_eq!(
+            format_url("127.0.0.1", 2088, "/", None),
+            "http://127.0.0.1:2088/tree"
+        );
         assert_eq!(slashed("/x/y/"), "/x/y/");
+    }
+
+    #[test]
+    fn the_token_is_printed_to_a_terminal_and_never_into_a_log() {
+        let published = Published::At("127.0.0.1".into(), 2089);
+        let ready = |is_terminal| {
+            ready_message(("127.0.0.1", 2089), "/", "s3cret", is_terminal, &published)
+        };
+        let terminal = ready(true);
+        assert!(
+            terminal.contains("    http://127.0.0.1:2089/tree?token=s3cret\n"),
+            "{terminal}"
+        );
+        assert!(!terminal.contains("--show-secrets"), "{terminal}");
+        let log = ready(false);
+        assert!(log.contains("    http://127.0.0.1:2089/tree\n"), "{log}");
+        assert!(!log.contains("s3cret"), "{log}");
+        assert!(log.contains("`devbox status --show-secrets`"), "{log}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub(crate) mod status;
 mod vnc;
 
 pub(crate) use ray::CURRENT_CLUSTER;
+pub(crate) use vnc::PASSWORD_FILE as VNC_PASSWORD_FILE;
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;

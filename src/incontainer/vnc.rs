@@ -1,13 +1,12 @@
 //! `start-vnc [x11vnc args…]`: a VNC desktop on port 2059 that outlives its clients and takes
 //! several at once. Without DISPLAY, an Xvfb on a free display first (stale locks of a previous
 //! run cleaned); never without a password (VNC_PASSWORD, or one generated and printed once,
-//! handed to x11vnc in an -rfbauth file, never on a command line); Ctrl-C or SIGTERM ends
-//! x11vnc and the Xvfb it started.
+//! on a terminal only, handed to x11vnc in an -rfbauth file, never on a command line); Ctrl-C
+//! or SIGTERM ends x11vnc and the Xvfb it started.
 
 use std::ffi::OsString;
-use std::fmt::Write as _;
-use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +32,9 @@ const HINT: &str =
 const PASSWORD_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 /// VNC authentication uses the first 8 characters of a password, no more.
 const PASSWORD_LENGTH: usize = 8;
+/// Beside the -rfbauth file (whose obfuscation anyone can undo): the password as it is, for
+/// `devbox status --show-secrets` to read from the host, readable by this user alone.
+pub(crate) const PASSWORD_FILE: &str = "password";
 
 pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     let x11vnc = process::find_program("x11vnc", "x11vnc", HINT)?;
@@ -59,6 +61,7 @@ pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     }
     let secrets = PrivateDir::create()?;
     let passwd_file = store_password(&x11vnc, &password, secrets.path())?;
+    keep_password(&password, secrets.path())?;
 
     let forwarder = Forwarder::start()?;
     let mut xvfb = None;
@@ -87,13 +90,8 @@ pub(super) fn run(extra: &[OsString]) -> Result<ExitStatus, AppletError> {
     let stopped = Arc::new(AtomicBool::new(false));
     let announcer = {
         let stopped = stopped.clone();
-        let mut message = ready_message(display.as_deref(), port, xvfb.is_some());
-        if generated {
-            let _ = write!(
-                message,
-                "\nVNC password: {password}   (set VNC_PASSWORD to choose one)"
-            );
-        }
+        let message = ready_message(display.as_deref(), port, xvfb.is_some())
+            + &password_message(&password, generated, std::io::stdout().is_terminal());
         std::thread::spawn(move || {
             let started = Instant::now();
             while !stopped.load(Ordering::SeqCst) && started.elapsed() < X_STARTS_WITHIN * 2 {
@@ -174,6 +172,22 @@ fn ready_message(display: Option<&str>, port: u16, started_x: bool) -> String {
     format!("start-vnc: VNC on {display}: connect a VNC viewer to {address}:{host_port} ({note})")
 }
 
+/// What is said of the password: a generated one is printed, once, only on a terminal.
+/// Output that is no terminal (the container's main command, a file) ends up in logs, which
+/// others may read; from the host, `devbox status --show-secrets` gives it.
+fn password_message(password: &str, generated: bool, is_terminal: bool) -> String {
+    match (generated, is_terminal) {
+        (false, _) => String::new(),
+        (true, true) => {
+            format!("\nVNC password: {password}   (set VNC_PASSWORD to choose one)")
+        }
+        (true, false) => "\nThe generated VNC password is left out: this output is no \
+                          terminal and may end up in a log; `devbox status --show-secrets` on \
+                          the host shows it (set VNC_PASSWORD to choose one)"
+            .to_string(),
+    }
+}
+
 pub(super) fn generate_password() -> Result<String, AppletError> {
     let mut password = String::new();
     // Bytes beyond the largest multiple of the alphabet's size are skipped: no bias.
@@ -223,6 +237,21 @@ fn store_password(x11vnc: &Path, password: &str, dir: &Path) -> Result<PathBuf, 
         )));
     }
     Ok(file)
+}
+
+/// Writes the password as it is into `dir`, for this user alone to read.
+fn keep_password(password: &str, dir: &Path) -> Result<(), AppletError> {
+    let path = dir.join(PASSWORD_FILE);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(password.as_bytes()))
+        .map_err(|source| AppletError::Io {
+            action: format!("cannot write {}", path.display()),
+            source,
+        })
 }
 
 /// A folder only this user can read, removed when dropped.
@@ -448,6 +477,28 @@ mod tests {
             lock_state(Some(&format!("{own:>10}\n")), is_x_server),
             Display::Stale
         );
+    }
+
+    #[test]
+    fn a_generated_password_is_printed_to_a_terminal_and_never_into_a_log() {
+        let terminal = password_message("s3cretpw", true, true);
+        assert!(terminal.contains("VNC password: s3cretpw "), "{terminal}");
+        let log = password_message("s3cretpw", true, false);
+        assert!(!log.contains("s3cretpw"), "{log}");
+        assert!(log.contains("`devbox status --show-secrets`"), "{log}");
+        assert_eq!(password_message("chosen", false, true), "");
+        assert_eq!(password_message("chosen", false, false), "");
+    }
+
+    #[test]
+    fn the_password_is_kept_for_its_user_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        keep_password("s3cretpw", dir.path()).unwrap();
+        let path = dir.path().join(PASSWORD_FILE);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "s3cretpw");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

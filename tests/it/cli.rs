@@ -89,14 +89,24 @@ fn init_creates_the_skeleton_and_never_overwrites() {
 #[test]
 fn config_shows_resolved_values_with_the_environment_winning() {
     let project = Project::new("IMAGE_TAG=from-file\nSIMULATION_RATE=60\n");
-    let output = project
-        .devbox_command(&["config"])
-        .env("IMAGE_TAG", "from-env")
-        .output()
-        .unwrap();
-    assert_success(&output);
-    let text = stdout(&output);
+    let config = |args: &[&str]| {
+        let output = project
+            .devbox_command(args)
+            .env("IMAGE_TAG", "from-env")
+            .output()
+            .unwrap();
+        assert_success(&output);
+        stdout(&output)
+    };
+    let text = config(&["config"]);
     assert!(text.contains("machine-boom-project:from-env"), "{text}");
+    // A project's own key may hold a secret: its value only when asked for.
+    assert!(
+        text.contains("SIMULATION_RATE  (set, hidden: --show-secrets shows it)")
+            && !text.contains("60"),
+        "{text}"
+    );
+    let text = config(&["config", "--show-secrets"]);
     assert!(text.contains("SIMULATION_RATE=60"), "{text}");
 }
 
@@ -114,11 +124,14 @@ fn config_answers_scripts_with_json_or_one_value() {
     assert_success(&json);
     let settings: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
     assert_eq!(settings["IMAGE_TAG"], "from-file");
-    assert_eq!(settings["SIMULATION_RATE"], "60");
     assert!(settings.get("JUPYTER_TOKEN").is_none(), "{settings}");
+    assert!(settings.get("SIMULATION_RATE").is_none(), "{settings}");
     let with_secrets = project.devbox(&["config", "--json", "--show-secrets"]);
     let settings: serde_json::Value = serde_json::from_str(&stdout(&with_secrets)).unwrap();
     assert_eq!(settings["JUPYTER_TOKEN"], "s3cret");
+    assert_eq!(settings["SIMULATION_RATE"], "60");
+    // Asked for by name, a secret is given.
+    assert_eq!(stdout(&get("JUPYTER_TOKEN")), "s3cret\n");
 
     let unknown = get("NO_SUCH_KEY");
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
@@ -143,14 +156,17 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
             &[".env line 2", "AGX_VERSION", "N.N.N.N"],
         ),
         (b"A=1\nnot a setting\n", &[".env line 2", "KEY=VALUE"]),
-        (b"A=1\nLONELY\n", &[".env line 2", "LONELY"]),
+        (
+            b"A=1\nLONELY\n",
+            &[".env line 2", "not a setting", "KEY=VALUE"],
+        ),
         (b"A=\"open\nB=2\n", &[".env line 1", "close every quote"]),
         (b"A=1\nA=2\n", &["A is set twice", "lines 1 and 2"]),
         (b"A=1\nB=\xff\xfe\n", &[".env line 2", "not UTF-8"]),
         (b"IMAGE_NAME=\"Has Caps\"\n", &["IMAGE_NAME", "lowercase"]),
         (
             b"IMAGE_NAME=has space\n",
-            &["line 1", "IMAGE_NAME=has space", "quote values"],
+            &["line 1", "value of IMAGE_NAME", "quote values"],
         ),
         (b"IMAGE_TAG=-bad\n", &["IMAGE_TAG", "tag"]),
         (
@@ -195,6 +211,44 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
             1
         );
         assert_eq!(std::fs::read(project.path().join(".env")).unwrap(), before);
+    }
+}
+
+#[test]
+fn a_line_that_cannot_be_read_is_named_by_key_and_line_never_by_its_value() {
+    for env in [
+        "A=1\nAWS_SECRET_ACCESS_KEY=wJalrXUtn FEMIK7MDENG\n",
+        "A=1\nAPI_TOKEN=\"wJalrXUtnFEMIK7MDENG\n",
+        "A=1\nwJalrXUtnFEMIK7MDENG\n",
+        "A=1\n=wJalrXUtnFEMIK7MDENG\n",
+    ] {
+        let project = Project::new(env);
+        let err = assert_failure(&project.devbox(&["config"]));
+        assert!(err.contains(".env line 2"), "{err}");
+        assert!(!err.contains("wJalrXUtn"), "{err}");
+    }
+}
+
+#[test]
+fn a_env_file_others_may_read_is_warned_about_with_the_fix() {
+    let project = Project::new("IMAGE_TAG=x\n");
+    let quiet = project.devbox(&["config"]);
+    assert_success(&quiet);
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    let other = project.write("other.env", "IMAGE_TAG=y\n");
+    for mode in [0o644, 0o640] {
+        std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        let output = project.devbox(&["--env-file", "other.env", "config", "--get", "IMAGE_TAG"]);
+        assert_success(&output);
+        assert_eq!(stdout(&output), "y\n", "not an error");
+        let warning = stderr(&output);
+        assert_eq!(warning.lines().count(), 1, "{warning}");
+        assert!(
+            warning.starts_with("devbox: warning: ")
+                && warning.contains(&format!("chmod 600 {}", other.display())),
+            "{warning}"
+        );
     }
 }
 

@@ -67,7 +67,10 @@ impl Project {
                 .tempdir()
                 .expect("a temporary folder"),
         };
-        project.write(".env", env);
+        let path = project.write(".env", env);
+        // As `devbox init` makes it: devbox warns about a .env others may read.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         project
     }
 
@@ -119,6 +122,7 @@ impl Project {
             .current_dir(self.path())
             .env("USER", "researcher")
             .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
             .stdin(Stdio::null());
         for (key, _) in KNOWN_KEYS {
             command.env_remove(key);
@@ -136,8 +140,15 @@ impl Project {
             .args(args)
             .current_dir(self.path())
             .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            // The project's own label key, for any user devbox runs as.
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
             .stdin(Stdio::null());
         command
+    }
+
+    /// The label key devbox made for this project's containers' labels.
+    pub(crate) fn label_key(&self) -> Vec<u8> {
+        std::fs::read(self.path().join(".config/devbox/label-key")).expect("a label key")
     }
 }
 

@@ -112,6 +112,21 @@ fn start_gives_the_container_everything_it_was_asked_for() {
         dev.inspect("{{index .Config.Labels \"io.devbox.managed\"}}"),
         "true"
     );
+    // The labels hold the environment's values as digests keyed with the user's label key,
+    // never as a plain SHA-256 that candidate tokens could be tried against.
+    let labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&dev.inspect("{{json .Config.Labels}}")).unwrap();
+    let plain = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(b"tok")[..12]);
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&dev.project.label_key()).unwrap();
+    hmac::Mac::update(&mut mac, b"tok");
+    let keyed = hex::encode(&hmac::Mac::finalize(mac).into_bytes()[..12]);
+    let dotenv: serde_json::Value =
+        serde_json::from_str(labels["io.devbox.dotenv"].as_str().unwrap()).unwrap();
+    assert_eq!(dotenv["env JUPYTER_TOKEN"], keyed.as_str(), "{dotenv}");
+    for (label, value) in &labels {
+        assert!(!value.to_string().contains(&plain), "{label}: {value}");
+    }
     let env = dev.inspect("{{json .Config.Env}}");
     for expected in [
         "SIMULATION_SEED=42",
@@ -317,6 +332,23 @@ fn start_is_idempotent_detects_drift_and_recreates_only_when_asked() {
     assert_success(&recreated);
     assert_ne!(dev.inspect("{{.Id}}"), id);
     assert!(dev.inspect("{{json .Config.Env}}").contains("NEW=1"));
+}
+
+#[test]
+fn without_a_home_for_the_label_key_start_says_so_and_makes_nothing() {
+    let dev = Dev::new("");
+    let output = dev
+        .start_command(&[])
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(
+        err.contains("neither XDG_CONFIG_HOME nor HOME is set") && err.contains("set HOME"),
+        "{err}"
+    );
+    assert!(!dev.exists());
 }
 
 #[test]

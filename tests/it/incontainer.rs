@@ -70,9 +70,10 @@ fn build_image(name: &str) {
     assert_success(&project.devbox(&["build", "--quiet"]));
 }
 
-/// `docker run -d --init` of the image with the test label; `args` go before the image. The
-/// container is removed when what this gives is dropped.
-fn run_container(image: &str, name: &str, args: &[&str]) -> Cleanup {
+/// `docker run -d --init` of the image with the test label; `args` go before the image,
+/// `command` (the image's when empty) after it. The container is removed when what this gives
+/// is dropped.
+fn run_container(image: &str, name: &str, args: &[&str], command: &[&str]) -> Cleanup {
     let mut all = vec![
         "run",
         "--detach",
@@ -86,6 +87,7 @@ fn run_container(image: &str, name: &str, args: &[&str]) -> Cleanup {
     ];
     all.extend_from_slice(args);
     all.push(image);
+    all.extend_from_slice(command);
     let cleanup = Cleanup::new();
     cleanup.container(name);
     docker_ok(&all);
@@ -174,6 +176,18 @@ fn running(container: &str, name: &str) -> bool {
 // --- Jupyter -------------------------------------------------------------------------------
 
 fn desktop_container(image: &str, name: &str, jupyter: u16, vnc: u16) -> Cleanup {
+    desktop_container_running(image, name, (jupyter, vnc), &[], &[])
+}
+
+/// A desktop container whose main command is `command` (the image's when empty), as
+/// `devbox start -- COMMAND` runs it; `extra` options go to `docker run`.
+fn desktop_container_running(
+    image: &str,
+    name: &str,
+    (jupyter, vnc): (u16, u16),
+    extra: &[&str],
+    command: &[&str],
+) -> Cleanup {
     let user = as_user();
     let mut args: Vec<String> = user;
     args.extend([
@@ -190,8 +204,9 @@ fn desktop_container(image: &str, name: &str, jupyter: u16, vnc: u16) -> Cleanup
         "--env".into(),
         format!("DEVBOX_VNC_HOST_PORT={vnc}"),
     ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run_container(image, name, &args)
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    run_container(image, name, &args, command)
 }
 
 fn http_status(url: &str, token: Option<&str>) -> Result<u16, String> {
@@ -230,8 +245,14 @@ fn jupyter_phase(image: &str) {
         stderr(&missing)
     );
 
-    // A generated token; the URL printed once the server answers uses the published port.
-    exec_background(&name, &[], "start-jupyter", "/tmp/jupyter.log");
+    // A generated token; on a terminal, the URL printed once the server answers carries it
+    // and uses the published port.
+    exec_background(
+        &name,
+        &[],
+        "script -eqc start-jupyter /dev/null",
+        "/tmp/jupyter.log",
+    );
     let prefix = format!("http://127.0.0.1:{port}/tree?token=");
     let token = wait_for("Jupyter's URL", Duration::from_secs(90), || {
         let log = read_file(&name, "/tmp/jupyter.log")?;
@@ -245,6 +266,8 @@ fn jupyter_phase(image: &str) {
     });
     assert_eq!(token.len(), 48, "a fresh random token");
     assert_success(&exec(&name, &[], &["test", "-d", "/mnt/src/notebooks"]));
+    // From the host, `devbox status --show-secrets` gives it (the container found by name).
+    assert_eq!(secrets_in_status(&name)["jupyter"]["token"], token.as_str());
 
     let url = format!("http://127.0.0.1:{port}/api/status");
     assert_eq!(http_status(&url, Some(&token)), Ok(200));
@@ -281,31 +304,53 @@ fn jupyter_phase(image: &str) {
         processes(&name)
     );
 
-    // JUPYTER_TOKEN chooses the token.
-    exec_background(
-        &name,
-        &[("JUPYTER_TOKEN", "chosen-token-123")],
-        "start-jupyter",
-        "/tmp/jupyter2.log",
+    // As the container's main command its output is the container's log: the URL is there
+    // without the token, which `devbox status --show-secrets` gives (JUPYTER_TOKEN chose it).
+    let logged = unique_name("jupyter-main");
+    let logged_port = free_port();
+    let _logged = desktop_container_running(
+        image,
+        &logged,
+        (logged_port, free_port()),
+        &["--env", "JUPYTER_TOKEN=chosen-token-123"],
+        &["start-jupyter"],
     );
-    wait_for(
-        "Jupyter with a chosen token",
+    let log = wait_for(
+        "Jupyter as the main command",
         Duration::from_secs(90),
         || {
-            read_file(&name, "/tmp/jupyter2.log")
-                .filter(|log| log.contains(&format!("{prefix}chosen-token-123")))
+            let logs = docker(&["logs", &logged]);
+            let log = format!("{}{}", stdout(&logs), stderr(&logs));
+            log.contains("Jupyter Notebook is ready").then_some(log)
         },
     );
-    assert_eq!(http_status(&url, Some("chosen-token-123")), Ok(200));
-    assert_success(&exec(
-        &name,
-        &[],
-        &["pkill", "-TERM", "-x", "start-jupyter"],
-    ));
-    assert_eq!(
-        exit_code_of(&name, "/tmp/jupyter2.log", Duration::from_secs(30)),
-        0
+    assert!(
+        log.contains(&format!("    http://127.0.0.1:{logged_port}/tree\n"))
+            && log.contains("`devbox status --show-secrets` on the host"),
+        "{log}"
     );
+    assert!(!log.contains("chosen-token-123"), "{log}");
+    assert_eq!(
+        secrets_in_status(&logged)["jupyter"]["token"],
+        "chosen-token-123"
+    );
+    let url = format!("http://127.0.0.1:{logged_port}/api/status");
+    assert_eq!(http_status(&url, Some("chosen-token-123")), Ok(200));
+    // `docker stop`'s SIGTERM reaches Jupyter through the init process; it ends cleanly.
+    docker_ok(&["stop", &logged]);
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", &logged]),
+        "0"
+    );
+}
+
+/// `devbox status --show-secrets --json` of the container `name`, from a project of no
+/// settings.
+fn secrets_in_status(name: &str) -> serde_json::Value {
+    let project = Project::new("");
+    let output = project.devbox(&["status", "--show-secrets", "--json", "--name", name]);
+    assert_success(&output);
+    serde_json::from_str(&stdout(&output)).expect("status JSON")
 }
 
 // --- VNC -----------------------------------------------------------------------------------
@@ -394,7 +439,13 @@ fn vnc_phase(image: &str) {
         &[],
         &["sh", "-c", "printf '%10d\\n' 999999 > /tmp/.X0-lock"],
     );
-    exec_background(&name, &[], "start-vnc", "/tmp/vnc.log");
+    // On a terminal, the generated password is printed.
+    exec_background(
+        &name,
+        &[],
+        "script -eqc start-vnc /dev/null",
+        "/tmp/vnc.log",
+    );
     let password = wait_for("the VNC password", Duration::from_secs(60), || {
         let log = read_file(&name, "/tmp/vnc.log")?;
         assert!(read_file(&name, "/tmp/vnc.log.rc").is_none(), "{log}");
@@ -461,6 +512,33 @@ fn vnc_phase(image: &str) {
     assert!(
         !left.contains("devbox-vnc-"),
         "the password file is gone: {left}"
+    );
+
+    // Not on a terminal (a log), the generated password is left out: `devbox status
+    // --show-secrets` on the host gives it, and it opens the desktop.
+    exec_background(&name, &[], "start-vnc", "/tmp/vnc-logged.log");
+    let log = wait_for("x11vnc writing to a log", Duration::from_secs(60), || {
+        read_file(&name, "/tmp/vnc-logged.log").filter(|log| log.contains("connect a VNC viewer"))
+    });
+    assert!(
+        log.contains("The generated VNC password is left out")
+            && log.contains("`devbox status --show-secrets` on the host")
+            && !log.contains("VNC password:"),
+        "{log}"
+    );
+    let generated = secrets_in_status(&name)["vnc"]["password"]
+        .as_str()
+        .expect("the password in the status")
+        .to_string();
+    assert_eq!(generated.len(), 8);
+    assert!(!log.contains(&generated), "{log}");
+    rfb_connect(port, &generated)
+        .outcome
+        .expect("the password the status gives is accepted");
+    assert_success(&exec(&name, &[], &["pkill", "-TERM", "-x", "start-vnc"]));
+    assert_eq!(
+        exit_code_of(&name, "/tmp/vnc-logged.log", Duration::from_secs(30)),
+        128 + 15
     );
 
     // VNC_PASSWORD chooses the password, which is then never printed; Ctrl-C stops it too.
@@ -608,12 +686,12 @@ fn cluster_phase(image: &str) {
         "RAY_AUTH_TOKEN_PATH=/run/devbox/cluster/ray-token",
     ];
     // The head runs as root; the worker as the project's user, offering two GPUs to Ray.
-    let _head = run_container(image, &head, &common);
+    let _head = run_container(image, &head, &common, &[]);
     let mut worker_args: Vec<String> = as_user();
     worker_args.extend(common.iter().map(std::string::ToString::to_string));
     worker_args.extend(["--env".into(), "CUDA_VISIBLE_DEVICES=0,1".into()]);
     let worker_args: Vec<&str> = worker_args.iter().map(String::as_str).collect();
-    let _worker = run_container(image, &worker, &worker_args);
+    let _worker = run_container(image, &worker, &worker_args, &[]);
     let small = "--num-cpus 1 --object-store-memory 200000000";
 
     // A head that never comes: the worker gives up in time, naming the address it tried.
@@ -777,6 +855,7 @@ fn nobody_without_the_token_gets_in(image: &str, network: &str, head: &str) {
         image,
         &intruder,
         &["--network", network, "--env", &cluster_env],
+        &[],
     );
     let refused = exec(&intruder, &[], &["cluster-join", "--wait", "0"]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));

@@ -221,8 +221,8 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         );
     }
     assert!(login.contains("/opt/venv/bin/jupyter\n"), "{login}");
-    // Jupyter started inside shows in `devbox status` with its token, and answers through the
-    // published port with it.
+    // Jupyter started inside shows in `devbox status --show-secrets` with its token, and
+    // answers through the published port with it.
     assert_success(&project.devbox_as(
         uid,
         &[
@@ -237,7 +237,7 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let url = loop {
-        let status = project.devbox_as(uid, &["status", "--name", &name]);
+        let status = project.devbox_as(uid, &["status", "--show-secrets", "--name", &name]);
         assert_success(&status);
         if let Some(url) = common::stdout(&status)
             .lines()
@@ -253,6 +253,13 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(url.contains("?token="), "{url}");
+    let token = &url[url.find("?token=").unwrap() + "?token=".len()..];
+    // Without it, output that is no terminal (as here) leaves the token out.
+    let hidden = common::stdout(&project.devbox_as(uid, &["status", "--name", &name]));
+    assert!(
+        hidden.contains("(token hidden: --show-secrets shows it)") && !hidden.contains(token),
+        "{hidden}"
+    );
     // Published on a port the engine chose, which the container cannot know: start-jupyter
     // sends people to `devbox status` rather than print a URL with port 0.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -270,7 +277,8 @@ fn the_real_image_has_agx_for_every_process_the_license_and_the_tools() {
     assert!(
         announced.contains("Jupyter Notebook is ready")
             && announced.contains("`devbox status` on the host")
-            && !announced.contains(":0/"),
+            && !announced.contains(":0/")
+            && !announced.contains(token),
         "{announced}"
     );
     let json = project.devbox_as(uid, &["status", "--json", "--name", &name]);
