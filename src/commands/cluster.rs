@@ -9,7 +9,7 @@ use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::ray;
-use crate::swarm::{SwarmError, cluster_token, networks};
+use crate::swarm::{SwarmError, networks};
 
 pub(super) async fn run(
     config: &Config,
@@ -54,12 +54,7 @@ pub(super) async fn run(
             // The network goes with the last container that used it, if devbox made it; while
             // other machines still use it, it stays, and only a manager can remove it.
             match networks::remove(&engine, &config.cluster_network).await {
-                Ok(()) => {
-                    printer.result(format!("removed network {}", config.cluster_network));
-                    cluster_token::remove(&engine, &config.cluster_network)
-                        .await
-                        .while_doing(|| "removing the cluster's token".into())?;
-                }
+                Ok(()) => printer.result(format!("removed network {}", config.cluster_network)),
                 Err(
                     SwarmError::InUse { .. }
                     | SwarmError::Missing(_)

@@ -245,57 +245,86 @@ pub(crate) async fn start(
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(ContainerError::Terminal)?;
     let mut made = Made::default();
-    let make = async {
+    let result = async {
         if let Some(network) = &spec.network {
-            made.network = crate::swarm::networks::ensure_joinable(engine, network).await?;
+            let (joinable, interrupted) = to_the_end(
+                &mut interrupt,
+                crate::swarm::networks::ensure_joinable(engine, network),
+            )
+            .await;
+            made.network = joinable?;
             if made.network {
                 on_event(Event::MadeNetwork(network.clone()));
             }
-            crate::swarm::cluster_token::hand_out(engine, network, &spec.image, &|| {
-                on_event(Event::WaitingForToken(network.clone()));
-            })
-            .await?;
-        }
-        if engine.target().is_local() {
-            make_mount_folders(&spec, &mut made.folders)?;
-        }
-        let created = engine
-            .create_container(&spec.name, spec.create_body())
-            .await
-            .map_err(|e| match e.refusal() {
-                Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
-                _ => explain_refusal(engine, e, &spec),
-            })?;
-        made.container = Some(created.clone());
-        match engine.start_container(&created).await {
-            Ok(()) => Ok(()),
-            // Gone between its creation and its start: another `devbox start` replaced it.
-            Err(e)
-                if e.refusal() == Some(Refusal::NotFound)
-                    && engine.inspect_container(&created).await?.is_none() =>
-            {
-                Err(ContainerError::CreatedMeanwhile(spec.name.clone()))
+            if interrupted {
+                return Err(ContainerError::Interrupted);
             }
-            Err(e) => Err(explain_refusal(engine, e, &spec)),
-        }
-    };
-    let result = {
-        let mut make = std::pin::pin!(make);
-        tokio::select! {
-            result = &mut make => result,
-            _ = interrupt.recv() => {
-                // The engine carries out a request even when devbox drops it: let the one in
-                // flight end (a start is under a second), so that what it made is undone below.
-                let _ = make.await;
-                Err(ContainerError::Interrupted)
+            // A wait, mostly: Ctrl-C ends it at once.
+            let waiting = || on_event(Event::WaitingForToken(network.clone()));
+            let hand_out = crate::swarm::cluster_token::hand_out(engine, network, &waiting);
+            tokio::select! {
+                handed = hand_out => handed?,
+                _ = interrupt.recv() => return Err(ContainerError::Interrupted),
             }
         }
-    };
+        let (created, interrupted) =
+            to_the_end(&mut interrupt, create_and_start(engine, &spec, &mut made)).await;
+        created?;
+        if interrupted {
+            return Err(ContainerError::Interrupted);
+        }
+        Ok(())
+    }
+    .await;
     if let Err(error) = result {
         made.undo(engine, &error, spec.network.as_deref()).await;
         return Err(error);
     }
     Ok(Started::Created(spec))
+}
+
+/// Runs `step` to its end even when Ctrl-C comes meanwhile: the engine carries out a request
+/// that devbox drops, so what it made must be known, to be undone. Says whether Ctrl-C came.
+async fn to_the_end<T>(
+    interrupt: &mut tokio::signal::unix::Signal,
+    step: impl std::future::Future<Output = T>,
+) -> (T, bool) {
+    let mut step = std::pin::pin!(step);
+    tokio::select! {
+        done = &mut step => (done, false),
+        _ = interrupt.recv() => (step.await, true),
+    }
+}
+
+/// The container's mount folders (on this machine, for a local engine), the container, its
+/// start; each thing made is noted in `made`.
+async fn create_and_start(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    made: &mut Made,
+) -> Result<(), ContainerError> {
+    if engine.target().is_local() {
+        make_mount_folders(spec, &mut made.folders)?;
+    }
+    let created = engine
+        .create_container(&spec.name, spec.create_body())
+        .await
+        .map_err(|e| match e.refusal() {
+            Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
+            _ => explain_refusal(engine, e, spec),
+        })?;
+    made.container = Some(created.clone());
+    match engine.start_container(&created).await {
+        Ok(()) => Ok(()),
+        // Gone between its creation and its start: another `devbox start` replaced it.
+        Err(e)
+            if e.refusal() == Some(Refusal::NotFound)
+                && engine.inspect_container(&created).await?.is_none() =>
+        {
+            Err(ContainerError::CreatedMeanwhile(spec.name.clone()))
+        }
+        Err(e) => Err(explain_refusal(engine, e, spec)),
+    }
 }
 
 /// A host port that something else holds is named with its holder before anything is made.
@@ -362,9 +391,8 @@ impl Made {
         if self.network
             && let Some(network) = network
         {
-            let _ = engine.remove_network(network).await;
-            // The cluster's token goes with the network this run made for it.
-            let _ = crate::swarm::cluster_token::remove(engine, network).await;
+            // With the cluster's token, unless another container uses it meanwhile.
+            let _ = crate::swarm::networks::remove(engine, network).await;
         }
     }
 }

@@ -35,7 +35,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn of(status: u16, message: &str) -> Refusal {
+    pub(super) fn of(status: u16, message: &str) -> Refusal {
         let says = |text: &str| message.contains(text);
         match status {
             404 => Refusal::NotFound,

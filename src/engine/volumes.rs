@@ -1,6 +1,9 @@
 //! Named volumes.
 
+use std::collections::HashMap;
+
 use bollard::models::Volume;
+use bollard::query_parameters::ListVolumesOptionsBuilder;
 
 use super::{Engine, EngineError, absent_if_not_found};
 
@@ -15,5 +18,24 @@ impl Engine {
             .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
             .await
             .map_err(|e| EngineError::from_bollard(format!("remove the volume {name}"), e))
+    }
+
+    /// The values of the label `key` on the volumes that carry it.
+    pub(crate) async fn volume_label_values(&self, key: &str) -> Result<Vec<String>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), vec![key.to_string()])]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard("list volumes", e))?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|volume| volume.labels.get(key).cloned())
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! The commands devbox answers to inside the container, by the name it is called with
 //! (`start-jupyter …`, through the image's links) or as `devbox start-jupyter …`.
 
+pub(crate) mod cluster_token;
 pub(crate) mod dns;
 mod jupyter;
 mod process;
@@ -25,15 +26,17 @@ pub enum Applet {
     ClusterJoin,
     ClusterLeave,
     ClusterStatus,
+    ClusterTokenStore,
 }
 
 impl Applet {
-    pub const ALL: [(&'static str, Applet); 5] = [
+    pub const ALL: [(&'static str, Applet); 6] = [
         ("start-vnc", Applet::StartVnc),
         ("start-jupyter", Applet::StartJupyter),
         ("cluster-join", Applet::ClusterJoin),
         ("cluster-leave", Applet::ClusterLeave),
         ("cluster-status", Applet::ClusterStatus),
+        ("cluster-token-store", Applet::ClusterTokenStore),
     ];
 
     /// The command with this name.
@@ -95,6 +98,10 @@ pub enum Subcommand {
     /// memory.
     #[command(disable_help_flag = true)]
     ClusterStatus(PassedOn),
+    /// The swarm's token job: copies the Ray cluster's token from its secret into the volume
+    /// the cluster's containers mount (devbox runs it; not for people).
+    #[command(hide = true)]
+    ClusterTokenStore(PassedOn),
 }
 
 /// Arguments taken as they are, for the command behind.
@@ -116,6 +123,7 @@ impl Subcommand {
             Subcommand::ClusterJoin(passed) => (Applet::ClusterJoin, passed.args),
             Subcommand::ClusterLeave(passed) => (Applet::ClusterLeave, passed.args),
             Subcommand::ClusterStatus(passed) => (Applet::ClusterStatus, passed.args),
+            Subcommand::ClusterTokenStore(passed) => (Applet::ClusterTokenStore, passed.args),
         }
     }
 }
@@ -149,6 +157,7 @@ pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
         Applet::ClusterJoin => ray::join(args),
         Applet::ClusterLeave => ray::leave(args),
         Applet::ClusterStatus => status::run(args),
+        Applet::ClusterTokenStore => cluster_token::store(),
     };
     result.unwrap_or_else(|error| {
         Printer::new(applet.name()).error(&error);

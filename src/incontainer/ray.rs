@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::cluster_token::TOKEN_PATH;
 use super::dns::Resolver;
 use super::process::{self, ProcessInfo};
 use super::{AppletError, env_value};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
-use crate::swarm::cluster_token;
 
 const JOIN: Printer = Printer::new("cluster-join");
 const LEAVE: Printer = Printer::new("cluster-leave");
@@ -435,10 +435,8 @@ pub(super) fn raylet() -> Option<ProcessInfo> {
 /// The Ray cluster's token file (`RAY_AUTH_TOKEN_PATH`, which devbox sets in containers on
 /// a cluster network), waiting up to `limit` for it: the swarm may be handing it out still.
 /// Ray runs only with token authentication: without the token there is no cluster.
-fn cluster_token(limit: Duration) -> Result<PathBuf, AppletError> {
-    let path = PathBuf::from(
-        env_value("RAY_AUTH_TOKEN_PATH").unwrap_or_else(|| cluster_token::TOKEN_PATH.into()),
-    );
+fn token_file(limit: Duration) -> Result<PathBuf, AppletError> {
+    let path = PathBuf::from(env_value("RAY_AUTH_TOKEN_PATH").unwrap_or_else(|| TOKEN_PATH.into()));
     let started = Instant::now();
     loop {
         if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() > 0) {
@@ -485,6 +483,8 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     let hostname = crate::host::hostname();
     let head_name = env_value("CLUSTER_HEAD_NAME");
     let role = role(options.head, &hostname, head_name.as_deref())?;
+    // Before any wait for the head: without the token there is nothing to wait for.
+    let token = token_file(options.wait.min(TOKEN_WAIT))?;
     let gpus = detect_gpus();
     let (head_address, node_ip) = match &role {
         Role::Head => (None, head_node_ip(head_name.as_deref(), &hostname)),
@@ -495,7 +495,6 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
         }
     };
     let args = ray_start_args(head_address, node_ip, gpus, &options.ray_args);
-    let token = cluster_token(options.wait.min(TOKEN_WAIT))?;
     match &role {
         Role::Head => JOIN.result(format!(
             "cluster-join: starting the Ray head on {} (GCS port {GCS_PORT}{})",

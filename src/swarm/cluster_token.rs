@@ -1,9 +1,10 @@
 //! The Ray cluster's token. Ray runs with token authentication (`RAY_AUTH_MODE=token`): its
 //! head refuses every node and every program that lacks the token. A swarm manager makes one
 //! token per cluster network and keeps it as a swarm secret; a global job (one task on every
-//! machine of the swarm, machines that join later included) writes it into a volume on each
-//! machine, and the containers on that network mount the volume read-only. The token is never
-//! in a label, a log, an environment variable or a command line.
+//! machine of the swarm, machines that join later included) runs devbox's own image
+//! (`token_image`) to write it into a volume on each machine, and the containers on that
+//! network mount the volume read-only. The token is never in a label, a log, an environment
+//! variable or a command line.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,32 +15,24 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 
-use super::SwarmError;
-use crate::engine::{Engine, SwarmRole};
+use super::{SwarmError, token_image};
+use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
+pub(crate) use crate::incontainer::cluster_token::{RAY_ENV, TOKEN_DIR};
+use crate::incontainer::cluster_token::{SECRET_FILE, VOLUME_IN_JOB};
 use crate::labels;
 
-/// Where the containers on a cluster network find the token (the volume's mount point).
-pub(crate) const TOKEN_DIR: &str = "/run/devbox/cluster";
-pub(crate) const TOKEN_PATH: &str = "/run/devbox/cluster/ray-token";
-/// Where the job's task finds the secret, and where it writes the volume.
-const SECRET_FILE: &str = "ray-token";
-const VOLUME_IN_JOB: &str = "/token";
-/// Written beside the token, then renamed: a reader sees no token or the whole of it.
-const WRITE_TOKEN: &str = "umask 022 && cat /run/secrets/ray-token > /token/.ray-token.new \
-                           && mv -f /token/.ray-token.new /token/ray-token";
 const HAND_OUT_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(500);
+/// A machine that lacks the job's image (it runs another devbox, or none yet) gets it tried
+/// again this often, until its own `devbox cluster up` loads the image.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+/// Two managers' `cluster up` at once: an update made on a stale version is tried again.
+const UPDATE_ATTEMPTS: u32 = 3;
 
 /// The name of the secret, of the job and of the volume on each machine, for `network`.
 pub(crate) fn name(network: &str) -> String {
     format!("devbox-cluster-token-{network}")
 }
-
-/// The environment that makes Ray in a container (`ray start`, `ray.init`) use the token.
-pub(crate) const RAY_ENV: [(&str, &str); 2] = [
-    ("RAY_AUTH_MODE", "token"),
-    ("RAY_AUTH_TOKEN_PATH", TOKEN_PATH),
-];
 
 fn labels(network: &str) -> HashMap<String, String> {
     HashMap::from([
@@ -48,8 +41,8 @@ fn labels(network: &str) -> HashMap<String, String> {
     ])
 }
 
-/// The global job that copies the secret into the volume on every machine, from `image`
-/// (the project's, which every machine of the cluster has).
+/// The global job that copies the secret into the volume on every machine, from devbox's own
+/// image (`image`: its id).
 #[allow(
     clippy::zero_sized_map_values,
     reason = "bollard's type for an empty JSON object"
@@ -67,7 +60,10 @@ fn job_spec(network: &str, image: &str, secret_id: &str) -> ServiceSpec {
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(image.to_string()),
                 labels: Some(labels(network)),
-                command: Some(vec!["sh".into(), "-c".into(), WRITE_TOKEN.into()]),
+                command: Some(vec![
+                    token_image::BINARY.into(),
+                    "cluster-token-store".into(),
+                ]),
                 user: Some("0:0".into()),
                 secrets: Some(vec![TaskSpecContainerSpecSecrets {
                     file: Some(TaskSpecContainerSpecFile {
@@ -92,9 +88,9 @@ fn job_spec(network: &str, image: &str, secret_id: &str) -> ServiceSpec {
                 }]),
                 ..Default::default()
             }),
-            // A failure is said at once (a machine without the image, say), not retried.
             restart_policy: Some(TaskSpecRestartPolicy {
-                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                delay: Some(i64::try_from(RETRY_DELAY.as_nanos()).expect("seconds fit")),
                 ..Default::default()
             }),
             ..Default::default()
@@ -105,41 +101,70 @@ fn job_spec(network: &str, image: &str, secret_id: &str) -> ServiceSpec {
 
 /// Makes sure the token of `network`'s cluster is on this machine, in its volume, before a
 /// container on that network is created. A manager makes the token if there is none yet and
-/// (re)runs the job that hands it to every machine; a worker waits for it to arrive.
+/// (re)runs the job that hands it to every machine; a worker loads the job's image and waits
+/// for the token to arrive.
 pub(crate) async fn hand_out(
     engine: &Engine,
     network: &str,
-    image: &str,
     on_wait: &dyn Fn(),
 ) -> Result<(), SwarmError> {
     let info = engine.info().await?;
-    let name = name(network);
+    let image = token_image::ensure(engine).await?;
     match SwarmRole::of(&info) {
         SwarmRole::Manager => {
-            let secret_id = if let Some(id) = engine.secret_id(&name).await? {
-                id
-            } else {
-                let token = crate::host::random_bytes(32).map_err(SwarmError::Random)?;
-                engine
-                    .create_secret(&name, hex::encode(token).as_bytes(), labels(network))
-                    .await?
-            };
-            let spec = job_spec(network, image, &secret_id);
-            // Run every time: it also reaches a machine whose volume was removed meanwhile.
-            match engine.inspect_service(&name).await? {
-                None => engine.create_service(spec).await?,
-                Some(service) => engine.force_update_service(&service, spec).await?,
-            }
+            let secret_id = ensure_secret(engine, network).await?;
+            run_job(engine, &job_spec(network, &image, &secret_id)).await?;
             let node = info
                 .swarm
                 .and_then(|swarm| swarm.node_id)
                 .unwrap_or_default();
-            wait_for_job_here(engine, &name, &node, on_wait).await
+            wait_for_job_here(engine, &name(network), &node, on_wait).await
         }
         SwarmRole::Worker => wait_for_volume(engine, network, on_wait).await,
         SwarmRole::None => Err(SwarmError::NoSwarmForNetwork {
             network: network.to_string(),
         }),
+    }
+}
+
+/// The id of the cluster's secret, made now if there is none.
+async fn ensure_secret(engine: &Engine, network: &str) -> Result<String, SwarmError> {
+    let name = name(network);
+    if let Some(id) = engine.secret_id(&name).await? {
+        return Ok(id);
+    }
+    let token = hex::encode(crate::host::random_bytes(32).map_err(SwarmError::Random)?);
+    match engine
+        .create_secret(&name, token.as_bytes(), labels(network))
+        .await
+    {
+        Ok(id) => Ok(id),
+        // Another `cluster up` made it meanwhile: theirs is the cluster's.
+        Err(e) if e.refusal() == Some(Refusal::Conflict) => engine
+            .secret_id(&name)
+            .await?
+            .ok_or_else(|| SwarmError::from(e)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the job, or runs it again: that also reaches a machine whose volume was removed
+/// meanwhile, or that kept an old cluster's token.
+async fn run_job(engine: &Engine, spec: &ServiceSpec) -> Result<(), SwarmError> {
+    let name = spec.name.clone().unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match engine.inspect_service(&name).await? {
+            None => engine.create_service(spec.clone()).await,
+            Some(service) => engine.force_update_service(&service, spec.clone()).await,
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            // Made or updated by another `cluster up` meanwhile: look again.
+            Err(EngineError::Refused { .. }) if attempt < UPDATE_ATTEMPTS => {}
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -160,29 +185,26 @@ async fn wait_for_job_here(
     let mut said = false;
     loop {
         let tasks = engine.tasks_on_node(job, node).await?;
-        let latest = tasks
+        let mut failure = None;
+        for task in tasks
             .iter()
-            .filter(|task| task.job_iteration.as_ref().and_then(|v| v.index) == iteration);
-        for task in latest {
+            .filter(|task| task.job_iteration.as_ref().and_then(|v| v.index) == iteration)
+        {
             let status = task.status.as_ref();
             match status.and_then(|s| s.state) {
                 Some(TaskState::COMPLETE) => return Ok(()),
-                Some(TaskState::FAILED | TaskState::REJECTED | TaskState::ORPHANED) => {
-                    let why = status
-                        .and_then(|s| s.err.clone().or_else(|| s.message.clone()))
-                        .unwrap_or_default();
-                    return Err(SwarmError::TokenJobFailed {
-                        job: job.to_string(),
-                        why,
-                    });
+                Some(TaskState::FAILED | TaskState::REJECTED) => {
+                    failure = status.and_then(|s| s.err.clone().or_else(|| s.message.clone()));
                 }
                 _ => {}
             }
         }
         if started.elapsed() >= HAND_OUT_LIMIT {
-            return Err(SwarmError::TokenJobSlow {
+            return Err(SwarmError::TokenJobFailed {
                 job: job.to_string(),
-                limit: HAND_OUT_LIMIT.as_secs(),
+                why: failure.unwrap_or_else(|| {
+                    format!("it has not run here within {} s", HAND_OUT_LIMIT.as_secs())
+                }),
             });
         }
         if !said && started.elapsed() >= Duration::from_secs(3) {
@@ -206,6 +228,7 @@ async fn wait_for_volume(
         if started.elapsed() >= HAND_OUT_LIMIT {
             return Err(SwarmError::NoTokenHere {
                 network: network.to_string(),
+                job: volume,
                 limit: HAND_OUT_LIMIT.as_secs(),
             });
         }
@@ -218,19 +241,24 @@ async fn wait_for_volume(
     Ok(())
 }
 
-/// Removes the cluster's secret and job (on a manager, once its network is gone) and the
-/// token's volume on this machine; what is not there is no error. The volumes on the other
-/// machines stay until those machines leave the swarm.
+/// Removes the cluster's secret and job (on a manager) and the token's volume on this
+/// machine; what is not there is no error.
 pub(crate) async fn remove(engine: &Engine, network: &str) -> Result<(), SwarmError> {
     let name = name(network);
-    if engine.inspect_service(&name).await?.is_some() {
-        engine.remove_service(&name).await?;
+    if SwarmRole::of(&engine.info().await?) == SwarmRole::Manager {
+        if engine.inspect_service(&name).await?.is_some() {
+            engine.remove_service(&name).await?;
+        }
+        if engine.secret_id(&name).await?.is_some() {
+            engine.remove_secret(&name).await?;
+        }
     }
-    if engine.secret_id(&name).await?.is_some() {
-        engine.remove_secret(&name).await?;
-    }
-    // The job's finished tasks here hold the volume: the engine removes them only some time
-    // after their service.
+    remove_volume(engine, network).await
+}
+
+/// Removes the token's volume on this machine, with the job's finished tasks here that hold
+/// it (the engine removes those only some time after their service).
+pub(crate) async fn remove_volume(engine: &Engine, network: &str) -> Result<(), SwarmError> {
     for task in engine
         .containers_labelled(labels::CLUSTER_TOKEN, network)
         .await?
@@ -239,8 +267,18 @@ pub(crate) async fn remove(engine: &Engine, network: &str) -> Result<(), SwarmEr
             engine.remove_container(&id).await?;
         }
     }
+    let name = name(network);
     if engine.inspect_volume(&name).await?.is_some() {
         engine.remove_volume(&name).await?;
+    }
+    Ok(())
+}
+
+/// Removes every cluster token's volume on this machine (when it leaves the swarm: the
+/// tokens were that swarm's).
+pub(crate) async fn remove_all_volumes(engine: &Engine) -> Result<(), SwarmError> {
+    for network in engine.volume_label_values(labels::CLUSTER_TOKEN).await? {
+        remove_volume(engine, &network).await?;
     }
     Ok(())
 }
@@ -250,33 +288,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_job_runs_once_on_every_machine_and_writes_the_secret_into_the_volume() {
-        let spec = job_spec("lab", "team/dev:latest", "s3cr3tid");
+    fn the_job_runs_devbox_by_image_id_on_every_machine_into_the_volume() {
+        let spec = job_spec("lab", "sha256:0123", "s3cr3tid");
         assert_eq!(spec.name.as_deref(), Some("devbox-cluster-token-lab"));
         let mode = spec.mode.unwrap();
         assert!(mode.global_job.is_some() && mode.global.is_none());
         let task = spec.task_template.unwrap();
         assert_eq!(
             task.restart_policy.unwrap().condition,
-            Some(TaskSpecRestartPolicyConditionEnum::NONE)
+            Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE)
         );
         let container = task.container_spec.unwrap();
-        assert_eq!(container.image.as_deref(), Some("team/dev:latest"));
+        // By id: the swarm never pulls it from a registry.
+        assert_eq!(container.image.as_deref(), Some("sha256:0123"));
+        assert_eq!(
+            container.command.unwrap(),
+            ["/devbox", "cluster-token-store"]
+        );
         let secret = &container.secrets.unwrap()[0];
         assert_eq!(secret.secret_id.as_deref(), Some("s3cr3tid"));
+        assert_eq!(
+            secret.file.as_ref().unwrap().name.as_deref(),
+            Some(SECRET_FILE)
+        );
         assert_eq!(secret.file.as_ref().unwrap().mode, Some(0o400));
         let mount = &container.mounts.unwrap()[0];
         assert_eq!(mount.source.as_deref(), Some("devbox-cluster-token-lab"));
+        assert_eq!(mount.target.as_deref(), Some(VOLUME_IN_JOB));
         assert_eq!(mount.typ, Some(MountType::VOLUME));
-        // The script writes where the mount is, from where the secret is, under the names
-        // the containers read.
-        let script = &container.command.unwrap()[2];
-        assert!(script.contains(&format!("/run/secrets/{SECRET_FILE}")));
-        assert!(script.contains(&format!("{VOLUME_IN_JOB}/ray-token")));
-        assert_eq!(
-            TOKEN_PATH,
-            format!("{TOKEN_DIR}/ray-token"),
-            "the containers read what the job writes"
-        );
     }
 }

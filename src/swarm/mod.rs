@@ -4,6 +4,7 @@
 
 pub(crate) mod cluster_token;
 pub(crate) mod networks;
+mod token_image;
 
 use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
 
@@ -76,22 +77,24 @@ pub enum SwarmError {
     #[error("cannot make the Ray cluster's token: reading /dev/urandom: {0}")]
     Random(std::io::Error),
     #[error(
-        "the job {job}, which hands the Ray cluster's token to this machine, failed: {why}\n\
-         Make sure the project's image is on every machine of the swarm (`devbox build` there), \
-         then run this again"
+        "the job {job}, which hands the Ray cluster's token to this machine, failed: {why}; \
+         `docker service ps {job}` shows its tasks"
     )]
     TokenJobFailed { job: String, why: String },
     #[error(
-        "the job {job}, which hands the Ray cluster's token to every machine, has not reached \
-         this one within {limit} s; `docker service ps {job}` shows where it is stuck"
-    )]
-    TokenJobSlow { job: String, limit: u64 },
-    #[error(
         "the Ray cluster's token for network {network} has not reached this machine within \
-         {limit} s. A swarm manager makes it and hands it to every machine: run `devbox cluster \
-         up` on the head's machine (a manager) first, then here again"
+         {limit} s. A swarm manager makes it and hands it to every machine with the job {job}: \
+         run `devbox cluster up` on the head's machine (a manager) first, then here again. If \
+         it ran already, every machine must run the same devbox (the job runs devbox's own \
+         image); `docker service ps {job}` on a manager says why it failed here"
     )]
-    NoTokenHere { network: String, limit: u64 },
+    NoTokenHere {
+        network: String,
+        job: String,
+        limit: u64,
+    },
+    #[error("cannot read devbox's own program to make the token job's image: {0}")]
+    OwnBinary(std::io::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -179,13 +182,15 @@ pub(crate) async fn join(
     Ok(true)
 }
 
-/// Leaves the swarm; `false` when not in one.
+/// Leaves the swarm, and removes the Ray cluster tokens it handed to this machine; `false`
+/// when not in one.
 pub(crate) async fn leave(engine: &Engine, force: bool) -> Result<bool, SwarmError> {
     match SwarmRole::of(&engine.info().await?) {
         SwarmRole::None => Ok(false),
         SwarmRole::Manager if !force => Err(SwarmError::ManagerLeave),
         _ => {
             engine.leave_swarm(force).await?;
+            cluster_token::remove_all_volumes(engine).await?;
             Ok(true)
         }
     }

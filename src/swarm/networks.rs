@@ -1,7 +1,7 @@
 //! devbox's attachable overlay networks: create (with the engine's refusals explained),
 //! list, remove.
 
-use super::SwarmError;
+use super::{SwarmError, cluster_token};
 use crate::engine::{ENCRYPTED, Engine, EngineError, Refusal, SwarmRole};
 use crate::labels;
 
@@ -181,5 +181,7 @@ pub(crate) async fn remove(engine: &Engine, name: &str) -> Result<(), SwarmError
                 containers: vec!["containers on other machines".into()],
             },
             _ => e.into(),
-        })
+        })?;
+    // The cluster's token goes with its network.
+    cluster_token::remove(engine, name).await
 }

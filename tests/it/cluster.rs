@@ -286,7 +286,14 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     for m in [&worker, &head] {
         let _ = m.devbox(&["swarm", "leave", "--force"]);
     }
-    let _ = worker.docker(&["volume", "rm", &token]);
+    // Leaving the swarm takes its tokens from the machine.
+    assert!(
+        !worker
+            .docker(&["volume", "inspect", &token])
+            .status
+            .success(),
+        "the worker keeps the token's volume after leaving the swarm"
+    );
 }
 
 /// The cluster's token: made on the manager as a swarm secret, in both containers (the

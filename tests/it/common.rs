@@ -380,6 +380,7 @@ impl Drop for Cleanup {
         remove(&["service", "rm"], tokens.clone());
         remove(&["network", "rm"], newest_first(Made::Network));
         remove(&["secret", "rm"], tokens.clone());
+        let made_tokens = !tokens.is_empty();
         for volume in tokens {
             // The job's tasks hold it until the engine has removed them with their service.
             let deadline = Instant::now() + Duration::from_secs(15);
@@ -391,6 +392,11 @@ impl Drop for Cleanup {
             }
         }
         let mut images = newest_first(Made::Image);
+        if made_tokens {
+            // The token job's image: devbox's own binary, loaded into the engine.
+            let loaded = docker(&["image", "ls", "--quiet", "devbox-cluster-token"]);
+            images.extend(stdout(&loaded).split_whitespace().map(String::from));
+        }
         for name in newest_first(Made::Built) {
             let labelled = docker(&[
                 "image",
