@@ -376,9 +376,15 @@ async fn attached(
         cause,
     };
     let mut output = std::pin::pin!(engine.attach_output(container).await?);
-    if let Err(error) = engine.start_container(container).await {
-        let _ = engine.remove_container(container).await;
-        return Err(ContainerError::from(error).into());
+    match engine.start_container(container).await {
+        Ok(()) => {}
+        // The engine refused: nothing runs, nothing stays.
+        Err(error) if error.refusal().is_some() => {
+            let _ = engine.remove_container(container).await;
+            return Err(ContainerError::from(error).into());
+        }
+        // The answer was lost, not the request: the run may well be going.
+        Err(error) => return Err(lost(error)),
     }
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();

@@ -360,3 +360,41 @@ fn bad_input_is_refused_with_one_message_and_nothing_made() {
     assert_failure(&bad_gpus);
     assert!(!lab.project.path().join("runs").exists());
 }
+
+#[test]
+fn a_lost_engine_connection_leaves_the_run_going_and_says_how_to_follow_it() {
+    let lab = Lab::new();
+    let engine = common::TcpEngine::dying_after("/start");
+    let output = lab
+        .project
+        .devbox_command(&["run", "--", "sh", "-c", "sleep 1; echo finished"])
+        .env("DOCKER_HOST", &engine.host)
+        .output()
+        .unwrap();
+    let err = assert_failure(&output);
+    assert!(err.contains("lost the connection"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    let id = err
+        .split("devbox jobs logs -f ")
+        .nth(1)
+        .and_then(|rest| rest.get(..12))
+        .unwrap_or_else(|| panic!("no way to follow the run in: {err}"));
+    let container = format!("devbox-run-{id}");
+    Lab::wait_ended(&container);
+    assert_eq!(docker_ok(&["logs", &container]), "finished");
+    assert_eq!(
+        docker_ok(&["inspect", "--format", "{{.State.ExitCode}}", &container]).trim(),
+        "0"
+    );
+    // Its output volume (an engine over tcp:// is another machine's) goes with the run.
+    let removed = lab.project.devbox(&["jobs", "rm", id]);
+    assert_success(&removed);
+    let volumes = docker_ok(&[
+        "volume",
+        "ls",
+        "--quiet",
+        "--filter",
+        &format!("label=io.devbox.run.id={id}"),
+    ]);
+    assert_eq!(volumes.trim(), "");
+}
