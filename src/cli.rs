@@ -344,6 +344,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub rm: bool,
 
+    /// Give the run the secret NAME at /run/secrets/NAME (read-only, the run's user's alone),
+    /// from FILE (default secrets/NAME in the project). NAME: letters, digits, '_', '.', '-'.
+    #[arg(long = "secret", value_name = "NAME[=FILE]")]
+    pub secrets: Vec<String>,
+
+    /// Put the secret NAME's value in VAR for COMMAND alone (never in `docker inspect`, a
+    /// label or a log); the secret comes from --secret NAME, or secrets/NAME.
+    #[arg(long = "secret-env", value_name = "VAR=NAME")]
+    pub secret_env: Vec<String>,
+
     /// Seconds between SIGTERM and SIGKILL when Ctrl-C stops the run.
     #[arg(
         short = 't',

@@ -9,9 +9,9 @@ use crate::container::spec::StartOptions;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
-use crate::run::{self, Outcome, Request};
+use crate::run::{self, Outcome, Request, RunError};
 
-fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, ContainerError> {
+fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, RunError> {
     let env_lookup = |key: &str| std::env::var(key).ok();
     let parsed = || -> Result<StartOptions, OptionError> {
         Ok(StartOptions {
@@ -36,8 +36,11 @@ fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, 
             ..Default::default()
         })
     };
+    let asked = run::secrets::read(&args.secrets, &args.secret_env, &config.project_dir)?;
     Ok(Request {
-        options: parsed()?,
+        options: parsed().map_err(ContainerError::from)?,
+        secrets: asked.secrets,
+        secret_env: asked.env,
         gpus: args.gpus.clone(),
         live: args.live,
         detach: args.detach,

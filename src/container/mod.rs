@@ -322,9 +322,11 @@ pub(crate) fn make_mount_folders(
 ) -> Result<(), ContainerError> {
     for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
         let path = std::path::Path::new(&mount.source);
-        if !path.exists() {
-            made.push(path.to_path_buf());
+        // What exists is mounted as it is: a file (`-v FILE:TARGET`) too.
+        if path.exists() {
+            continue;
         }
+        made.push(path.to_path_buf());
         std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
             path: mount.source.clone(),
             cause: source,

@@ -251,6 +251,22 @@ impl Engine {
         }
     }
 
+    /// Unpacks the tar `archive` at `path` in the container (created or running).
+    pub(crate) async fn upload_archive(
+        &self,
+        name: &str,
+        path: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| EngineError::from_bollard(format!("copy files into {name}"), e))
+    }
+
     /// `path` in the container as a tar stream, as the engine sends it.
     pub(crate) fn download_archive(
         &self,

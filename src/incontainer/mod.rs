@@ -5,6 +5,7 @@ pub(crate) mod dns;
 mod jupyter;
 mod process;
 mod ray;
+pub(crate) mod secrets;
 pub(crate) mod status;
 mod vnc;
 
@@ -24,15 +25,17 @@ pub enum Applet {
     ClusterJoin,
     ClusterLeave,
     ClusterStatus,
+    RunWithSecrets,
 }
 
 impl Applet {
-    pub const ALL: [(&'static str, Applet); 5] = [
+    pub const ALL: [(&'static str, Applet); 6] = [
         ("start-vnc", Applet::StartVnc),
         ("start-jupyter", Applet::StartJupyter),
         ("cluster-join", Applet::ClusterJoin),
         ("cluster-leave", Applet::ClusterLeave),
         ("cluster-status", Applet::ClusterStatus),
+        ("run-with-secrets", Applet::RunWithSecrets),
     ];
 
     /// The command with this name.
@@ -94,6 +97,10 @@ pub enum Subcommand {
     /// memory.
     #[command(disable_help_flag = true)]
     ClusterStatus(PassedOn),
+    /// In a run: VAR=NAME… -- COMMAND: COMMAND with each secret /run/secrets/NAME in VAR
+    /// (what `devbox run --secret-env` runs).
+    #[command(disable_help_flag = true)]
+    RunWithSecrets(PassedOn),
 }
 
 /// Arguments taken as they are, for the command behind.
@@ -115,6 +122,7 @@ impl Subcommand {
             Subcommand::ClusterJoin(passed) => (Applet::ClusterJoin, passed.args),
             Subcommand::ClusterLeave(passed) => (Applet::ClusterLeave, passed.args),
             Subcommand::ClusterStatus(passed) => (Applet::ClusterStatus, passed.args),
+            Subcommand::RunWithSecrets(passed) => (Applet::RunWithSecrets, passed.args),
         }
     }
 }
@@ -148,6 +156,7 @@ pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
         Applet::ClusterJoin => ray::join(args),
         Applet::ClusterLeave => ray::leave(args),
         Applet::ClusterStatus => status::run(args),
+        Applet::RunWithSecrets => secrets::run(args),
     };
     result.unwrap_or_else(|error| {
         Printer::new(applet.name()).error(&error);

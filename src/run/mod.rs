@@ -4,6 +4,7 @@
 
 pub(crate) mod jobs;
 pub(crate) mod record;
+pub(crate) mod secrets;
 pub(crate) mod snapshot;
 
 use std::collections::HashMap;
@@ -15,7 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::build_context;
 use crate::config::Config;
-use crate::container::spec::{self, HostFacts, RunPlacement, StartOptions};
+use bollard::models::ContainerCreateBody;
+
+use crate::container::spec::{self, ContainerSpec, HostFacts, RunPlacement, StartOptions};
 use crate::container::{self, ContainerError};
 use crate::engine::{Engine, EngineError, LogOutput, Target};
 use crate::image::ImageError;
@@ -44,6 +47,23 @@ pub enum RunError {
          yet. Send it by hand, then run again: `docker save {image} | docker -H {host} load`"
     )]
     NotOnEngine { image: String, host: String },
+    #[error(
+        "the secret name {0:?} is not a plain name: use letters, digits, '_', '.' and '-' (it \
+         becomes the file /run/secrets/NAME)"
+    )]
+    SecretName(String),
+    #[error("--secret-env takes VAR=NAME (VAR a variable's name, NAME a secret's), not {0:?}")]
+    SecretEnv(String),
+    #[error(
+        "cannot read the secret {name} from {}: {cause}; put it there, or name its file with \
+         --secret {name}=FILE",
+        .path.display()
+    )]
+    SecretUnreadable {
+        name: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("cannot catch Ctrl-C: {0}")]
     CatchInterrupt(std::io::Error),
     #[error("cannot write the run's output: {0}")]
@@ -97,6 +117,10 @@ pub(crate) struct Request {
     pub remove: bool,
     /// Seconds between SIGTERM and SIGKILL when the run is stopped.
     pub grace: i32,
+    /// Copied to /run/secrets before the run starts.
+    pub secrets: Vec<secrets::Secret>,
+    /// `VAR=NAME`: the secret NAME's value in VAR, for the command alone.
+    pub secret_env: Vec<(String, String)>,
 }
 
 /// How a run that devbox started went on.
@@ -176,38 +200,16 @@ pub(crate) async fn run(
         &prepared.code,
         &out,
     ));
+    if !request.secret_env.is_empty() {
+        body.cmd = Some(secrets::wrapped(
+            &request.secret_env,
+            &request.options.command,
+        ));
+    }
     if request.detach && request.remove {
         body.host_config.get_or_insert_default().auto_remove = Some(true);
     }
-    let mut made = Vec::new();
-    let created = async {
-        if local {
-            container::make_mount_folders(&spec, &mut made)?;
-        }
-        let created = engine
-            .create_container(&name, body)
-            .await
-            .map_err(|e| container::explain_refusal(engine, e, &spec))?;
-        if request.detach
-            && let Err(error) = engine.start_container(&created).await
-        {
-            let _ = engine.remove_container(&created).await;
-            return Err(container::explain_refusal(engine, error, &spec));
-        }
-        Ok(created)
-    };
-    let created = match created.await {
-        Ok(created) => created,
-        Err(error) => {
-            for folder in made.iter().rev() {
-                let _ = std::fs::remove_dir(folder);
-            }
-            if !local {
-                let _ = engine.remove_volume(&out).await;
-            }
-            return Err(RunError::Container(error));
-        }
-    };
+    let created = make_container(engine, &spec, body, request, &out).await?;
     if request.detach {
         return Ok(Outcome::Detached(id));
     }
@@ -219,6 +221,58 @@ pub(crate) async fn run(
         }
     }
     code.map(Outcome::Ended)
+}
+
+/// Creates the run's container (its folders to mount first, on this machine), copies its
+/// secrets in, and starts it when detached; what it made goes again when a step fails.
+async fn make_container(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    body: ContainerCreateBody,
+    request: &Request,
+    out: &str,
+) -> Result<String, RunError> {
+    let local = engine.target().is_local();
+    let mut made = Vec::new();
+    let created = async {
+        if local {
+            container::make_mount_folders(spec, &mut made)?;
+        }
+        let created = engine
+            .create_container(&spec.name, body)
+            .await
+            .map_err(|e| container::explain_refusal(engine, e, spec))?;
+        if !request.secrets.is_empty() {
+            let owner = spec.user.as_deref().and_then(|user| {
+                let (uid, gid) = user.split_once(':')?;
+                Some((uid.parse().ok()?, gid.parse().ok()?))
+            });
+            let archive = secrets::archive(&request.secrets, owner.unwrap_or((0, 0)));
+            if let Err(error) = engine.upload_archive(&created, "/", archive).await {
+                let _ = engine.remove_container(&created).await;
+                return Err(error.into());
+            }
+        }
+        if request.detach
+            && let Err(error) = engine.start_container(&created).await
+        {
+            let _ = engine.remove_container(&created).await;
+            return Err(container::explain_refusal(engine, error, spec));
+        }
+        Ok(created)
+    };
+    match created.await {
+        Ok(created) => Ok(created),
+        Err(error) => {
+            for folder in made.iter().rev() {
+                let _ = std::fs::remove_dir(folder);
+            }
+            if !local {
+                let _ = engine.remove_volume(out).await;
+            }
+            Err(RunError::Container(error))
+        }
+    }
 }
 
 /// The project image's facts, and the run image: the snapshot's, made when missing (on

@@ -398,3 +398,76 @@ fn a_lost_engine_connection_leaves_the_run_going_and_says_how_to_follow_it() {
     ]);
     assert_eq!(volumes.trim(), "");
 }
+
+#[test]
+fn secrets_reach_the_run_and_the_command_but_not_inspect_labels_or_logs() {
+    let lab = Lab::new();
+    lab.project.write("secrets/api", "s3cret-value\n");
+    // The busybox image has no devbox: the test lends it the one under test, as the project
+    // image carries it.
+    let binary = format!(
+        "{}:/usr/local/bin/devbox:ro",
+        common::devbox_binary().display()
+    );
+    let output = lab.project.devbox_as(
+        1000,
+        &[
+            "run",
+            "--secret",
+            "api",
+            "--secret-env",
+            "API_KEY=api",
+            "-v",
+            &binary,
+            "--",
+            "sh",
+            "-c",
+            "[ \"$API_KEY\" = \"$(cat /run/secrets/api)\" ] && echo ${#API_KEY}; \
+             stat -c '%a %u' /run/secrets/api; cat /run/secrets/api | wc -c",
+        ],
+    );
+    assert_success(&output);
+    assert_eq!(stdout(&output), "12\n400 1000\n13\n");
+    let listed = lab.project.devbox(&["jobs", "--json"]);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&stdout(&listed)).unwrap();
+    let id = records[0]["id"].as_str().unwrap();
+    let container = format!("devbox-run-{id}");
+    for shown in [
+        docker_ok(&["inspect", &container]),
+        docker_ok(&["logs", &container]),
+        stdout(&lab.project.devbox(&["jobs", "inspect", id])),
+        stdout(&listed),
+        stderr(&output),
+    ] {
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+    }
+    assert!(
+        records[0]["command"][0] == "sh",
+        "the record keeps the user's command"
+    );
+}
+
+#[test]
+fn a_bad_or_missing_secret_is_refused_before_anything_is_made() {
+    let lab = Lab::new();
+    let bad = lab.run(&["--secret", "../etc/passwd", "--", "true"]);
+    let err = assert_failure(&bad);
+    assert!(err.contains("not a plain name"), "{err}");
+    let missing = lab.run(&["--secret-env", "KEY=absent", "--", "true"]);
+    let err = assert_failure(&missing);
+    assert!(
+        err.contains("cannot read the secret absent") && err.contains("secrets/absent"),
+        "{err}"
+    );
+    let bad_var = lab.run(&["--secret-env", "1KEY=x", "--", "true"]);
+    assert!(assert_failure(&bad_var).contains("VAR=NAME"));
+    assert!(!lab.project.path().join("runs").exists());
+    let runs = docker_ok(&[
+        "ps",
+        "-a",
+        "--quiet",
+        "--filter",
+        &format!("label=io.devbox.run.project={}", lab.image),
+    ]);
+    assert_eq!(runs, "");
+}
