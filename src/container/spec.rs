@@ -684,6 +684,55 @@ mod tests {
     }
 
     #[test]
+    fn a_run_has_no_ports_its_code_in_the_image_unless_live_and_its_output_at_mnt_out() {
+        let (dir, config) = load_config("");
+        let options = StartOptions {
+            volumes: vec![Volume {
+                source: "/datasets".into(),
+                target: "/mnt/data".into(),
+                read_only: true,
+            }],
+            command: vec!["python".into()],
+            ..Default::default()
+        };
+        let run = |live: bool, local: bool| {
+            let placement = RunPlacement {
+                name: "devbox-run-0123".into(),
+                image: "p:run-abc".into(),
+                live,
+                local,
+                out: "/p/runs/0123".into(),
+            };
+            let spec = run_spec(&config, &options, &host(1000), &placement);
+            assert!(spec.publish.is_empty());
+            assert_eq!(spec.env["DEVBOX_RUN_OUT"], "/mnt/out");
+            assert_eq!(spec.image, "p:run-abc");
+            assert_eq!(spec.name, "devbox-run-0123");
+            spec.mounts
+                .iter()
+                .map(|m| m.target.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(false, true), ["/mnt/models", "/mnt/data", "/mnt/out"]);
+        assert_eq!(
+            run(true, true),
+            [
+                "/mnt/src",
+                "/mnt/scripts",
+                "/mnt/models",
+                "/mnt/data",
+                "/mnt/out"
+            ]
+        );
+        assert_eq!(
+            run(false, false),
+            ["/mnt/data", "/mnt/out"],
+            "only -v elsewhere"
+        );
+        drop(dir);
+    }
+
+    #[test]
     fn root_keeps_the_image_user_and_home() {
         let (_d, config) = load_config("");
         let spec = container_spec(&config, &StartOptions::default(), &host(0));
