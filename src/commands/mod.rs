@@ -81,6 +81,7 @@ impl DomainError {
             DomainError::Image(ImageError::Interrupted)
                 | DomainError::Container(ContainerError::Interrupted)
                 | DomainError::Ray(RayError::Container(ContainerError::Interrupted))
+                | DomainError::Run(RunError::Interrupted)
         )
     }
 }

@@ -64,6 +64,8 @@ pub enum RunError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error("interrupted before the run started; nothing was left half-made")]
+    Interrupted,
     #[error("cannot catch Ctrl-C: {0}")]
     CatchInterrupt(std::io::Error),
     #[error("cannot write the run's output: {0}")]
@@ -158,7 +160,14 @@ pub(crate) async fn run(
     } else {
         Engine::connect(&Target::this_machine()).await?
     };
-    let prepared = prepare(&source, engine, config, request, printer).await?;
+    // Caught from here on: a Ctrl-C before the run starts leaves nothing half-made, one
+    // while it runs stops it.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let prepared = tokio::select! {
+        // A build whose request is dropped is cancelled by the engine: nothing is tagged.
+        prepared = prepare(&source, engine, config, request, printer) => prepared?,
+        _ = interrupt.recv() => return Err(RunError::Interrupted),
+    };
     let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::Output)?);
     let name = request
         .options
@@ -178,7 +187,11 @@ pub(crate) async fn run(
         engine
             .create_volume(
                 &volume,
-                HashMap::from([labels::managed(), (labels::RUN_ID.to_string(), id.clone())]),
+                HashMap::from([
+                    labels::managed(),
+                    (labels::RUN_ID.to_string(), id.clone()),
+                    (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
+                ]),
             )
             .await?;
         volume
@@ -209,11 +222,27 @@ pub(crate) async fn run(
     if request.detach && request.remove {
         body.host_config.get_or_insert_default().auto_remove = Some(true);
     }
-    let created = make_container(engine, &spec, body, request, &out).await?;
+    let mut making = std::pin::pin!(make_container(engine, &spec, body, request, &out));
+    let created = tokio::select! {
+        created = &mut making => created?,
+        _ = interrupt.recv() => {
+            // The engine carries out a request even when devbox drops it: let the one in
+            // flight end, then undo what it made.
+            if let Ok(created) = making.await {
+                let _ = engine.remove_container(&created).await;
+            }
+            if local {
+                let _ = std::fs::remove_dir(&out);
+            } else {
+                let _ = engine.remove_volume(&out).await;
+            }
+            return Err(RunError::Interrupted);
+        }
+    };
     if request.detach {
         return Ok(Outcome::Detached(id));
     }
-    let code = attached(engine, &created, &id, request, printer).await;
+    let code = attached(engine, &created, &id, request, interrupt, printer).await;
     if request.remove && code.is_ok() {
         engine.remove_container(&created).await?;
         if !local {
@@ -422,9 +451,9 @@ async fn attached(
     container: &str,
     id: &str,
     request: &Request,
+    mut interrupt: tokio::signal::unix::Signal,
     printer: Printer,
 ) -> Result<i64, RunError> {
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
     let lost = |cause: EngineError| RunError::Lost {
         id: id.to_string(),
         cause,

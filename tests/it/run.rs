@@ -592,3 +592,49 @@ fn cancel_stops_running_runs_and_keeps_them_and_rm_refuses_a_running_one() {
             .success()
     );
 }
+
+#[test]
+fn ctrl_c_while_the_run_is_being_made_leaves_nothing_behind() {
+    let lab = Lab::new();
+    let engine = common::TcpEngine::holding("/containers/create".to_string());
+    let child = lab
+        .project
+        .devbox_command(&["run", "--", "true"])
+        .env("DOCKER_HOST", &engine.host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    engine.wait_held();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The create the engine had not seen yet goes through, and devbox undoes it.
+    engine.release();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+    let containers = docker_ok(&[
+        "ps",
+        "-a",
+        "--quiet",
+        "--filter",
+        &format!("label=io.devbox.run.project={}", lab.image),
+    ]);
+    assert_eq!(containers, "");
+    let volumes = docker_ok(&[
+        "volume",
+        "ls",
+        "--quiet",
+        "--filter",
+        &format!("label=io.devbox.run.project={}", lab.image),
+    ]);
+    assert_eq!(volumes, "", "the output volume went too");
+}
