@@ -68,6 +68,8 @@ pub enum RunError {
     Interrupted,
     #[error("cannot catch Ctrl-C: {0}")]
     CatchInterrupt(std::io::Error),
+    #[error("cannot read random bytes for the run's id from /dev/urandom: {0}")]
+    RandomId(std::io::Error),
     #[error("cannot write the run's output: {0}")]
     Output(std::io::Error),
     #[error(
@@ -168,7 +170,7 @@ pub(crate) async fn run(
         prepared = prepare(&source, engine, config, request, printer) => prepared?,
         _ = interrupt.recv() => return Err(RunError::Interrupted),
     };
-    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::Output)?);
+    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
     let name = request
         .options
         .name
