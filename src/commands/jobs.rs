@@ -60,7 +60,9 @@ pub(super) async fn run(
             )
             .await?
             {
-                engine.stop_container(&found.container, *time).await?;
+                jobs::cancel(&engine, &found, *time)
+                    .await
+                    .while_doing(|| format!("cancelling run {}", found.record.id))?;
                 printer.result(format!("cancelled run {}", found.record.id));
             }
         }

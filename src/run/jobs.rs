@@ -77,6 +77,11 @@ pub(crate) async fn find(engine: &Engine, given: &str) -> Result<Found, RunError
     }
 }
 
+/// Stops the run: SIGTERM, SIGKILL after `grace` seconds; its container stays.
+pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(), RunError> {
+    Ok(engine.stop_container(&run.container, grace).await?)
+}
+
 /// Removes the run's container and its output volume; a folder on the host stays.
 pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError> {
     if !run.record.is_finished() {
