@@ -44,6 +44,11 @@ pub enum Command {
     Status(StatusArgs),
     /// The container's output.
     Logs(LogsArgs),
+    /// Run a command in a new container with a frozen snapshot of SRC_DIR and SCRIPTS_DIR,
+    /// its output in runs/RUN-ID/ (/mnt/out); attached, devbox ends with its exit code.
+    Run(RunArgs),
+    /// The runs `devbox run` started on the engine: list, logs, cancel, rm, inspect, pull.
+    Jobs(JobsArgs),
     /// Docker Swarm for several machines: init, join, leave.
     #[command(subcommand)]
     Swarm(SwarmCommand),
@@ -303,4 +308,136 @@ pub struct DoctorArgs {
     /// Do not check for GPUs (a machine without them).
     #[arg(long)]
     pub no_gpus: bool,
+}
+
+// Each bool is a flag of `devbox run`, as docker run has them.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// GPUs to give the run, as with docker: all, a count, or '"device=0,2"'.
+    #[arg(long, value_name = "REQUEST")]
+    pub gpus: Option<String>,
+
+    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+
+    /// Set an environment variable in the run (KEY=VALUE, or KEY from this environment).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// The run's name (default devbox-run-RUN-ID); `devbox jobs` takes it for RUN.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Bind-mount SRC_DIR and SCRIPTS_DIR instead of a snapshot (the engine on this machine
+    /// only): the run sees later changes.
+    #[arg(long)]
+    pub live: bool,
+
+    /// Print the run's id and return; the run goes on.
+    #[arg(short, long)]
+    pub detach: bool,
+
+    /// Remove the container when the run ends (its output folder stays).
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Give the run the secret NAME at /run/secrets/NAME (read-only, the run's user's alone),
+    /// from FILE (default secrets/NAME in the project). NAME: letters, digits, '_', '.', '-'.
+    #[arg(long = "secret", value_name = "NAME[=FILE]")]
+    pub secrets: Vec<String>,
+
+    /// Put the secret NAME's value in VAR for COMMAND alone (never in `docker inspect`, a
+    /// label or a log); the secret comes from --secret NAME, or secrets/NAME.
+    #[arg(long = "secret-env", value_name = "VAR=NAME")]
+    pub secret_env: Vec<String>,
+
+    /// Seconds between SIGTERM and SIGKILL when Ctrl-C stops the run.
+    #[arg(
+        short = 't',
+        long = "time",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
+    pub time: i32,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Every devbox run on the engine, not only this project's.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Print JSON: a list of runs (the fields of `devbox jobs inspect`).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The run's output (stdout and stderr).
+    Logs {
+        /// The run: its id, a unique prefix of it, or its name.
+        run: String,
+        /// Keep following new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+    },
+    /// Stop runs: SIGTERM, SIGKILL after -t seconds; the containers stay for their logs.
+    Cancel {
+        /// The runs: ids, unique prefixes, or names.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        runs: Vec<String>,
+        /// Every running run of this project.
+        #[arg(long)]
+        all: bool,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(
+            short = 't',
+            long = "time",
+            default_value_t = 10,
+            value_name = "SECONDS"
+        )]
+        time: i32,
+    },
+    /// Remove ended runs' containers and output volumes; runs/ on this machine stays.
+    Rm {
+        /// The runs: ids, unique prefixes, or names.
+        #[arg(required_unless_present = "finished", conflicts_with = "finished")]
+        runs: Vec<String>,
+        /// Every ended run of this project.
+        #[arg(long)]
+        finished: bool,
+    },
+    /// The whole record of a run: command, environment names, image, code, GPUs, times, exit
+    /// code, where its output is.
+    Inspect {
+        /// The run: its id, a unique prefix of it, or its name.
+        run: String,
+    },
+    /// Copy /mnt/out of a run on another engine into runs/RUN-ID/ (or DEST).
+    Pull {
+        /// The run: its id, a unique prefix of it, or its name.
+        run: String,
+        /// The folder to create (default runs/RUN-ID in the project).
+        dest: Option<PathBuf>,
+        /// Write into DEST even when it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }

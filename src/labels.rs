@@ -34,6 +34,23 @@ pub(crate) const CLUSTER_TOKEN: &str = label!("cluster-token");
 /// yields the same id changed nothing, and keeps the first build's creation time.
 pub(crate) const DOCKERFILE_IMAGE: &str = label!("dockerfile-image");
 
+// A run's (`devbox run`), on its container and its output volume; `run::Record` reads them.
+pub(crate) const RUN_ID: &str = label!("run.id");
+/// The project's IMAGE_NAME: the same from every machine and folder.
+pub(crate) const RUN_PROJECT: &str = label!("run.project");
+pub(crate) const RUN_NAME: &str = label!("run.name");
+/// The command, as a JSON list of its words.
+pub(crate) const RUN_COMMAND: &str = label!("run.command");
+/// The snapshot's digest, or `live` when the folders were bind-mounted.
+pub(crate) const RUN_CODE: &str = label!("run.code");
+/// The project's git commit, with `-dirty` when its tree had changes.
+pub(crate) const RUN_COMMIT: &str = label!("run.commit");
+pub(crate) const RUN_GPUS: &str = label!("run.gpus");
+/// `user@host` of who started it.
+pub(crate) const RUN_STARTED_BY: &str = label!("run.started-by");
+/// Where `/mnt/out` is: a folder on the engine's host, or a volume's name.
+pub(crate) const RUN_OUT: &str = label!("run.out");
+
 /// The label that marks something as devbox's, to add to a set of labels.
 pub(crate) fn managed() -> (String, String) {
     (MANAGED.to_string(), "true".to_string())

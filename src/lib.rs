@@ -19,6 +19,7 @@ mod incontainer;
 mod labels;
 mod printer;
 mod ray;
+mod run;
 mod swarm;
 
 pub use cli::Cli;

@@ -10,7 +10,10 @@ use crate::exit::ExitStatus;
 use crate::image::spec::DEFAULT_IMAGE_FILES;
 use crate::printer::Printer;
 
-const FOLDERS: &[&str] = &["licenses", "src", "scripts", "models", "data"];
+const FOLDERS: &[&str] = &["licenses", "src", "scripts", "models", "data", SECRETS];
+
+/// The files `devbox run --secret` reads: the user's alone.
+const SECRETS: &str = "secrets";
 
 /// Where Debian and Ubuntu keep the CA certificates a site adds (a university's or company's
 /// TLS proxy): the host trusts them, so a new project's image should too.
@@ -67,8 +70,14 @@ pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, Com
         if path.is_dir() {
             printer.result(format!("kept     {folder}/"));
         } else {
-            std::fs::create_dir_all(&path)
-                .map_err(|source| CommandError::Create { path, source })?;
+            let made = std::fs::create_dir_all(&path).and_then(|()| {
+                if folder == SECRETS {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                }
+                Ok(())
+            });
+            made.map_err(|source| CommandError::Create { path, source })?;
             printer.result(format!("created  {folder}/"));
         }
     }

@@ -6,6 +6,8 @@ mod cluster;
 mod container;
 mod doctor;
 mod init;
+mod jobs;
+mod run;
 mod show_config;
 mod swarm;
 
@@ -19,6 +21,7 @@ use crate::exit::ExitStatus;
 use crate::image::ImageError;
 use crate::printer::Printer;
 use crate::ray::RayError;
+use crate::run::RunError;
 use crate::swarm::SwarmError;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,8 @@ pub enum DomainError {
     Swarm(#[from] SwarmError),
     #[error(transparent)]
     Ray(#[from] RayError),
+    #[error(transparent)]
+    Run(#[from] RunError),
 }
 
 impl CommandError {
@@ -77,6 +82,7 @@ impl DomainError {
             DomainError::Image(ImageError::Interrupted)
                 | DomainError::Container(ContainerError::Interrupted)
                 | DomainError::Ray(RayError::Container(ContainerError::Interrupted))
+                | DomainError::Run(RunError::Interrupted)
         )
     }
 }
@@ -111,6 +117,8 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Stop(args) => container::stop(&load()?, &target()?, &args).await,
         Command::Status(args) => container::status(&load()?, &target()?, &args).await,
         Command::Logs(args) => container::logs(&load()?, &target()?, &args).await,
+        Command::Run(args) => run::run(&load()?, &target()?, &args).await,
+        Command::Jobs(args) => jobs::run(&load()?, &target()?, &args).await,
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,

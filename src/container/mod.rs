@@ -165,7 +165,10 @@ fn is_running(container: &ContainerInspectResponse) -> bool {
 }
 
 /// The facts `spec::container_spec` needs from this host and the engine.
-async fn host_facts(engine: &Engine, config: &Config) -> Result<HostFacts, ContainerError> {
+pub(crate) async fn host_facts(
+    engine: &Engine,
+    config: &Config,
+) -> Result<HostFacts, ContainerError> {
     let image_ref = config.image_ref();
     // Independent requests: one round trip's wait instead of two.
     let (image, info) = tokio::try_join!(engine.inspect_image(&image_ref), engine.info())?;
@@ -347,15 +350,17 @@ async fn refuse_taken_ports(engine: &Engine, spec: &ContainerSpec) -> Result<(),
 /// The folders to mount that are missing, made on this machine (the engine's host: elsewhere
 /// the engine refuses a missing one and devbox says what to do); each one made is added to
 /// `made`.
-fn make_mount_folders(
+pub(crate) fn make_mount_folders(
     spec: &ContainerSpec,
     made: &mut Vec<std::path::PathBuf>,
 ) -> Result<(), ContainerError> {
     for mount in spec.mounts.iter().filter(|m| m.source.starts_with('/')) {
         let path = std::path::Path::new(&mount.source);
-        if !path.exists() {
-            made.push(path.to_path_buf());
+        // What exists is mounted as it is: a file (`-v FILE:TARGET`) too.
+        if path.exists() {
+            continue;
         }
+        made.push(path.to_path_buf());
         std::fs::create_dir_all(path).map_err(|source| ContainerError::MountFolder {
             path: mount.source.clone(),
             cause: source,
@@ -398,7 +403,11 @@ impl Made {
 }
 
 /// The engine's refusal of the container, said with what to do where devbox knows.
-fn explain_refusal(engine: &Engine, error: EngineError, spec: &ContainerSpec) -> ContainerError {
+pub(crate) fn explain_refusal(
+    engine: &Engine,
+    error: EngineError,
+    spec: &ContainerSpec,
+) -> ContainerError {
     if let Some(path) = error.missing_mount_source() {
         return ContainerError::MountSourceMissing {
             target: spec

@@ -110,13 +110,70 @@ pub(crate) fn container_spec(
     host: &HostFacts,
 ) -> ContainerSpec {
     let name = container_name(config, options, &host.hostname);
+    spec_named(
+        config,
+        options,
+        host,
+        name,
+        published_ports(config, options),
+    )
+}
+
+/// Where a run (`devbox run`) finds its code and puts its output.
+#[derive(Debug, Clone)]
+pub(crate) struct RunPlacement {
+    pub name: String,
+    /// The run image (the snapshot on the project image), or the project image with `live`.
+    pub image: String,
+    /// The project's folders bind-mounted instead of the snapshot.
+    pub live: bool,
+    /// Whether the engine runs on this machine: only then are the project's folders mounted.
+    pub local: bool,
+    /// What is mounted at `/mnt/out`.
+    pub out: String,
+}
+
+pub(crate) const RUN_OUT: &str = "/mnt/out";
+
+/// A run's container: the environment, user, GPUs, /dev/shm and `-v` of `start`'s, no
+/// published ports, the code as `run` placed it, and `/mnt/out`.
+pub(crate) fn run_spec(
+    config: &Config,
+    options: &StartOptions,
+    host: &HostFacts,
+    run: &RunPlacement,
+) -> ContainerSpec {
+    let mut spec = spec_named(config, options, host, run.name.clone(), Vec::new());
+    spec.image.clone_from(&run.image);
+    // The project's folders (those `-v` did not ask for) on this machine only; the code's
+    // two only with `live`: the snapshot in the image holds them.
+    spec.mounts.retain(|mount| {
+        options.volumes.contains(mount)
+            || (run.local
+                && (run.live || !["/mnt/src", "/mnt/scripts"].contains(&mount.target.as_str())))
+    });
+    spec.mounts.push(Volume {
+        source: run.out.clone(),
+        target: RUN_OUT.to_string(),
+        read_only: false,
+    });
+    spec.env.insert("DEVBOX_RUN_OUT".into(), RUN_OUT.into());
+    spec
+}
+
+fn spec_named(
+    config: &Config,
+    options: &StartOptions,
+    host: &HostFacts,
+    name: String,
+    publish: Vec<Publish>,
+) -> ContainerSpec {
     let root = host.uid == 0;
     let home = if root {
         "/root".to_string()
     } else {
         format!("/home/{}", host.user)
     };
-    let publish = published_ports(config, options);
     let env = environment(config, options, host, &name, &home, &publish);
     let (shm_size, shm_clamped_from) = match options.shm_size {
         Some(size) => (size, None),
@@ -636,6 +693,55 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_run_has_no_ports_its_code_in_the_image_unless_live_and_its_output_at_mnt_out() {
+        let (dir, config) = load_config("");
+        let options = StartOptions {
+            volumes: vec![Volume {
+                source: "/datasets".into(),
+                target: "/mnt/data".into(),
+                read_only: true,
+            }],
+            command: vec!["python".into()],
+            ..Default::default()
+        };
+        let run = |live: bool, local: bool| {
+            let placement = RunPlacement {
+                name: "devbox-run-0123".into(),
+                image: "p:run-abc".into(),
+                live,
+                local,
+                out: "/p/runs/0123".into(),
+            };
+            let spec = run_spec(&config, &options, &host(1000), &placement);
+            assert!(spec.publish.is_empty());
+            assert_eq!(spec.env["DEVBOX_RUN_OUT"], "/mnt/out");
+            assert_eq!(spec.image, "p:run-abc");
+            assert_eq!(spec.name, "devbox-run-0123");
+            spec.mounts
+                .iter()
+                .map(|m| m.target.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(false, true), ["/mnt/models", "/mnt/data", "/mnt/out"]);
+        assert_eq!(
+            run(true, true),
+            [
+                "/mnt/src",
+                "/mnt/scripts",
+                "/mnt/models",
+                "/mnt/data",
+                "/mnt/out"
+            ]
+        );
+        assert_eq!(
+            run(false, false),
+            ["/mnt/data", "/mnt/out"],
+            "only -v elsewhere"
+        );
+        drop(dir);
     }
 
     #[test]

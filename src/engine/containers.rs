@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::{Stream, TryStreamExt};
 
@@ -100,7 +101,16 @@ impl Engine {
         key: &str,
         value: &str,
     ) -> Result<Vec<ContainerSummary>, EngineError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
+        self.containers_with_labels(vec![format!("{key}={value}")])
+            .await
+    }
+
+    /// Every container, running or not, that carries all these labels (`KEY` or `KEY=VALUE`).
+    pub(crate) async fn containers_with_labels(
+        &self,
+        labels: Vec<String>,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -165,23 +175,111 @@ impl Engine {
 
     async fn run_created(&self, id: &str) -> Result<(i64, String), EngineError> {
         self.start_container(id).await?;
-        let mut code = 0;
-        let mut waits = self
-            .long_docker
-            .wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
-        while let Some(result) = futures_util::StreamExt::next(&mut waits).await {
-            match result {
-                Ok(response) => code = response.status_code,
-                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
-                Err(e) => return Err(EngineError::from_bollard("wait for the container", e)),
-            }
-        }
+        let code = self.wait_exit_code(id).await?;
         let output: Vec<LogOutput> = self.logs(id, false, None).try_collect().await?;
         let text = output
             .into_iter()
             .map(|chunk| String::from_utf8_lossy(&chunk.into_bytes()).into_owned())
             .collect();
         Ok((code, text))
+    }
+
+    /// Waits for the container to end; its exit code.
+    pub(crate) async fn wait_exit_code(&self, name: &str) -> Result<i64, EngineError> {
+        let mut code = 0;
+        let mut waits = self.long_docker.wait_container(
+            name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        while let Some(result) = futures_util::StreamExt::next(&mut waits).await {
+            match result {
+                Ok(response) => code = response.status_code,
+                // bollard reports a non-zero exit code as an error.
+                Err(BollardError::DockerContainerWaitError { code: c, .. }) => code = c,
+                Err(e) => {
+                    return Err(EngineError::from_bollard(
+                        format!("wait for container {name}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(code)
+    }
+
+    /// The container's stdout and stderr from now on; attached before it starts, nothing of
+    /// its output is missed.
+    pub(crate) async fn attach_output(
+        &self,
+        name: &str,
+    ) -> Result<impl Stream<Item = Result<LogOutput, EngineError>> + use<>, EngineError> {
+        let options = bollard::query_parameters::AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let operation = format!("attach to container {name}");
+        let attached = self
+            .long_docker
+            .attach_container(name, Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard(operation.clone(), e))?;
+        Ok(attached
+            .output
+            .map_err(move |e| EngineError::from_bollard(operation.clone(), e)))
+    }
+
+    /// SIGKILL at once; a container that is not running is fine.
+    pub(crate) async fn kill_container(&self, name: &str) -> Result<(), EngineError> {
+        match self
+            .docker
+            .kill_container(
+                name,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+        {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 409 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::from_bollard(
+                format!("kill container {name}"),
+                e,
+            )),
+        }
+    }
+
+    /// Unpacks the tar `archive` at `path` in the container (created or running).
+    pub(crate) async fn upload_archive(
+        &self,
+        name: &str,
+        path: &str,
+        archive: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| EngineError::from_bollard(format!("copy files into {name}"), e))
+    }
+
+    /// `path` in the container as a tar stream, as the engine sends it.
+    pub(crate) fn download_archive(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + use<> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let operation = format!("copy {path} out of {name}");
+        self.long_docker
+            .download_from_container(name, Some(options))
+            .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
     }
 
     /// Creates a container without a name (devbox's own, labelled), for a short job.

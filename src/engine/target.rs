@@ -49,6 +49,15 @@ impl Target {
         resolve(context_flag, env, &config_dir)
     }
 
+    /// The engine on this machine's socket, where the project image is built.
+    pub(crate) fn this_machine() -> Target {
+        Target {
+            host: DEFAULT_HOST.to_string(),
+            context: None,
+            tls: None,
+        }
+    }
+
     /// Whether the engine runs on this host (so a local port check means something).
     pub(crate) fn is_local(&self) -> bool {
         self.host.starts_with("unix://")

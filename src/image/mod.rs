@@ -366,7 +366,7 @@ async fn add_final_layer(
     .await
 }
 
-async fn run_build(
+pub(crate) async fn run_build(
     engine: &Engine,
     options: bollard::query_parameters::BuildImageOptions,
     context: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
@@ -424,7 +424,7 @@ fn creation_time(
 }
 
 /// The project's git commit, when it is a git checkout and git is installed.
-fn git_revision(project_dir: &Path) -> Option<String> {
+pub(crate) fn git_revision(project_dir: &Path) -> Option<String> {
     let git = which::which("git").ok()?;
     let output = std::process::Command::new(git)
         .args(["rev-parse", "--verify", "--quiet", "HEAD"])

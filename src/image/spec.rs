@@ -194,7 +194,7 @@ pub(crate) fn final_dockerfile(
     text
 }
 
-fn quote_env_value(value: &str) -> String {
+pub(crate) fn quote_env_value(value: &str) -> String {
     let mut quoted = String::from("\"");
     for c in value.chars() {
         match c {

@@ -6,6 +6,7 @@ pub(crate) mod dns;
 mod jupyter;
 mod process;
 mod ray;
+pub(crate) mod secrets;
 pub(crate) mod status;
 mod vnc;
 
@@ -27,16 +28,18 @@ pub enum Applet {
     ClusterLeave,
     ClusterStatus,
     ClusterTokenStore,
+    RunWithSecrets,
 }
 
 impl Applet {
-    pub const ALL: [(&'static str, Applet); 6] = [
+    pub const ALL: [(&'static str, Applet); 7] = [
         ("start-vnc", Applet::StartVnc),
         ("start-jupyter", Applet::StartJupyter),
         ("cluster-join", Applet::ClusterJoin),
         ("cluster-leave", Applet::ClusterLeave),
         ("cluster-status", Applet::ClusterStatus),
         ("cluster-token-store", Applet::ClusterTokenStore),
+        ("run-with-secrets", Applet::RunWithSecrets),
     ];
 
     /// The command with this name.
@@ -102,6 +105,10 @@ pub enum Subcommand {
     /// the cluster's containers mount (devbox runs it; not for people).
     #[command(hide = true)]
     ClusterTokenStore(PassedOn),
+    /// In a run: VAR=NAME… -- COMMAND: COMMAND with each secret /run/secrets/NAME in VAR
+    /// (what `devbox run --secret-env` runs).
+    #[command(disable_help_flag = true)]
+    RunWithSecrets(PassedOn),
 }
 
 /// Arguments taken as they are, for the command behind.
@@ -124,6 +131,7 @@ impl Subcommand {
             Subcommand::ClusterLeave(passed) => (Applet::ClusterLeave, passed.args),
             Subcommand::ClusterStatus(passed) => (Applet::ClusterStatus, passed.args),
             Subcommand::ClusterTokenStore(passed) => (Applet::ClusterTokenStore, passed.args),
+            Subcommand::RunWithSecrets(passed) => (Applet::RunWithSecrets, passed.args),
         }
     }
 }
@@ -158,6 +166,7 @@ pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
         Applet::ClusterLeave => ray::leave(args),
         Applet::ClusterStatus => status::run(args),
         Applet::ClusterTokenStore => cluster_token::store(),
+        Applet::RunWithSecrets => secrets::run(args),
     };
     result.unwrap_or_else(|error| {
         Printer::new(applet.name()).error(&error);

@@ -26,9 +26,18 @@ fn init_creates_the_skeleton_and_never_overwrites() {
         .output()
         .unwrap();
     assert_success(&output);
-    for folder in ["licenses", "src", "scripts", "models", "data", "images"] {
+    for folder in [
+        "licenses", "src", "scripts", "models", "data", "images", "secrets",
+    ] {
         assert!(project.path().join(folder).is_dir(), "{folder} missing");
     }
+    let secrets = std::fs::metadata(project.path().join("secrets")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&secrets.permissions()) & 0o777,
+        0o700
+    );
+    let gitignore = std::fs::read_to_string(project.path().join(".gitignore")).unwrap();
+    assert!(gitignore.contains("\nsecrets/\n") && gitignore.contains("\nruns/\n"));
     assert_eq!(
         std::fs::read_to_string(project.path().join(".env")).unwrap(),
         "IMAGE_TAG=mine\n",

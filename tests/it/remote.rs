@@ -162,3 +162,87 @@ fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
     );
     assert!(!second.exists());
 }
+
+/// On another engine (`scripts/engines` engine 1, over TLS): the run image must be there (sent
+/// by hand until devbox sends it), `/mnt/out` is a labelled volume, and `jobs pull` copies it
+/// back into runs/RUN-ID/. (Here with the other
+/// tests of extra engines, which run under `flock /root/scratch/engine-heavy.lock`.)
+#[test]
+fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
+    common::test_image("busybox");
+    let _alone = common::one_at_a_time();
+    let engines = common::Engines::up(1);
+    let lab = crate::run::Lab::new();
+    let remote = |args: &[&str]| {
+        let (host, certs) = engines.tls(1);
+        lab.project
+            .devbox_command(args)
+            .env("DOCKER_HOST", host)
+            .env("DOCKER_TLS_VERIFY", "1")
+            .env("DOCKER_CERT_PATH", certs)
+            .output()
+            .unwrap()
+    };
+    let command = [
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo data > /mnt/out/result; mkdir /mnt/out/sub; echo y > /mnt/out/sub/y; id -u",
+    ];
+    let missing = remote(&command);
+    let err = assert_failure(&missing);
+    assert!(err.contains("docker save") && err.contains("load"), "{err}");
+    let image = err
+        .split("the run image ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    common::engines_script(&["load", "1", &image]);
+
+    let ran = remote(&command);
+    assert_success(&ran);
+    assert_eq!(stdout(&ran), "0\n");
+    let listed = remote(&["jobs", "--json"]);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(records.len(), 1, "{}", stdout(&listed));
+    let id = records[0]["id"].as_str().unwrap().to_string();
+    assert!(records[0]["out"].as_str().unwrap().contains(&id));
+    assert!(
+        !lab.project.path().join("runs").exists(),
+        "nothing was written on this machine"
+    );
+
+    let pulled = remote(&["jobs", "pull", &id[..6]]);
+    assert_success(&pulled);
+    let runs = lab.project.path().join("runs").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(runs.join("result")).unwrap(),
+        "data\n"
+    );
+    assert_eq!(std::fs::read_to_string(runs.join("sub/y")).unwrap(), "y\n");
+    let again = remote(&["jobs", "pull", &id]);
+    let err = assert_failure(&again);
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    std::fs::remove_file(runs.join("result")).unwrap();
+    assert_success(&remote(&["jobs", "pull", &id, "--force"]));
+    assert!(runs.join("result").is_file());
+
+    assert_success(&remote(&["jobs", "rm", &id]));
+    let volumes = common::docker_on(
+        engines.host(1),
+        &[
+            "volume",
+            "ls",
+            "--quiet",
+            "--filter",
+            &format!("label=io.devbox.run.id={id}"),
+        ],
+    );
+    assert_eq!(stdout(&volumes).trim(), "");
+    assert!(
+        runs.join("sub/y").is_file(),
+        "runs/ on the host is never touched"
+    );
+}

@@ -1,0 +1,156 @@
+//! `devbox jobs`: the runs on an engine, found by their labels, and what can be done to one.
+
+use std::path::{Component, Path, PathBuf};
+
+use futures_util::TryStreamExt;
+
+use super::RunError;
+use super::record::Record;
+use crate::engine::Engine;
+use crate::labels;
+
+/// A run and its container's id.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub container: String,
+    pub record: Record,
+}
+
+/// The runs of the project `project` (its IMAGE_NAME), or of every project; newest first.
+pub(crate) async fn list(engine: &Engine, project: Option<&str>) -> Result<Vec<Found>, RunError> {
+    let mut wanted = vec![
+        format!("{}=true", labels::MANAGED),
+        labels::RUN_ID.to_string(),
+    ];
+    if let Some(project) = project {
+        wanted.push(format!("{}={project}", labels::RUN_PROJECT));
+    }
+    let summaries = engine.containers_with_labels(wanted).await?;
+    let inspected = futures_util::future::try_join_all(
+        summaries
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .map(|id| engine.inspect_container(id)),
+    )
+    .await?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut found: Vec<Found> = inspected
+        .into_iter()
+        .flatten()
+        .filter_map(|container| {
+            Some(Found {
+                record: Record::of(&container, now)?,
+                container: container.id?,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| b.record.started.cmp(&a.record.started));
+    Ok(found)
+}
+
+/// The run `given` names: its id, its name, or a prefix of one id alone.
+pub(crate) async fn find(engine: &Engine, given: &str) -> Result<Found, RunError> {
+    let runs = list(engine, None).await?;
+    if let Some(exact) = runs
+        .iter()
+        .find(|f| f.record.id == given || f.record.name == given)
+    {
+        return Ok(exact.clone());
+    }
+    let mut matching: Vec<Found> = runs
+        .into_iter()
+        .filter(|f| !given.is_empty() && f.record.id.starts_with(given))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(RunError::NoSuchRun {
+            given: given.to_string(),
+            host: engine.target().host.clone(),
+        }),
+        _ => Err(RunError::AmbiguousRun {
+            given: given.to_string(),
+            candidates: matching
+                .iter()
+                .map(|f| format!("{} ({})", f.record.id, f.record.name))
+                .collect(),
+        }),
+    }
+}
+
+/// Stops the run: SIGTERM, SIGKILL after `grace` seconds; its container stays.
+pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(), RunError> {
+    Ok(engine.stop_container(&run.container, grace).await?)
+}
+
+/// Removes the run's container and its output volume; a folder on the host stays.
+pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError> {
+    if !run.record.is_finished() {
+        return Err(RunError::StillRunning(run.record.id.clone()));
+    }
+    engine.remove_container(&run.container).await?;
+    if run.record.out_is_volume() && engine.inspect_volume(&run.record.out).await?.is_some() {
+        engine.remove_volume(&run.record.out).await?;
+    }
+    Ok(())
+}
+
+/// Copies the run's `/mnt/out` (a volume on another engine) into `dest`, streamed through
+/// the engine's archive API: memory does not grow with its size. A `dest` devbox made is
+/// removed again when the copy fails.
+pub(crate) async fn pull(
+    engine: &Engine,
+    run: &Found,
+    dest: &Path,
+    force: bool,
+) -> Result<(), RunError> {
+    if !run.record.out_is_volume() {
+        return Err(RunError::NothingToPull {
+            id: run.record.id.clone(),
+            out: run.record.out.clone(),
+        });
+    }
+    let existed = dest.exists();
+    if existed && !force {
+        return Err(RunError::DestinationExists(dest.to_path_buf()));
+    }
+    let failed = |cause: std::io::Error| RunError::Pull {
+        path: dest.to_path_buf(),
+        cause,
+    };
+    std::fs::create_dir_all(dest).map_err(failed)?;
+    let archive = engine
+        .download_archive(&run.container, crate::container::spec::RUN_OUT)
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(archive));
+    let into = dest.to_path_buf();
+    let unpacked = tokio::task::spawn_blocking(move || unpack(reader, &into))
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+    if let Err(cause) = unpacked {
+        if !existed {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        return Err(failed(cause));
+    }
+    Ok(())
+}
+
+/// Unpacks the archive of `/mnt/out` (whose entries start with `out/`) into `dest`.
+fn unpack(reader: impl std::io::Read, dest: &Path) -> std::io::Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let relative: PathBuf = path.components().skip(1).collect();
+        // Only plain paths below dest: nothing the archive names lands elsewhere.
+        if relative.as_os_str().is_empty()
+            || relative
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            continue;
+        }
+        entry.unpack(dest.join(relative))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,521 @@
+//! `devbox run`: a command in a new container of the project's image with a frozen snapshot
+//! of its code, on this engine or another; its output on `/mnt/out`; labelled so that
+//! `devbox jobs` finds it from anywhere (`record` is the one reader of those labels).
+
+pub(crate) mod jobs;
+pub(crate) mod record;
+pub(crate) mod secrets;
+pub(crate) mod snapshot;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::build_context;
+use crate::config::Config;
+use bollard::models::ContainerCreateBody;
+
+use crate::container::spec::{self, ContainerSpec, HostFacts, RunPlacement, StartOptions};
+use crate::container::{self, ContainerError};
+use crate::engine::{Engine, EngineError, LogOutput, Target};
+use crate::image::ImageError;
+use crate::labels;
+use crate::printer::Printer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(
+        "cannot take the snapshot of the code: {0}; make it readable, or leave it out with a \
+         line in .devboxignore"
+    )]
+    Snapshot(std::io::Error),
+    #[error(transparent)]
+    Build(#[from] ImageError),
+    #[error(
+        "--live bind-mounts this machine's folders: it works only with the engine on this \
+         machine, and the engine at {0} is elsewhere. Run without --live (the code goes in a \
+         snapshot)"
+    )]
+    LiveElsewhere(String),
+    #[error(
+        "the run image {image} is not on the engine at {host}, and devbox cannot send it there \
+         yet. Send it by hand, then run again: `docker save {image} | docker -H {host} load`"
+    )]
+    NotOnEngine { image: String, host: String },
+    #[error(
+        "the secret name {0:?} is not a plain name: use letters, digits, '_', '.' and '-' (it \
+         becomes the file /run/secrets/NAME)"
+    )]
+    SecretName(String),
+    #[error("--secret-env takes VAR=NAME (VAR a variable's name, NAME a secret's), not {0:?}")]
+    SecretEnv(String),
+    #[error(
+        "cannot read the secret {name} from {}: {cause}; put it there, or name its file with \
+         --secret {name}=FILE",
+        .path.display()
+    )]
+    SecretUnreadable {
+        name: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("interrupted before the run started; nothing was left half-made")]
+    Interrupted,
+    #[error("cannot catch Ctrl-C: {0}")]
+    CatchInterrupt(std::io::Error),
+    #[error("cannot read random bytes for the run's id from /dev/urandom: {0}")]
+    RandomId(std::io::Error),
+    #[error("cannot write the run's output: {0}")]
+    Output(std::io::Error),
+    #[error(
+        "lost the connection to the engine while attached to run {id} ({}); the run goes on \
+         there: `devbox jobs logs -f {id}` follows it, `devbox jobs inspect {id}` shows how it \
+         ended",
+        crate::printer::chain(.cause)
+    )]
+    Lost { id: String, cause: EngineError },
+    #[error("no run {given} on the engine at {host}; `devbox jobs --all` lists every run there")]
+    NoSuchRun { given: String, host: String },
+    #[error(
+        "{given} names more than one run: {}; give more of the id",
+        .candidates.join(", ")
+    )]
+    AmbiguousRun {
+        given: String,
+        candidates: Vec<String>,
+    },
+    #[error("run {0} is still running; `devbox jobs cancel {0}` stops it first")]
+    StillRunning(String),
+    #[error(
+        "run {id} wrote its output into {out} on the engine's machine: it is there already,          nothing to pull"
+    )]
+    NothingToPull { id: String, out: String },
+    #[error(
+        "{} exists; pull into another folder, or add --force to write into it",
+        .0.display()
+    )]
+    DestinationExists(PathBuf),
+    #[error("cannot write the run's output into {}: {cause}", .path.display())]
+    Pull {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What `devbox run` was asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    /// Environment, GPUs, /dev/shm, `-v` and the command, as `start` takes them.
+    pub options: StartOptions,
+    /// `--gpus` as it was given, for the record.
+    pub gpus: Option<String>,
+    pub live: bool,
+    pub detach: bool,
+    pub remove: bool,
+    /// Seconds between SIGTERM and SIGKILL when the run is stopped.
+    pub grace: i32,
+    /// Copied to /run/secrets before the run starts.
+    pub secrets: Vec<secrets::Secret>,
+    /// `VAR=NAME`: the secret NAME's value in VAR, for the command alone.
+    pub secret_env: Vec<(String, String)>,
+}
+
+/// How a run that devbox started went on.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Started and left running (`--detach`).
+    Detached(String),
+    /// Ended with this exit code.
+    Ended(i64),
+}
+
+/// The facts a run is made of before anything is created.
+struct Prepared {
+    host: HostFacts,
+    image: String,
+    code: String,
+}
+
+/// Runs the request: the run image (built only when the code changed), the output place,
+/// the container; attached, its output streamed until it ends.
+pub(crate) async fn run(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    printer: Printer,
+) -> Result<Outcome, RunError> {
+    let local = engine.target().is_local();
+    if request.live && !local {
+        return Err(RunError::LiveElsewhere(engine.target().host.clone()));
+    }
+    // The project image is built on this machine's engine; the run image is made there too,
+    // and sent to another engine when the run goes there.
+    let source = if local {
+        engine.clone()
+    } else {
+        Engine::connect(&Target::this_machine()).await?
+    };
+    // Caught from here on: a Ctrl-C before the run starts leaves nothing half-made, one
+    // while it runs stops it.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let prepared = tokio::select! {
+        // A build whose request is dropped is cancelled by the engine: nothing is tagged.
+        prepared = prepare(&source, engine, config, request, printer) => prepared?,
+        _ = interrupt.recv() => return Err(RunError::Interrupted),
+    };
+    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
+    let name = request
+        .options
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("devbox-run-{id}"));
+    let out = if local {
+        // Made with the other folders to mount, below.
+        config
+            .project_dir
+            .join("runs")
+            .join(&id)
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        let volume = format!("devbox-run-{id}-out");
+        engine
+            .create_volume(
+                &volume,
+                HashMap::from([
+                    labels::managed(),
+                    (labels::RUN_ID.to_string(), id.clone()),
+                    (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
+                ]),
+            )
+            .await?;
+        volume
+    };
+    let placement = RunPlacement {
+        name: name.clone(),
+        image: prepared.image.clone(),
+        live: request.live,
+        local,
+        out: out.clone(),
+    };
+    let spec = spec::run_spec(config, &request.options, &prepared.host, &placement);
+    let mut body = spec.create_body();
+    // A run joins no cluster network, and exposing Ray's 10,000 ports costs the engine about
+    // 0.3 s per container.
+    body.exposed_ports = None;
+    body.labels = Some(run_labels(
+        config,
+        request,
+        &id,
+        &name,
+        &prepared.code,
+        &out,
+    ));
+    if !request.secret_env.is_empty() {
+        body.cmd = Some(secrets::wrapped(
+            &request.secret_env,
+            &request.options.command,
+        ));
+    }
+    if request.detach && request.remove {
+        body.host_config.get_or_insert_default().auto_remove = Some(true);
+    }
+    let mut making = std::pin::pin!(make_container(engine, &spec, body, request, &out));
+    let created = tokio::select! {
+        created = &mut making => created?,
+        _ = interrupt.recv() => {
+            // The engine carries out a request even when devbox drops it: let the one in
+            // flight end, then undo what it made.
+            if let Ok(created) = making.await {
+                let _ = engine.remove_container(&created).await;
+            }
+            if local {
+                let _ = std::fs::remove_dir(&out);
+            } else {
+                let _ = engine.remove_volume(&out).await;
+            }
+            return Err(RunError::Interrupted);
+        }
+    };
+    if request.detach {
+        return Ok(Outcome::Detached(id));
+    }
+    let code = attached(engine, &created, &id, request, interrupt, printer).await;
+    if request.remove && code.is_ok() {
+        engine.remove_container(&created).await?;
+        if !local {
+            engine.remove_volume(&out).await?;
+        }
+    }
+    code.map(Outcome::Ended)
+}
+
+/// Creates the run's container (its folders to mount first, on this machine), copies its
+/// secrets in, and starts it when detached; what it made goes again when a step fails.
+async fn make_container(
+    engine: &Engine,
+    spec: &ContainerSpec,
+    body: ContainerCreateBody,
+    request: &Request,
+    out: &str,
+) -> Result<String, RunError> {
+    let local = engine.target().is_local();
+    let mut made = Vec::new();
+    let created = async {
+        if local {
+            container::make_mount_folders(spec, &mut made)?;
+        }
+        let created = engine
+            .create_container(&spec.name, body)
+            .await
+            .map_err(|e| container::explain_refusal(engine, e, spec))?;
+        if !request.secrets.is_empty() {
+            let owner = spec.user.as_deref().and_then(|user| {
+                let (uid, gid) = user.split_once(':')?;
+                Some((uid.parse().ok()?, gid.parse().ok()?))
+            });
+            let archive = secrets::archive(&request.secrets, owner.unwrap_or((0, 0)));
+            if let Err(error) = engine.upload_archive(&created, "/", archive).await {
+                let _ = engine.remove_container(&created).await;
+                return Err(error.into());
+            }
+        }
+        if request.detach
+            && let Err(error) = engine.start_container(&created).await
+        {
+            let _ = engine.remove_container(&created).await;
+            return Err(container::explain_refusal(engine, error, spec));
+        }
+        Ok(created)
+    };
+    match created.await {
+        Ok(created) => Ok(created),
+        Err(error) => {
+            for folder in made.iter().rev() {
+                let _ = std::fs::remove_dir(folder);
+            }
+            if !local {
+                let _ = engine.remove_volume(out).await;
+            }
+            Err(RunError::Container(error))
+        }
+    }
+}
+
+/// The project image's facts, and the run image: the snapshot's, made when missing (on
+/// `source`, and then brought to `engine`), or the project image itself with `--live`.
+async fn prepare(
+    source: &Engine,
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    printer: Printer,
+) -> Result<Prepared, RunError> {
+    let mut host = container::host_facts(source, config).await?;
+    if source.target() != engine.target() {
+        host.memory_bytes = engine.info().await?.mem_total.unwrap_or(0);
+    }
+    if request.live {
+        return Ok(Prepared {
+            host,
+            image: config.image_ref(),
+            code: "live".to_string(),
+        });
+    }
+    let owner = (host.uid, host.gid);
+    let (src, scripts) = (config.mounts.src.clone(), config.mounts.scripts.clone());
+    let image_id = host.image_id.clone();
+    let snapshot =
+        tokio::task::spawn_blocking(move || snapshot::take(&src, &scripts, &image_id, owner))
+            .await
+            .map_err(|e| RunError::Snapshot(std::io::Error::other(e)))?
+            .map_err(RunError::Snapshot)?;
+    let code = snapshot.digest.clone();
+    let image = format!("{}:run-{code}", config.image_name);
+    if source.inspect_image(&image).await?.is_none() {
+        printer.progress(format!("making the run image {image} (the code changed)"));
+        build_run_image(source, config, &host, snapshot, &image).await?;
+    }
+    if source.target() != engine.target() {
+        ensure_image_on(engine, source, &image).await?;
+    }
+    Ok(Prepared { host, image, code })
+}
+
+/// Layers the snapshot on the project image, tagged `image`.
+async fn build_run_image(
+    engine: &Engine,
+    config: &Config,
+    host: &HostFacts,
+    snapshot: snapshot::Snapshot,
+    image: &str,
+) -> Result<(), RunError> {
+    let labels = HashMap::from([
+        labels::managed(),
+        (
+            oci_spec::image::ANNOTATION_TITLE.to_string(),
+            config.image_name.clone(),
+        ),
+    ]);
+    let mut entries = vec![build_context::Entry::bytes(
+        "Dockerfile",
+        snapshot::dockerfile(&host.image_id, (host.uid, host.gid), &labels),
+    )];
+    entries.extend(snapshot.entries);
+    let context = build_context::stream(entries);
+    crate::image::run_build(
+        engine,
+        crate::image::spec::final_build_options(image),
+        context.body,
+        crate::image::progress::Mode::Quiet,
+        "snapshot",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Makes sure `engine` has `image`, which `source` has.
+// To be replaced by the transfer between engines (`image::transfer`) when it lands.
+async fn ensure_image_on(engine: &Engine, _source: &Engine, image: &str) -> Result<(), RunError> {
+    if engine.inspect_image(image).await?.is_some() {
+        return Ok(());
+    }
+    Err(RunError::NotOnEngine {
+        image: image.to_string(),
+        host: engine.target().host.clone(),
+    })
+}
+
+/// The labels `record::Record` reads back.
+fn run_labels(
+    config: &Config,
+    request: &Request,
+    id: &str,
+    name: &str,
+    code: &str,
+    out: &str,
+) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        labels::managed(),
+        (
+            labels::PROJECT.to_string(),
+            config.project_dir.to_string_lossy().into_owned(),
+        ),
+        (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
+        (labels::RUN_ID.to_string(), id.to_string()),
+        (labels::RUN_NAME.to_string(), name.to_string()),
+        (
+            labels::RUN_COMMAND.to_string(),
+            serde_json::to_string(&request.options.command).expect("words serialise"),
+        ),
+        (labels::RUN_CODE.to_string(), code.to_string()),
+        (
+            labels::RUN_STARTED_BY.to_string(),
+            format!("{}@{}", crate::host::login_name(), crate::host::hostname()),
+        ),
+        (labels::RUN_OUT.to_string(), out.to_string()),
+    ]);
+    if let Some(commit) = git_commit(&config.project_dir) {
+        labels.insert(labels::RUN_COMMIT.to_string(), commit);
+    }
+    if let Some(gpus) = &request.gpus {
+        labels.insert(labels::RUN_GPUS.to_string(), gpus.clone());
+    }
+    labels
+}
+
+/// The project's git commit, `-dirty` when its tree has changes; `None` without git or a
+/// checkout.
+fn git_commit(project_dir: &std::path::Path) -> Option<String> {
+    let commit = crate::image::git_revision(project_dir)?;
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(project_dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Some(if status.stdout.is_empty() {
+        commit
+    } else {
+        format!("{commit}-dirty")
+    })
+}
+
+/// Starts the created container with its output streamed here (stdout to stdout, stderr to
+/// stderr) until it ends: its exit code. The first Ctrl-C stops it (SIGTERM, SIGKILL after
+/// the grace time), a second kills it; a lost connection leaves it running.
+async fn attached(
+    engine: &Engine,
+    container: &str,
+    id: &str,
+    request: &Request,
+    mut interrupt: tokio::signal::unix::Signal,
+    printer: Printer,
+) -> Result<i64, RunError> {
+    let lost = |cause: EngineError| RunError::Lost {
+        id: id.to_string(),
+        cause,
+    };
+    let mut output = std::pin::pin!(engine.attach_output(container).await?);
+    match engine.start_container(container).await {
+        Ok(()) => {}
+        // The engine refused: nothing runs, nothing stays.
+        Err(error) if error.refusal().is_some() => {
+            let _ = engine.remove_container(container).await;
+            return Err(ContainerError::from(error).into());
+        }
+        // The answer was lost, not the request: the run may well be going.
+        Err(error) => return Err(lost(error)),
+    }
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut interrupts = 0;
+    let mut stopping = None;
+    loop {
+        let chunk = tokio::select! {
+            chunk = output.next() => chunk,
+            _ = interrupt.recv() => {
+                interrupts += 1;
+                if interrupts == 1 {
+                    printer.note(format!(
+                        "stopping run {id} (SIGTERM, SIGKILL after {}s); Ctrl-C again kills it",
+                        request.grace
+                    ));
+                    let (engine, container, grace) =
+                        (engine.clone(), container.to_string(), request.grace);
+                    stopping = Some(tokio::spawn(async move {
+                        engine.stop_container(&container, grace).await
+                    }));
+                } else {
+                    engine.kill_container(container).await.map_err(lost)?;
+                }
+                continue;
+            }
+        };
+        match chunk {
+            None => break,
+            Some(Err(error)) => return Err(lost(error)),
+            Some(Ok(LogOutput::StdErr { message })) => {
+                stderr.write_all(&message).await.map_err(RunError::Output)?;
+            }
+            Some(Ok(other)) => {
+                stdout
+                    .write_all(&other.into_bytes())
+                    .await
+                    .map_err(RunError::Output)?;
+                stdout.flush().await.map_err(RunError::Output)?;
+            }
+        }
+    }
+    if let Some(stopping) = stopping {
+        let _ = stopping.await;
+    }
+    engine.wait_exit_code(container).await.map_err(lost)
+}
