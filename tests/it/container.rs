@@ -438,6 +438,44 @@ fn two_starts_at_once_leave_the_winners_container_running() {
 }
 
 #[test]
+fn start_replaces_a_container_that_has_exited() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&["--", "true"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.inspect("{{.State.Status}}") != "exited" {
+        assert!(Instant::now() < deadline, "the container never exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_success(&dev.start(&[]));
+    assert_eq!(dev.inspect("{{.State.Running}}"), "true");
+}
+
+#[test]
+fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
+    let dev = Dev::new("");
+    // What another `devbox start` leaves between its create and its start.
+    let created = docker_ok(&[
+        "container",
+        "create",
+        "--name",
+        &dev.name,
+        "--label",
+        "io.devbox.managed=true",
+        "--label",
+        &format!("io.devbox.project={}", dev.project.path().display()),
+        BUSYBOX_IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    let err = assert_failure(&dev.start(&[]));
+    assert!(err.contains("at the same time"), "{err}");
+    assert_eq!(
+        dev.inspect("{{.Id}} {{.State.Status}}"),
+        format!("{created} created")
+    );
+}
+
+#[test]
 fn privileged_is_asked_of_the_engine_only_with_the_flag() {
     let dev = Dev::new("");
     let output = dev.start(&["--privileged"]);
