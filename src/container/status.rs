@@ -269,6 +269,7 @@ pub(crate) async fn status(
         } else {
             None
         };
+        // Shown with its password, or (not read) without: never as hidden when it was asked for.
         if password.is_some() || !secrets {
             status.vnc = Some(Vnc {
                 url: vnc_url,
