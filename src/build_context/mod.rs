@@ -3,7 +3,9 @@
 //!
 //! What a folder holds is taken as it is, never followed: a symbolic link goes in as a link
 //! (as `docker build` sends it), so a link to `~/.ssh/id_rsa` or `/dev/zero` sends nothing of
-//! its target; FIFOs, sockets and devices are refused by name. A file is sent with exactly the
+//! its target; FIFOs, sockets and devices are refused by name. A file named directly (a license,
+//! `requirements.txt`) is opened without following a link in its place; only the AGX package
+//! may be one (`Source::LinkedFile`). A file is sent with exactly the
 //! size its header says, and one that changes while it is read is an error naming it, never
 //! extra bytes that the engine would read as more files.
 
@@ -23,8 +25,12 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// What goes into the context at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// A file on the host, read while the tar is written.
+    /// A file on the host, read while the tar is written; a symbolic link in its place is an
+    /// error.
     File(PathBuf),
+    /// A file on the host, or the file that a symbolic link in its place points to (the AGX
+    /// package, which may be linked into the project from a copy kept elsewhere).
+    LinkedFile(PathBuf),
     /// Contents known to devbox (its default `images/` files, generated files).
     Bytes(Vec<u8>),
     /// An empty folder, so a Dockerfile's `COPY folder/` works when nothing is in it.
@@ -46,6 +52,14 @@ impl Entry {
         Entry {
             path: path.into(),
             source: Source::File(source.into()),
+            mode: 0o644,
+        }
+    }
+
+    pub(crate) fn linked_file(path: impl Into<String>, source: impl Into<PathBuf>) -> Self {
+        Entry {
+            path: path.into(),
+            source: Source::LinkedFile(source.into()),
             mode: 0o644,
         }
     }
@@ -144,16 +158,40 @@ fn not_a_regular_file(path: &Path, kind: std::fs::FileType) -> io::Error {
     )
 }
 
-/// Opens a file to send, never blocking on a FIFO, and makes sure it is a regular file.
-fn open_regular(path: &Path) -> io::Result<(std::fs::File, u64)> {
+/// Opens a file to read, never blocking on a FIFO; unless `follow_link`, a symbolic link in
+/// its place is an error (`O_NOFOLLOW`: one that replaced the file after devbox checked it
+/// cannot send another file, a key say, into the image).
+fn open(path: &Path, follow_link: bool) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let no_follow = if follow_link {
+        0
+    } else {
+        nix::libc::O_NOFOLLOW
+    };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | no_follow)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) if !follow_link => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link (it became one after devbox checked it), and devbox \
+                 follows none here: build again once it is a file",
+            ),
+            _ => e,
+        })
+}
+
+/// Opens a file of the project to read, refusing a symbolic link in its place.
+pub(crate) fn open_unfollowed(path: &Path) -> io::Result<std::fs::File> {
+    open(path, false)
+}
+
+/// Opens a file to send, and makes sure it is a regular file.
+fn open_regular(path: &Path, follow_link: bool) -> io::Result<(std::fs::File, u64)> {
     let named =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(path)
-        .map_err(named)?;
+    let file = open(path, follow_link).map_err(named)?;
     let metadata = file.metadata().map_err(named)?;
     if !metadata.is_file() {
         return Err(not_a_regular_file(path, metadata.file_type()));
@@ -234,8 +272,9 @@ pub(crate) fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
                 header.set_size(contents.len() as u64);
                 builder.append_data(&mut header, &entry.path, contents.as_slice())?;
             }
-            Source::File(path) => {
-                let (mut file, size) = open_regular(path)?;
+            Source::File(path) | Source::LinkedFile(path) => {
+                let follow_link = matches!(entry.source, Source::LinkedFile(_));
+                let (mut file, size) = open_regular(path, follow_link)?;
                 header.set_entry_type(tar::EntryType::Regular);
                 append_exactly(
                     &mut builder,
@@ -445,6 +484,27 @@ mod tests {
                 ("zero".to_string(), "/dev/zero".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_file_replaced_by_a_link_after_its_check_is_refused_and_only_the_agx_package_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("id_rsa");
+        std::fs::write(&secret, "PRIVATE KEY").unwrap();
+        let license = dir.path().join("a.lic");
+        std::os::unix::fs::symlink(&secret, &license).unwrap();
+        let mut out = Vec::new();
+        let error = write_tar(&[Entry::file("licenses/a.lic", &license)], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&license.display().to_string()) && error.contains("symbolic link"),
+            "{error}"
+        );
+        assert!(open_unfollowed(&license).is_err());
+        let mut out = Vec::new();
+        write_tar(&[Entry::linked_file("agx/agx.deb", &license)], &mut out).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -220,17 +220,10 @@ pub(super) async fn status(
 ) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
-    let status = status::status(&engine, config, &name)
+    let secrets = secrets_shown(args, std::io::stdout().is_terminal());
+    let status = status::status(&engine, config, &name, secrets)
         .await
         .while_doing(|| format!("reading the status of {name}"))?;
-    // A person at a terminal sees the secrets; output that is no terminal may end up in a log,
-    // and JSON is for scripts: both get them only when asked.
-    let shown = args.show_secrets || (!args.json && std::io::stdout().is_terminal());
-    let status = if shown {
-        status
-    } else {
-        status.without_secrets()
-    };
     let printer = Printer::DEVBOX;
     if args.json {
         printer.result(serde_json::to_string_pretty(&status).expect("status serialises"));
@@ -238,6 +231,13 @@ pub(super) async fn status(
         printer.result(status::render(&status));
     }
     Ok(ExitStatus::Success)
+}
+
+/// Whether `devbox status` shows (and so reads) the Jupyter token and the VNC password: a
+/// person at a terminal sees them; output that is no terminal may end up in a log, and JSON is
+/// for scripts: both get them only when asked.
+fn secrets_shown(args: &StatusArgs, stdout_is_terminal: bool) -> bool {
+    args.show_secrets || (!args.json && stdout_is_terminal)
 }
 
 pub(super) async fn logs(
@@ -251,4 +251,23 @@ pub(super) async fn logs(
         .await
         .while_doing(|| format!("reading the logs of {name}"))?;
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::StatusArgs;
+
+    #[test]
+    fn status_shows_secrets_when_asked_or_to_a_person_at_a_terminal() {
+        let args = |json, show_secrets| StatusArgs {
+            json,
+            show_secrets,
+            name: None,
+        };
+        assert!(super::secrets_shown(&args(false, false), true));
+        assert!(!super::secrets_shown(&args(false, false), false), "piped");
+        assert!(!super::secrets_shown(&args(true, false), true), "JSON");
+        assert!(super::secrets_shown(&args(true, true), false));
+        assert!(super::secrets_shown(&args(false, true), false));
+    }
 }

@@ -36,9 +36,71 @@ fn new_env_file(host_ca_dir: &Path) -> String {
     }
 }
 
-/// What a new project keeps out of git: its secrets, licenses and run outputs.
-const GITIGNORE: &str =
-    "# devbox: secrets, licenses and run outputs stay out of git\n.env\n*.lic\nsecrets/\nruns/\n";
+/// What a project keeps out of git: its secrets, licenses and run outputs.
+const GITIGNORED: &[&str] = &[".env", "*.lic", "secrets/", "runs/"];
+const GITIGNORE_COMMENT: &str = "# devbox: secrets, licenses and run outputs stay out of git";
+
+/// What to append to the .gitignore `existing` (empty for a new one) so that it has every
+/// line of GITIGNORED, with those lines; nothing when it has them all. (git ignores trailing
+/// spaces in a pattern, not leading ones.)
+fn gitignore_addition(existing: &str) -> Option<(Vec<&'static str>, String)> {
+    let missing: Vec<&str> = GITIGNORED
+        .iter()
+        .copied()
+        .filter(|wanted| !existing.lines().any(|line| line.trim_end() == *wanted))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut text = String::new();
+    if !existing.is_empty() && !existing.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(GITIGNORE_COMMENT);
+    for line in &missing {
+        text.push('\n');
+        text.push_str(line);
+    }
+    text.push('\n');
+    Some((missing, text))
+}
+
+/// A new .gitignore, or the lines it lacks appended to the user's (which are kept).
+fn ensure_gitignore(project_dir: &Path, printer: Printer) -> Result<(), CommandError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = project_dir.join(".gitignore");
+    let create = |source| CommandError::Create {
+        path: path.clone(),
+        source,
+    };
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(create(e)),
+    };
+    let Some((missing, addition)) = gitignore_addition(existing.as_deref().unwrap_or_default())
+    else {
+        printer.result("kept     .gitignore (exists)");
+        return Ok(());
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(&path)
+        .and_then(|mut file| file.write_all(addition.as_bytes()))
+        .map_err(create)?;
+    if existing.is_some() {
+        printer.result("updated  .gitignore");
+        printer.note(format!(
+            "added to .gitignore, so that git leaves them out: {}",
+            missing.join(" ")
+        ));
+    } else {
+        printer.result("created  .gitignore");
+    }
+    Ok(())
+}
 
 pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
@@ -47,10 +109,8 @@ pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, Com
         printer.note("this host trusts extra CA certificates; the image will too (EXTRA_CA_CERTS)");
     }
     // The .env holds tokens and passwords: readable by its owner only.
-    let mut files: Vec<(String, &str, u32)> = vec![
-        (DEFAULT_ENV_FILE.to_string(), &env_file, 0o600),
-        (".gitignore".to_string(), GITIGNORE, 0o644),
-    ];
+    let mut files: Vec<(String, &str, u32)> =
+        vec![(DEFAULT_ENV_FILE.to_string(), &env_file, 0o600)];
     if args.images {
         files.extend(
             DEFAULT_IMAGE_FILES
@@ -92,6 +152,7 @@ pub(super) fn run(project_dir: &Path, args: &InitArgs) -> Result<ExitStatus, Com
             printer.result(format!("kept     {name} (exists)"));
         }
     }
+    ensure_gitignore(project_dir, printer)?;
     printer.result(
         "next: put your AGX license (*.lic) in licenses/, set AGX_VERSION in .env, then run `devbox build`",
     );
@@ -116,6 +177,23 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gitignore_gets_only_the_lines_it_lacks() {
+        let (missing, text) = gitignore_addition("").unwrap();
+        assert_eq!(missing, GITIGNORED);
+        assert_eq!(
+            text,
+            format!("{GITIGNORE_COMMENT}\n.env\n*.lic\nsecrets/\nruns/\n")
+        );
+        let (missing, text) = gitignore_addition("target/\n.env  \nruns/").unwrap();
+        assert_eq!(missing, ["*.lic", "secrets/"]);
+        assert_eq!(text, format!("\n{GITIGNORE_COMMENT}\n*.lic\nsecrets/\n"));
+        assert_eq!(
+            gitignore_addition(&format!("x\n{}\n", GITIGNORED.join("\n"))),
+            None
+        );
+    }
 
     #[test]
     fn a_host_with_added_certificates_gets_them_trusted_in_new_projects() {

@@ -270,9 +270,10 @@ fn resolve_agx(setting: &Lookup) -> Result<Option<Agx>, ConfigError> {
     }))
 }
 
-/// Why devbox does not fetch from `url`, when it does not: packages come over https, or over
-/// plain http only from this machine (a local mirror, the tests' server), where no one on the
-/// way can change them. The URL is read as the HTTP client reads it.
+/// Why devbox does not fetch from `url`, when it does not: packages come over https only. The
+/// one deliberate exception is plain http from this machine (loopback: a local mirror, the
+/// tests' server): the bytes then cross no network, so there is no path on which to read or
+/// change them. The URL is read as the HTTP client reads it.
 pub(crate) fn download_url_refusal(url: &str) -> Option<&'static str> {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return Some("not a URL");

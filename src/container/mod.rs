@@ -12,7 +12,7 @@ mod terminal;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use bollard::models::{ContainerInspectResponse, ExecConfig};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,7 +66,8 @@ pub enum ContainerError {
     NoNvidiaRuntime { message: String },
     #[error(
         "another `devbox start` created {0} at the same time; it is left as it is: \
-         `devbox status` shows it"
+         `devbox status` shows it (one that stays created, never started, is a leftover: \
+         `devbox stop` removes it)"
     )]
     CreatedMeanwhile(String),
     #[error("{0} is not running; start it with `devbox start`")]
@@ -156,6 +157,16 @@ pub(super) fn labels_of(
         .unwrap_or_default()
 }
 
+/// Its id, or `name` when the engine left the id out.
+fn id_of<'a>(container: &'a ContainerInspectResponse, name: &'a str) -> &'a str {
+    container.id.as_deref().unwrap_or(name)
+}
+
+/// Created and not yet started: what a `devbox start` in progress leaves for a moment.
+fn is_created(container: &ContainerInspectResponse) -> bool {
+    container.state.as_ref().and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED)
+}
+
 fn is_running(container: &ContainerInspectResponse) -> bool {
     container
         .state
@@ -236,10 +247,23 @@ pub(crate) async fn start(
             if let Some(failure) = leave_cluster(engine, &spec.name).await {
                 on_event(Event::LeaveFailed(failure));
             }
+            engine
+                .remove_container(id_of(&existing, &spec.name))
+                .await?;
+        } else if is_created(&existing) {
+            // Another `devbox start` has created it and is about to start it.
+            return Err(ContainerError::CreatedMeanwhile(spec.name));
+        } else {
+            // Exited or dead: without force, so that one another `devbox start` started since
+            // the inspection above is refused by the engine instead of killed.
+            engine
+                .remove_stopped_container(id_of(&existing, &spec.name))
+                .await
+                .map_err(|e| match e.refusal() {
+                    Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
+                    _ => e.into(),
+                })?;
         }
-        engine
-            .remove_container(existing.id.as_deref().unwrap_or(&spec.name))
-            .await?;
     }
 
     refuse_taken_ports(engine, &spec).await?;

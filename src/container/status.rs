@@ -231,12 +231,14 @@ pub(crate) async fn fresh_status(
     ))
 }
 
-/// The status of the project's container, with the running Jupyter's URL and token and the
-/// running VNC server's password.
+/// The status of the project's container, with the running Jupyter's URL and the running VNC
+/// server's; with `secrets`, Jupyter's token and the VNC password too (read from inside the
+/// container only then: a secret not shown is not fetched).
 pub(crate) async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
+    secrets: bool,
 ) -> Result<Status, ContainerError> {
     let mut status = fresh_status(engine, config, name).await?;
     if status.state != "running" {
@@ -261,15 +263,26 @@ pub(crate) async fn status(
             token: Some(token),
         });
     }
-    if let Some(file) = vnc_password_file(&processes)
-        && let Some(password) = output_of(engine, name, vec!["cat".into(), file]).await
-    {
-        status.vnc = Some(Vnc {
-            url: vnc_url,
-            password: Some(password),
-        });
+    if let Some(file) = vnc_password_file(&processes) {
+        let password = if secrets {
+            output_of(engine, name, vec!["cat".into(), file]).await
+        } else {
+            None
+        };
+        // Shown with its password, or (not read) without: never as hidden when it was asked for.
+        if password.is_some() || !secrets {
+            status.vnc = Some(Vnc {
+                url: vnc_url,
+                password,
+            });
+        }
     }
-    Ok(status)
+    // Jupyter's token is how its server is found: it was read, and is dropped here.
+    Ok(if secrets {
+        status
+    } else {
+        status.without_secrets()
+    })
 }
 
 /// What `cmd` run in the container prints on stdout, when it can be run.
@@ -333,7 +346,7 @@ fn vnc_password_file(processes: &[String]) -> Option<String> {
 impl Status {
     /// The status without the Jupyter token and the VNC password, for output they are not
     /// asked for in.
-    pub(crate) fn without_secrets(mut self) -> Status {
+    fn without_secrets(mut self) -> Status {
         if let Some(jupyter) = &mut self.jupyter {
             jupyter.token = None;
         }

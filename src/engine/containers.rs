@@ -77,10 +77,21 @@ impl Engine {
         }
     }
 
-    /// Removes the container (and its anonymous volumes); gone already is fine.
+    /// Removes the container (and its anonymous volumes), killing it if it runs; gone already
+    /// is fine.
     pub(crate) async fn remove_container(&self, name: &str) -> Result<(), EngineError> {
+        self.remove(name, true).await
+    }
+
+    /// Removes the container only if it is not running: the engine refuses (409 Conflict) to
+    /// remove one that runs, so one that another `devbox start` started meanwhile survives.
+    pub(crate) async fn remove_stopped_container(&self, name: &str) -> Result<(), EngineError> {
+        self.remove(name, false).await
+    }
+
+    async fn remove(&self, name: &str, force: bool) -> Result<(), EngineError> {
         let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
+            .force(force)
             .v(true)
             .build();
         let removed = self.docker.remove_container(name, Some(options)).await;

@@ -193,13 +193,16 @@ async fn check_digest(agx: &Agx, path: &Path) -> Result<(), AgxError> {
         return Ok(());
     };
     let owned = path.to_path_buf();
-    let actual = tokio::task::spawn_blocking(move || super::inputs::sha256_of(&owned))
-        .await
-        .expect("hashing does not panic")
-        .map_err(|cause| AgxError::Unreadable {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+    let actual = tokio::task::spawn_blocking(move || {
+        // The package in the project folder may be a link to a copy kept elsewhere.
+        std::fs::File::open(&owned).and_then(super::inputs::sha256_of)
+    })
+    .await
+    .expect("hashing does not panic")
+    .map_err(|cause| AgxError::Unreadable {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     if actual == *expected {
         Ok(())
     } else {

@@ -22,7 +22,10 @@ pub(crate) fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageErr
     for dir in [project_dir.to_path_buf(), project_dir.join("licenses")] {
         for path in files_in(&dir, |name| name.ends_with(".lic"))? {
             if path.is_symlink() {
-                return Err(ImageError::LinkedLicense(path));
+                return Err(ImageError::Linked {
+                    what: "license file",
+                    path,
+                });
             }
             let name = file_name(&path);
             if let Some(first) = licenses.iter().find(|l| l.name == name) {
@@ -32,11 +35,14 @@ pub(crate) fn find_licenses(project_dir: &Path) -> Result<Vec<License>, ImageErr
                     second: path,
                 });
             }
-            let sha256 = sha256_of(&path).map_err(|source| ImageError::UnreadableInput {
-                what: "license file",
-                path: path.clone(),
-                cause: source,
-            })?;
+            // Not following a link that replaced the file since the check above.
+            let sha256 = crate::build_context::open_unfollowed(&path)
+                .and_then(sha256_of)
+                .map_err(|source| ImageError::UnreadableInput {
+                    what: "license file",
+                    path: path.clone(),
+                    cause: source,
+                })?;
             licenses.push(License { name, path, sha256 });
         }
     }
@@ -142,9 +148,23 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The file `name` of the project folder when there is one, refused when it is a symbolic
+/// link (`what` names it in the error).
+pub(crate) fn project_file(
+    project_dir: &Path,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<PathBuf>, ImageError> {
+    let path = project_dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if metadata.is_symlink() => Err(ImageError::Linked { what, path }),
+        Ok(metadata) if metadata.is_file() => Ok(Some(path)),
+        _ => Ok(None),
+    }
+}
+
 /// SHA-256 of a file, read in pieces.
-pub(crate) fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+pub(crate) fn sha256_of(mut file: std::fs::File) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = [0u8; 64 * 1024];
     loop {

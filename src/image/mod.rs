@@ -51,12 +51,12 @@ pub enum ImageError {
     )]
     NotACertificate(PathBuf),
     #[error(
-        "the license file {path} is a symbolic link: devbox takes license files only as files \
-         in the project, so that a link cannot put another file (a key, say) into the image. \
-         Copy the license in its place: `cp --remove-destination \"$(readlink -f {path})\" {path}`",
-        path = .0.display()
+        "the {what} {path} is a symbolic link: devbox takes it only as a file in the project, so \
+         that a link cannot put another file (a key, say) into the image. Copy the file in its \
+         place: `cp --remove-destination \"$(readlink -f {path})\" {path}`",
+        path = .path.display()
     )]
-    LinkedLicense(PathBuf),
+    Linked { what: &'static str, path: PathBuf },
     #[error(
         "{} is not a regular file (a FIFO, a device or a folder); EXTRA_CA_CERTS names a PEM \
          file or a folder of them",
@@ -231,6 +231,9 @@ async fn gather(config: &Config, inputs: Inputs, mode: Mode) -> Result<Gathered,
         licenses,
         certificates,
     } = inputs;
+    // Before a download that may take minutes.
+    let requirements =
+        inputs::project_file(&config.project_dir, "requirements.txt", "requirements file")?;
     let agx_package = match &config.agx {
         Some(agx) => Some(
             agx::locate_or_download(
@@ -243,17 +246,16 @@ async fn gather(config: &Config, inputs: Inputs, mode: Mode) -> Result<Gathered,
         ),
         None => None,
     };
-    let requirements = Some(config.project_dir.join("requirements.txt")).filter(|p| p.is_file());
     let requirements_sha256 = match &requirements {
-        Some(path) => {
-            Some(
-                inputs::sha256_of(path).map_err(|cause| ImageError::UnreadableInput {
+        Some(path) => Some(
+            build_context::open_unfollowed(path)
+                .and_then(inputs::sha256_of)
+                .map_err(|cause| ImageError::UnreadableInput {
                     what: "requirements file",
                     path: path.clone(),
                     cause,
                 })?,
-            )
-        }
+        ),
         None => None,
     };
     Ok(Gathered {

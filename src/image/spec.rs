@@ -107,7 +107,7 @@ pub(crate) fn context_entries(inputs: &ContextInputs) -> std::io::Result<Vec<Ent
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        entries.push(Entry::file(format!("agx/{name}"), package));
+        entries.push(Entry::linked_file(format!("agx/{name}"), package));
     }
     entries.push(match &inputs.project_requirements {
         Some(path) => Entry::file("project-requirements.txt", path),

@@ -139,7 +139,9 @@ pub(crate) async fn init(
     let token = engine.worker_join_token().await?;
     Ok(SwarmInit {
         already,
-        join_command: format!("devbox swarm join --token {token} {manager}:2377"),
+        // The token reaches devbox through a pipe: echo is the shell's own, so the token is
+        // in no process's command line (which `ps` shows every user of the machine).
+        join_command: format!("echo {token} | devbox swarm join --token - {manager}:2377"),
     })
 }
 

@@ -618,6 +618,32 @@ fn a_failing_step_is_named_with_its_last_lines() {
 }
 
 #[test]
+fn a_requirements_file_that_is_a_link_out_of_the_project_is_refused_by_name() {
+    let (project, name) = busybox_project("");
+    let cleanup = Cleanup::new();
+    cleanup.built(&name);
+    let outside = tempfile::tempdir().unwrap();
+    let key = outside.path().join("id_rsa");
+    std::fs::write(&key, "PRIVATE KEY\n").unwrap();
+    let requirements = project.path().join("requirements.txt");
+    std::os::unix::fs::symlink(&key, &requirements).unwrap();
+    let err = assert_failure(&project.devbox(&["build"]));
+    assert!(
+        err.contains(&format!(
+            "the requirements file {} is a symbolic link",
+            requirements.display()
+        )) && err.contains("cp --remove-destination"),
+        "{err}"
+    );
+    assert!(
+        !docker(&["image", "inspect", &format!("{name}:t1")])
+            .status
+            .success(),
+        "nothing is built"
+    );
+}
+
+#[test]
 fn a_base_image_that_is_nowhere_says_what_to_do() {
     let (project, _name) = busybox_project("");
     let output = project

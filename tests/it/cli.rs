@@ -17,6 +17,38 @@ fn version_prints_the_crate_version() {
 }
 
 #[test]
+fn init_adds_the_lines_a_projects_gitignore_lacks_and_keeps_its_own() {
+    let project = tempfile::tempdir().unwrap();
+    let gitignore = project.path().join(".gitignore");
+    std::fs::write(&gitignore, "target/\n.env").unwrap();
+    let init = || {
+        std::process::Command::new(devbox_binary())
+            .arg("init")
+            .current_dir(project.path())
+            .output()
+            .unwrap()
+    };
+    let output = init();
+    assert_success(&output);
+    let text = std::fs::read_to_string(&gitignore).unwrap();
+    assert!(text.starts_with("target/\n.env\n"), "{text}");
+    for ignored in [".env", "*.lic", "secrets/", "runs/"] {
+        assert_eq!(text.lines().filter(|l| *l == ignored).count(), 1, "{text}");
+    }
+    assert!(stdout(&output).contains("updated  .gitignore"));
+    assert!(
+        stderr(&output)
+            .contains("added to .gitignore, so that git leaves them out: *.lic secrets/ runs/"),
+        "{}",
+        stderr(&output)
+    );
+    // Once it has them, it is left as it is.
+    let again = init();
+    assert!(stdout(&again).contains("kept     .gitignore (exists)"));
+    assert_eq!(std::fs::read_to_string(&gitignore).unwrap(), text);
+}
+
+#[test]
 fn init_creates_the_skeleton_and_never_overwrites() {
     let project = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join(".env"), "IMAGE_TAG=mine\n").unwrap();

@@ -2,7 +2,8 @@
 //! joined with devbox, and a Ray cluster across them with `devbox cluster up`; then the
 //! worker's engine dies, comes back and rejoins; `devbox cluster down` leaves nothing behind.
 
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -25,6 +26,26 @@ impl Machine<'_> {
             .env("DOCKER_HOST", self.host)
             .output()
             .expect("devbox runs")
+    }
+
+    /// `devbox ARGS` with `input` on its stdin.
+    fn devbox_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .project
+            .devbox_command(args)
+            .env("DOCKER_HOST", self.host)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("devbox runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("devbox runs")
     }
 
     fn docker(&self, args: &[&str]) -> Output {
@@ -112,18 +133,20 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
     let worker = machine(2, &unique_name("worker"));
     let init = head.devbox(&["swarm", "init", "--advertise-addr", engines.addr(1)]);
     assert_success(&init);
+    // The join line keeps the token off devbox's command line: `echo TOKEN | devbox swarm
+    // join --token - MANAGER:2377`.
     let join_line = stdout(&init)
         .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("devbox swarm join ")
-                .map(String::from)
-        })
-        .expect("swarm init prints the join line");
-    assert!(
-        join_line.ends_with(&format!("{}:2377", engines.addr(1))),
-        "{join_line}"
-    );
+        .map(str::trim)
+        .find(|l| l.contains("devbox swarm join"))
+        .expect("swarm init prints the join line")
+        .to_string();
+    let (token, printed_manager) = join_line
+        .strip_prefix("echo ")
+        .and_then(|l| l.split_once(" | devbox swarm join --token - "))
+        .unwrap_or_else(|| panic!("the token is piped in: {join_line}"));
+    assert!(token.starts_with("SWMTKN-"), "{join_line}");
+    assert_eq!(printed_manager, format!("{}:2377", engines.addr(1)));
     assert!(
         stderr(&init).contains("4789/udp") && stderr(&init).contains("untrusted network"),
         "{}",
@@ -138,17 +161,24 @@ fn a_ray_cluster_across_two_engines_survives_a_dead_worker() {
         stderr(&bad)
     );
     let nobody = format!("{}:1", engines.addr(1));
-    let token = join_line.split_whitespace().nth(1).unwrap();
     let unreachable = worker.devbox(&["swarm", "join", "--token", token, &nobody]);
     assert!(
         stderr(&unreachable).contains("cannot reach the swarm manager"),
         "{}",
         stderr(&unreachable)
     );
-    let mut join: Vec<&str> = vec!["swarm", "join"];
-    join.extend(join_line.split_whitespace());
-    join.extend(["--advertise-addr", engines.addr(2)]);
-    let joined = worker.devbox(&join);
+    let joined = worker.devbox_with_input(
+        &[
+            "swarm",
+            "join",
+            "--token",
+            "-",
+            printed_manager,
+            "--advertise-addr",
+            engines.addr(2),
+        ],
+        &format!("{token}\n"),
+    );
     assert_success(&joined);
     assert!(stdout(&joined).contains("joined the swarm"));
     let again = worker.devbox(&["swarm", "join", "--token", token, &manager]);

@@ -438,6 +438,107 @@ fn two_starts_at_once_leave_the_winners_container_running() {
 }
 
 #[test]
+fn status_reads_the_vnc_password_only_when_it_shows_it() {
+    let dev = Dev::new("");
+    // A process that looks like start-vnc's x11vnc to status, with the password beside its
+    // -rfbauth file.
+    assert_success(&dev.start(&[
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/v && echo pw4vnc > /tmp/v/password; sleep 100000",
+        "x11vnc",
+        "-rfbport",
+        "2059",
+        "-rfbauth",
+        "/tmp/v/passwd",
+    ]));
+    let now = || {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        format!(
+            "{}.{:09}",
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos()
+        )
+    };
+    let execs_during = |args: &[&str]| {
+        let since = now();
+        let output = dev.project.devbox(args);
+        let until = now();
+        let execs = docker_ok(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &format!("container={}", dev.name),
+            "--filter",
+            "event=exec_create",
+            "--format",
+            "{{.Action}}",
+        ]);
+        (output, execs)
+    };
+    // Piped, without --show-secrets: the password is not shown, so it is not read either.
+    let (plain, execs) = execs_during(&["status"]);
+    assert_success(&plain);
+    assert!(
+        stdout(&plain).contains("password hidden"),
+        "{}",
+        stdout(&plain)
+    );
+    assert_eq!(execs, "", "no command run in the container");
+    let (shown, execs) = execs_during(&["status", "--show-secrets"]);
+    assert!(
+        stdout(&shown).contains("password pw4vnc"),
+        "{}",
+        stdout(&shown)
+    );
+    assert!(execs.contains("cat /tmp/v/password"), "{execs}");
+}
+
+#[test]
+fn start_replaces_a_container_that_has_exited() {
+    let dev = Dev::new("");
+    assert_success(&dev.start(&["--", "true"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.inspect("{{.State.Status}}") != "exited" {
+        assert!(Instant::now() < deadline, "the container never exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_success(&dev.start(&[]));
+    assert_eq!(dev.inspect("{{.State.Running}}"), "true");
+}
+
+#[test]
+fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
+    let dev = Dev::new("");
+    // What another `devbox start` leaves between its create and its start.
+    let created = docker_ok(&[
+        "container",
+        "create",
+        "--name",
+        &dev.name,
+        "--label",
+        "io.devbox.managed=true",
+        "--label",
+        &format!("io.devbox.project={}", dev.project.path().display()),
+        BUSYBOX_IMAGE,
+        "sleep",
+        "100000",
+    ]);
+    let err = assert_failure(&dev.start(&[]));
+    assert!(err.contains("at the same time"), "{err}");
+    assert_eq!(
+        dev.inspect("{{.Id}} {{.State.Status}}"),
+        format!("{created} created")
+    );
+}
+
+#[test]
 fn privileged_is_asked_of_the_engine_only_with_the_flag() {
     let dev = Dev::new("");
     let output = dev.start(&["--privileged"]);
