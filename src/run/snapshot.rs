@@ -51,7 +51,7 @@ pub(crate) fn take(
                 hasher.update(b"l");
                 hasher.update(target.as_os_str().as_encoded_bytes());
             }
-            Source::File(_) | Source::Bytes(_) => hasher.update(b"f"),
+            Source::File(_) | Source::LinkedFile(_) | Source::Bytes(_) => hasher.update(b"f"),
         }
         hasher.update(content);
         hasher.update(b"\0");
@@ -92,9 +92,10 @@ fn content_digests(entries: &[Entry]) -> io::Result<Vec<Vec<u8>>> {
 
 fn content_digest(entry: &Entry) -> io::Result<Vec<u8>> {
     match &entry.source {
-        Source::File(path) => {
+        Source::File(path) | Source::LinkedFile(path) => {
             let mut hasher = Sha256::new();
-            let mut file = std::fs::File::open(path).map_err(|e| with_path(path, &e))?;
+            let mut file =
+                crate::build_context::open_unfollowed(path).map_err(|e| with_path(path, &e))?;
             let mut buffer = [0u8; 16 * 1024];
             loop {
                 let n = file.read(&mut buffer).map_err(|e| with_path(path, &e))?;
