@@ -5,6 +5,7 @@ mod build;
 mod cluster;
 mod container;
 mod doctor;
+mod image;
 mod init;
 mod show_config;
 mod swarm;
@@ -17,6 +18,7 @@ use crate::container::ContainerError;
 use crate::engine::{EngineError, Target};
 use crate::exit::ExitStatus;
 use crate::image::ImageError;
+use crate::image::transfer::TransferError;
 use crate::ray::RayError;
 use crate::swarm::SwarmError;
 
@@ -54,6 +56,8 @@ pub enum DomainError {
     Swarm(#[from] SwarmError),
     #[error(transparent)]
     Ray(#[from] RayError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
 }
 
 impl CommandError {
@@ -76,6 +80,7 @@ impl DomainError {
             DomainError::Image(ImageError::Interrupted)
                 | DomainError::Container(ContainerError::Interrupted)
                 | DomainError::Ray(RayError::Container(ContainerError::Interrupted))
+                | DomainError::Transfer(TransferError::Interrupted)
         )
     }
 }
@@ -113,6 +118,9 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
+        Command::Image(crate::cli::ImageCommand::Send(args)) => {
+            image::send(load, &target()?, &args).await
+        }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),

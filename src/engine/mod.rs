@@ -4,6 +4,7 @@
 mod containers;
 mod error;
 mod exec;
+mod images;
 mod swarm;
 mod target;
 mod volumes;
