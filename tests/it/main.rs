@@ -16,3 +16,4 @@ mod faults;
 mod incontainer;
 mod real_image;
 mod remote;
+mod transfer;
