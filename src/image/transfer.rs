@@ -17,7 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -117,8 +118,31 @@ pub(crate) async fn send(
     let total = inspected.size.unwrap_or(0).max(0) as u64;
     let mut attempt = Layers::new(&diff_ids, held);
     loop {
+        let loading = async {
+            if attempt.held.is_empty() {
+                load_whole(
+                    source,
+                    target,
+                    &exported,
+                    diff_ids.len(),
+                    total,
+                    &on_progress,
+                )
+                .await
+            } else {
+                load(
+                    source,
+                    target,
+                    &exported,
+                    attempt.clone(),
+                    total,
+                    on_progress.clone(),
+                )
+                .await
+            }
+        };
         let loaded = tokio::select! {
-            loaded = load(source, target, &exported, attempt.clone(), total, on_progress.clone()) => loaded,
+            loaded = loading => loaded,
             _ = interrupt.recv() => return Err(TransferError::Interrupted),
         };
         match loaded {
@@ -147,6 +171,54 @@ fn exported_name(image: &str, id: &str) -> Option<String> {
     // `docker save repo` would send every tag of the repository.
     let (repo, tag) = split_reference(image);
     Some(format!("{repo}:{tag}"))
+}
+
+/// Nothing to leave out: the export goes to the target as it comes, unparsed (the cheapest
+/// way, with no task in between).
+async fn load_whole(
+    source: &Engine,
+    target: &Engine,
+    image: &str,
+    layers: usize,
+    total: u64,
+    on_progress: &Arc<impl Fn(Progress) + Send + Sync + 'static>,
+) -> Result<Sent, TransferError> {
+    let sent = Arc::new(AtomicU64::new(0));
+    // The export's own failure is the cause of the load's.
+    let export_failure = Arc::new(Mutex::new(None));
+    let body = source.export_image(image).map({
+        let (sent, export_failure, on_progress) =
+            (sent.clone(), export_failure.clone(), on_progress.clone());
+        move |chunk| match chunk {
+            Ok(chunk) => {
+                let read =
+                    sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+                on_progress(Progress { read, total });
+                Ok(chunk)
+            }
+            Err(error) => {
+                let message = error.to_string();
+                *export_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error);
+                Err(io::Error::other(message))
+            }
+        }
+    });
+    let loaded = target.load_image(body).await;
+    if let Some(error) = export_failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(TransferError::Engine(error));
+    }
+    loaded?;
+    Ok(Sent::Loaded {
+        bytes: sent.load(Ordering::Relaxed),
+        layers,
+        layers_skipped: 0,
+    })
 }
 
 async fn load(
@@ -197,7 +269,7 @@ async fn load(
         Ok(Ok(layers_skipped)) => {
             loaded?;
             Ok(Sent::Loaded {
-                bytes: sent.load(std::sync::atomic::Ordering::Relaxed),
+                bytes: sent.load(Ordering::Relaxed),
                 layers: count,
                 layers_skipped,
             })
