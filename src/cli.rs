@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// A GPU robotics/ML team's Docker dev environment: build the image, start and enter the
 /// container, and run a Ray cluster across machines.
@@ -58,6 +58,9 @@ pub enum Command {
     /// The Ray cluster across machines: up, down, status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Images across engines: send.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Check everything devbox needs (engine, disk, GPUs, swarm, .env, licenses, image, ports,
     /// /dev/shm) and say how to fix each problem. Exit code 0 only when nothing is wrong.
     Doctor(DoctorArgs),
@@ -440,4 +443,27 @@ pub enum JobsCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Send an image from this engine to others, directly, with only the layers each one
+    /// lacks; an engine that has the image already gets only its name.
+    Send(ImageSendArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("targets").required(true).multiple(true).args(["to", "to_host"])))]
+pub struct ImageSendArgs {
+    /// The image (default the project's, IMAGE_NAME:IMAGE_TAG).
+    pub image: Option<String>,
+
+    /// The docker CLI context of an engine to send it to (repeat for several, sent in parallel).
+    #[arg(long, value_name = "CONTEXT")]
+    pub to: Vec<String>,
+
+    /// The address of an engine to send it to, as DOCKER_HOST writes it (tcp://…, ssh://…,
+    /// unix://…; TLS as DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say).
+    #[arg(long, value_name = "HOST")]
+    pub to_host: Vec<String>,
 }

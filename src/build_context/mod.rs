@@ -302,6 +302,15 @@ pub(crate) struct ContextStream {
 }
 
 pub(crate) fn stream(entries: Vec<Entry>) -> ContextStream {
+    written_on_blocking_task(move |writer| write_tar(&entries, writer))
+}
+
+/// What `write` writes, as a stream of chunks: it runs on a blocking task that waits while
+/// `CHUNKS_IN_FLIGHT` chunks are unread (memory stays flat), and whose writes fail once the
+/// stream is dropped. An error of `write` ends the stream.
+pub(crate) fn written_on_blocking_task(
+    write: impl FnOnce(ChunkWriter) -> io::Result<()> + Send + 'static,
+) -> ContextStream {
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
     let sent = Arc::new(AtomicU64::new(0));
     let writer = ChunkWriter {
@@ -310,7 +319,7 @@ pub(crate) fn stream(entries: Vec<Entry>) -> ContextStream {
         sent: sent.clone(),
     };
     tokio::task::spawn_blocking(move || {
-        if let Err(error) = write_tar(&entries, writer) {
+        if let Err(error) = write(writer) {
             // The receiver may be gone already (the engine hung up); nothing more to tell.
             let _ = sender.blocking_send(Err(error));
         }
@@ -324,7 +333,7 @@ pub(crate) fn stream(entries: Vec<Entry>) -> ContextStream {
     }
 }
 
-struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     buffer: Vec<u8>,
     sender: mpsc::Sender<io::Result<Bytes>>,
     sent: Arc<AtomicU64>,
@@ -342,7 +351,7 @@ impl ChunkWriter {
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::BrokenPipe,
-                    "the engine stopped reading the build context",
+                    "the engine stopped reading what devbox sent",
                 )
             })
     }

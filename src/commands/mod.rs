@@ -5,6 +5,7 @@ mod build;
 mod cluster;
 mod container;
 mod doctor;
+mod image;
 mod init;
 mod jobs;
 mod run;
@@ -19,6 +20,7 @@ use crate::container::ContainerError;
 use crate::engine::{EngineError, Target};
 use crate::exit::ExitStatus;
 use crate::image::ImageError;
+use crate::image::transfer::TransferError;
 use crate::printer::Printer;
 use crate::ray::RayError;
 use crate::run::RunError;
@@ -60,6 +62,8 @@ pub enum DomainError {
     Ray(#[from] RayError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
 }
 
 impl CommandError {
@@ -82,7 +86,11 @@ impl DomainError {
             DomainError::Image(ImageError::Interrupted)
                 | DomainError::Container(ContainerError::Interrupted)
                 | DomainError::Ray(RayError::Container(ContainerError::Interrupted))
-                | DomainError::Run(RunError::Interrupted)
+                | DomainError::Run(
+                    RunError::Interrupted
+                        | RunError::Transfer(crate::image::transfer::TransferError::Interrupted)
+                )
+                | DomainError::Transfer(TransferError::Interrupted)
         )
     }
 }
@@ -122,6 +130,9 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
+        Command::Image(crate::cli::ImageCommand::Send(args)) => {
+            image::send(load, &target()?, &args).await
+        }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),

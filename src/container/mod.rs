@@ -11,6 +11,7 @@ mod terminal;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig};
 use futures_util::StreamExt;
@@ -66,8 +67,7 @@ pub enum ContainerError {
     NoNvidiaRuntime { message: String },
     #[error(
         "another `devbox start` created {0} at the same time; it is left as it is: \
-         `devbox status` shows it (one that stays created, never started, is a leftover: \
-         `devbox stop` removes it)"
+         `devbox status` shows it"
     )]
     CreatedMeanwhile(String),
     #[error("{0} is not running; start it with `devbox start`")]
@@ -162,6 +162,42 @@ fn id_of<'a>(container: &'a ContainerInspectResponse, name: &'a str) -> &'a str 
     container.id.as_deref().unwrap_or(name)
 }
 
+/// How long a container may stay created, never started, while another `devbox start` is
+/// between its create and its start (milliseconds, normally; seconds on a loaded engine).
+const START_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether the created container `id` is still created, never started, after the grace that
+/// another `devbox start` in progress would need to start it; `false` as soon as it is not.
+async fn left_created(engine: &Engine, id: &str) -> Result<bool, ContainerError> {
+    let deadline = Instant::now() + START_GRACE;
+    loop {
+        match engine.inspect_container(id).await? {
+            Some(container) if is_created(&container) => {}
+            _ => return Ok(false),
+        }
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Removes a container that is not running, without force, so that one another `devbox
+/// start` started since it was inspected is refused by the engine instead of killed.
+async fn remove_leftover(
+    engine: &Engine,
+    existing: &ContainerInspectResponse,
+    name: &str,
+) -> Result<(), ContainerError> {
+    engine
+        .remove_stopped_container(id_of(existing, name))
+        .await
+        .map_err(|e| match e.refusal() {
+            Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(name.to_string()),
+            _ => e.into(),
+        })
+}
+
 /// Created and not yet started: what a `devbox start` in progress leaves for a moment.
 fn is_created(container: &ContainerInspectResponse) -> bool {
     container.state.as_ref().and_then(|s| s.status) == Some(ContainerStateStatusEnum::CREATED)
@@ -250,19 +286,17 @@ pub(crate) async fn start(
             engine
                 .remove_container(id_of(&existing, &spec.name))
                 .await?;
+        } else if is_created(&existing)
+            && left_created(engine, id_of(&existing, &spec.name)).await?
+        {
+            // Not started by anyone within moments: what a start that died between its
+            // create and its start left. Replaced, as below.
+            remove_leftover(engine, &existing, &spec.name).await?;
         } else if is_created(&existing) {
-            // Another `devbox start` has created it and is about to start it.
+            // Another `devbox start` created it and has started it meanwhile.
             return Err(ContainerError::CreatedMeanwhile(spec.name));
         } else {
-            // Exited or dead: without force, so that one another `devbox start` started since
-            // the inspection above is refused by the engine instead of killed.
-            engine
-                .remove_stopped_container(id_of(&existing, &spec.name))
-                .await
-                .map_err(|e| match e.refusal() {
-                    Some(Refusal::Conflict) => ContainerError::CreatedMeanwhile(spec.name.clone()),
-                    _ => e.into(),
-                })?;
+            remove_leftover(engine, &existing, &spec.name).await?;
         }
     }
 

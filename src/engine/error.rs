@@ -31,6 +31,8 @@ pub enum Refusal {
     PortInUse,
     /// The folder of a bind mount does not exist on the engine's host.
     MountSourceMissing,
+    /// A loaded archive lacks a layer's contents (an empty file) that the engine does not hold.
+    LayerMissing,
     Other,
 }
 
@@ -58,6 +60,7 @@ impl Refusal {
             _ if says("port is already allocated") => Refusal::PortAllocated,
             _ if says("address already in use") => Refusal::PortInUse,
             _ if says(MOUNT_SOURCE_MISSING) => Refusal::MountSourceMissing,
+            _ if says("invalid diffID") => Refusal::LayerMissing,
             _ => Refusal::Other,
         }
     }
@@ -263,6 +266,13 @@ mod tests {
                 "could not select device driver \"\" with capabilities: [[gpu]]"
             ),
             Refusal::NoGpuRuntime
+        );
+        assert_eq!(
+            Refusal::of(
+                0,
+                "invalid diffID for layer 0: expected \"sha256:db73\", got \"sha256:e3b0\""
+            ),
+            Refusal::LayerMissing
         );
         assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
     }

@@ -4,6 +4,7 @@
 mod containers;
 mod error;
 mod exec;
+mod images;
 mod swarm;
 mod target;
 mod volumes;
@@ -23,7 +24,7 @@ use bollard::query_parameters::{
     BuildImageOptions, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     TagImageOptionsBuilder,
 };
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, TryStreamExt};
 
 use error::absent_if_not_found;
 
@@ -129,34 +130,6 @@ impl Engine {
         self.long_docker
             .build_image(options, None, Some(bollard::body_try_stream(context)))
             .map_err(|e| EngineError::from_bollard("build the image", e))
-    }
-
-    /// Loads images from a `docker save` archive, streamed from `archive`.
-    pub(crate) async fn load_image(
-        &self,
-        archive: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
-    ) -> Result<(), EngineError> {
-        let operation = "load an image";
-        let mut answers = std::pin::pin!(
-            self.long_docker.import_image_stream(
-                bollard::query_parameters::ImportImageOptionsBuilder::default()
-                    .quiet(true)
-                    .build(),
-                archive,
-                None,
-            )
-        );
-        while let Some(answer) = answers.next().await {
-            let answer = answer.map_err(|e| EngineError::from_bollard(operation, e))?;
-            if let Some(message) = answer.error_detail.and_then(|detail| detail.message) {
-                return Err(EngineError::Refused {
-                    operation: operation.into(),
-                    refusal: Refusal::of(500, &message),
-                    message,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// The image's details, or `None` when the engine has no such image.

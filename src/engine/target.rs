@@ -41,12 +41,16 @@ impl TlsFiles {
 impl Target {
     /// Resolves with the process environment and the user's docker configuration.
     pub(crate) fn resolve(context_flag: Option<&str>) -> Result<Target, EngineError> {
-        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-        let config_dir = env("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| env("HOME").map(|home| Path::new(&home).join(".docker")))
-            .unwrap_or_else(|| PathBuf::from("/root/.docker"));
-        resolve(context_flag, env, &config_dir)
+        resolve(context_flag, env, &config_dir())
+    }
+
+    /// The engine at `host`, as if DOCKER_HOST named it (with the environment's TLS files).
+    pub(crate) fn at_host(host: &str) -> Result<Target, EngineError> {
+        let env = |key: &str| match key {
+            "DOCKER_HOST" => Some(host.to_string()),
+            key => env(key),
+        };
+        resolve(None, env, &config_dir())
     }
 
     /// The engine on this machine's socket, where the project image is built.
@@ -62,6 +66,17 @@ impl Target {
     pub(crate) fn is_local(&self) -> bool {
         self.host.starts_with("unix://")
     }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+fn config_dir() -> PathBuf {
+    env("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|home| Path::new(&home).join(".docker")))
+        .unwrap_or_else(|| PathBuf::from("/root/.docker"))
 }
 
 pub(super) fn resolve(

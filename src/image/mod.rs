@@ -4,6 +4,7 @@ pub(crate) mod agx;
 pub(crate) mod inputs;
 pub(crate) mod progress;
 pub(crate) mod spec;
+pub(crate) mod transfer;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;

@@ -42,11 +42,8 @@ pub enum RunError {
          snapshot)"
     )]
     LiveElsewhere(String),
-    #[error(
-        "the run image {image} is not on the engine at {host}, and devbox cannot send it there \
-         yet. Send it by hand, then run again: `docker save {image} | docker -H {host} load`"
-    )]
-    NotOnEngine { image: String, host: String },
+    #[error(transparent)]
+    Transfer(#[from] crate::image::transfer::TransferError),
     #[error(
         "the secret name {0:?} is not a plain name: use letters, digits, '_', '.' and '-' (it \
          becomes the file /run/secrets/NAME)"
@@ -381,16 +378,26 @@ async fn build_run_image(
     Ok(())
 }
 
-/// Makes sure `engine` has `image`, which `source` has.
-// To be replaced by the transfer between engines (`image::transfer`) when it lands.
-async fn ensure_image_on(engine: &Engine, _source: &Engine, image: &str) -> Result<(), RunError> {
-    if engine.inspect_image(image).await?.is_some() {
-        return Ok(());
-    }
-    Err(RunError::NotOnEngine {
-        image: image.to_string(),
-        host: engine.target().host.clone(),
+/// Makes sure `engine` has `image`, which `source` has: sent there when missing, only the
+/// layers it lacks, with a progress bar on a terminal.
+async fn ensure_image_on(engine: &Engine, source: &Engine, image: &str) -> Result<(), RunError> {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    )
+    .with_style(crate::image::transfer::bar_style())
+    .with_message(format!("sending {image}"))
+    .with_finish(indicatif::ProgressFinish::AndClear);
+    crate::image::transfer::send(source, engine, image, move |progress| {
+        bar.set_length(progress.total);
+        bar.set_position(progress.read);
     })
+    .await?;
+    Ok(())
 }
 
 /// The labels `record::Record` reads back.

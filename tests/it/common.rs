@@ -739,6 +739,11 @@ impl Engines {
         &self.0[&format!("DEVBOX_ENGINE_{engine}_ADDR")]
     }
 
+    /// The data root (`dockerd --data-root`) of engine K.
+    pub(crate) fn data_root(&self, engine: u32) -> PathBuf {
+        PathBuf::from(&self.0[&format!("DEVBOX_ENGINE_{engine}_DATA_ROOT")])
+    }
+
     /// (tcp:// address with TLS, the client's certificate folder) of engine K.
     pub(crate) fn tls(&self, engine: u32) -> (&str, &str) {
         (

@@ -530,12 +530,44 @@ fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
         "sleep",
         "100000",
     ]);
-    let err = assert_failure(&dev.start(&[]));
+    // The other start starts it a moment later, while this one waits to see.
+    let mut other = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("sleep 1 && docker start {created} >/dev/null"),
+        ])
+        .spawn()
+        .unwrap();
+    let this = dev.start(&[]);
+    assert!(other.wait().unwrap().success());
+    let err = assert_failure(&this);
     assert!(err.contains("at the same time"), "{err}");
     assert_eq!(
         dev.inspect("{{.Id}} {{.State.Status}}"),
-        format!("{created} created")
+        format!("{created} running")
     );
+}
+
+#[test]
+fn start_replaces_a_container_that_a_dead_start_left_created() {
+    let dev = Dev::new("");
+    let left = docker_ok(&[
+        "container",
+        "create",
+        "--name",
+        &dev.name,
+        "--label",
+        "io.devbox.managed=true",
+        "--label",
+        &format!("io.devbox.project={}", dev.project.path().display()),
+        BUSYBOX_IMAGE,
+    ]);
+    let started = Instant::now();
+    assert_success(&dev.start(&[]));
+    // It waited for another start that might have been about to start it.
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert_ne!(dev.inspect("{{.Id}}"), left);
+    assert_eq!(dev.inspect("{{.State.Status}}"), "running");
 }
 
 #[test]

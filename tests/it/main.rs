@@ -17,3 +17,4 @@ mod incontainer;
 mod real_image;
 mod remote;
 mod run;
+mod transfer;

@@ -1,0 +1,67 @@
+//! Moving images between engines: export (`docker save`), load (`docker load`), and the
+//! layers an engine holds.
+
+use bollard::query_parameters::{ImportImageOptionsBuilder, ListImagesOptionsBuilder};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use super::{Engine, EngineError};
+
+/// How many image inspections are in flight at once when listing an engine's layers.
+const INSPECTIONS_IN_FLIGHT: usize = 8;
+
+impl Engine {
+    /// The image as `docker save` writes it, streamed as the engine produces it.
+    pub(crate) fn export_image(
+        &self,
+        image: &str,
+    ) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
+        let operation = format!("export image {image}");
+        self.long_docker
+            .export_image(image)
+            .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
+    }
+
+    /// Loads a `docker save` archive read from `archive`, as it comes; the engine tags the
+    /// image only once all of it has arrived.
+    pub(crate) async fn load_image(
+        &self,
+        archive: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ) -> Result<(), EngineError> {
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut answers = self.long_docker.import_image_stream(options, archive, None);
+        while let Some(answer) = answers.next().await {
+            let answer = answer.map_err(|e| EngineError::from_bollard("load the image", e))?;
+            // Engine 20.10 answers a refused archive with status 200 and the error in the body.
+            if let Some(message) = answer.error_detail.and_then(|detail| detail.message) {
+                return Err(EngineError::from_bollard(
+                    "load the image",
+                    bollard::errors::Error::DockerStreamError { error: message },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The layers (diff ids, bottom first) of each of the engine's tagged and dangling images.
+    pub(crate) async fn image_layers(&self) -> Result<Vec<Vec<String>>, EngineError> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptionsBuilder::default().build()))
+            .await
+            .map_err(|e| EngineError::from_bollard("list images", e))?;
+        futures_util::stream::iter(images)
+            .map(|image| async move {
+                // An image removed since the listing has no layers to offer.
+                Ok(self
+                    .inspect_image(&image.id)
+                    .await?
+                    .and_then(|inspected| inspected.root_fs)
+                    .and_then(|root_fs| root_fs.layers)
+                    .unwrap_or_default())
+            })
+            .buffer_unordered(INSPECTIONS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+}
