@@ -287,15 +287,13 @@ pub(crate) async fn start(
                 .remove_container(id_of(&existing, &spec.name))
                 .await?;
         } else if is_created(&existing)
-            && left_created(engine, id_of(&existing, &spec.name)).await?
+            && !left_created(engine, id_of(&existing, &spec.name)).await?
         {
-            // Not started by anyone within moments: what a start that died between its
-            // create and its start left. Replaced, as below.
-            remove_leftover(engine, &existing, &spec.name).await?;
-        } else if is_created(&existing) {
             // Another `devbox start` created it and has started it meanwhile.
             return Err(ContainerError::CreatedMeanwhile(spec.name));
         } else {
+            // Exited, or created and never started within moments: what a start that died
+            // between its create and its start left.
             remove_leftover(engine, &existing, &spec.name).await?;
         }
     }
