@@ -112,26 +112,17 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// GPUs to give the container, as with docker: all, a count, or '"device=0,2"'.
-    #[arg(long, value_name = "REQUEST")]
-    pub gpus: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
 
     /// Attach to NET; created as an attachable overlay network when missing on a swarm manager.
     #[arg(long, value_name = "NET")]
     pub network: Option<String>,
 
-    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
-    pub volumes: Vec<String>,
-
     /// Publish a port, as with docker ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]); on
     /// PUBLISH_ADDRESS when no IP is given. Replaces the default for 2059 or 2088.
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
-
-    /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
-    #[arg(long, value_name = "SIZE")]
-    pub shm_size: Option<String>,
 
     /// Give the container extended privileges (off unless asked).
     #[arg(long)]
@@ -141,10 +132,6 @@ pub struct StartArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Set an environment variable in the container (KEY=VALUE, or KEY from this environment).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
-
     /// Replace a running container whose configuration or image changed.
     #[arg(long)]
     pub recreate: bool,
@@ -152,6 +139,26 @@ pub struct StartArgs {
     /// The container's main command instead of the image's.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// What the container gets, as docker run gives it: for `start`, `cluster up` and `run`.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// GPUs to give the container, as with docker: all, a count, or '"device=0,2"'.
+    #[arg(long, value_name = "REQUEST")]
+    pub gpus: Option<String>,
+
+    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    pub volumes: Vec<String>,
+
+    /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+
+    /// Set an environment variable in the container (KEY=VALUE, or KEY from this environment).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -317,21 +324,8 @@ pub struct DoctorArgs {
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// GPUs to give the run, as with docker: all, a count, or '"device=0,2"'.
-    #[arg(long, value_name = "REQUEST")]
-    pub gpus: Option<String>,
-
-    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
-    pub volumes: Vec<String>,
-
-    /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
-    #[arg(long, value_name = "SIZE")]
-    pub shm_size: Option<String>,
-
-    /// Set an environment variable in the run (KEY=VALUE, or KEY from this environment).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
 
     /// The run's name (default devbox-run-RUN-ID); `devbox jobs` takes it for RUN.
     #[arg(long)]

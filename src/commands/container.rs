@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use super::{CommandError, WhileDoing};
 use bollard::models::ContainerInspectResponse;
 
-use crate::cli::{ConnectArgs, LogsArgs, StartArgs, StatusArgs, StopArgs};
+use crate::cli::{ConnectArgs, ContainerArgs, LogsArgs, StartArgs, StatusArgs, StopArgs};
 use crate::config::Config;
 use crate::container::options::{self, OptionError};
 use crate::container::spec::{self, ContainerSpec, StartOptions};
@@ -29,17 +29,9 @@ pub(super) fn start_options(
     target: &Target,
     args: &StartArgs,
 ) -> Result<StartOptions, ContainerError> {
-    let env_lookup = |key: &str| std::env::var(key).ok();
     let parsed = || -> Result<StartOptions, OptionError> {
         Ok(StartOptions {
-            name: args.name.as_deref().map(options::parse_name).transpose()?,
-            gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
             network: args.network.clone(),
-            volumes: args
-                .volumes
-                .iter()
-                .map(|v| options::parse_volume(v, &config.project_dir, target.is_local()))
-                .collect::<Result<_, _>>()?,
             publish: args
                 .publish
                 .iter()
@@ -48,21 +40,50 @@ pub(super) fn start_options(
                 .into_iter()
                 .flatten()
                 .collect(),
-            shm_size: args
-                .shm_size
-                .as_deref()
-                .map(options::parse_size)
-                .transpose()?,
             privileged: args.privileged,
-            env: args
-                .env
-                .iter()
-                .map(|e| options::parse_env(e, env_lookup))
-                .collect::<Result<_, _>>()?,
-            command: args.command.clone(),
+            ..container_options(
+                config,
+                target,
+                &args.container,
+                args.name.as_deref(),
+                &args.command,
+            )?
         })
     };
     Ok(parsed()?)
+}
+
+/// What `start` and `run` both give a container (GPUs, volumes, /dev/shm, environment), its
+/// name and command, parsed.
+pub(super) fn container_options(
+    config: &Config,
+    target: &Target,
+    args: &ContainerArgs,
+    name: Option<&str>,
+    command: &[String],
+) -> Result<StartOptions, OptionError> {
+    let env_lookup = |key: &str| std::env::var(key).ok();
+    Ok(StartOptions {
+        name: name.map(options::parse_name).transpose()?,
+        gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
+        volumes: args
+            .volumes
+            .iter()
+            .map(|v| options::parse_volume(v, &config.project_dir, target.is_local()))
+            .collect::<Result<_, _>>()?,
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(options::parse_size)
+            .transpose()?,
+        env: args
+            .env
+            .iter()
+            .map(|e| options::parse_env(e, env_lookup))
+            .collect::<Result<_, _>>()?,
+        command: command.to_vec(),
+        ..Default::default()
+    })
 }
 
 /// Says what `start`, `stop` and the cluster commands report as it happens.

@@ -1,47 +1,29 @@
 //! `devbox run`.
 
+use super::container::container_options;
 use super::{CommandError, WhileDoing};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::container::ContainerError;
-use crate::container::options::{self, OptionError};
-use crate::container::spec::StartOptions;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::run::{self, Outcome, Request, RunError};
 
 fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, RunError> {
-    let env_lookup = |key: &str| std::env::var(key).ok();
-    let parsed = || -> Result<StartOptions, OptionError> {
-        Ok(StartOptions {
-            name: args.name.as_deref().map(options::parse_name).transpose()?,
-            gpus: args.gpus.as_deref().map(options::parse_gpus).transpose()?,
-            volumes: args
-                .volumes
-                .iter()
-                .map(|v| options::parse_volume(v, &config.project_dir, target.is_local()))
-                .collect::<Result<_, _>>()?,
-            shm_size: args
-                .shm_size
-                .as_deref()
-                .map(options::parse_size)
-                .transpose()?,
-            env: args
-                .env
-                .iter()
-                .map(|e| options::parse_env(e, env_lookup))
-                .collect::<Result<_, _>>()?,
-            command: args.command.clone(),
-            ..Default::default()
-        })
-    };
     let asked = run::secrets::read(&args.secrets, &args.secret_env, &config.project_dir)?;
     Ok(Request {
-        options: parsed().map_err(ContainerError::from)?,
+        options: container_options(
+            config,
+            target,
+            &args.container,
+            args.name.as_deref(),
+            &args.command,
+        )
+        .map_err(ContainerError::from)?,
         secrets: asked.secrets,
         secret_env: asked.env,
-        gpus: args.gpus.clone(),
+        gpus: args.container.gpus.clone(),
         live: args.live,
         detach: args.detach,
         remove: args.rm,

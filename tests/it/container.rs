@@ -513,11 +513,11 @@ fn start_replaces_a_container_that_has_exited() {
     assert_eq!(dev.inspect("{{.State.Running}}"), "true");
 }
 
-#[test]
-fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
-    let dev = Dev::new("");
-    // What another `devbox start` leaves between its create and its start.
-    let created = docker_ok(&[
+/// A container created (never started) under the project's container name with devbox's
+/// labels, as a `devbox start` makes it before it starts it; its id.
+fn created_as_devboxs(dev: &Dev, command: &[&str]) -> String {
+    let project = format!("io.devbox.project={}", dev.project.path().display());
+    let mut args = vec![
         "container",
         "create",
         "--name",
@@ -525,11 +525,18 @@ fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
         "--label",
         "io.devbox.managed=true",
         "--label",
-        &format!("io.devbox.project={}", dev.project.path().display()),
+        &project,
         BUSYBOX_IMAGE,
-        "sleep",
-        "100000",
-    ]);
+    ];
+    args.extend_from_slice(command);
+    docker_ok(&args)
+}
+
+#[test]
+fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
+    let dev = Dev::new("");
+    // What another `devbox start` leaves between its create and its start.
+    let created = created_as_devboxs(&dev, &["sleep", "100000"]);
     // The other start starts it a moment later, while this one waits to see.
     let mut other = std::process::Command::new("sh")
         .args([
@@ -551,17 +558,7 @@ fn start_leaves_a_container_that_another_start_has_created_but_not_started() {
 #[test]
 fn start_replaces_a_container_that_a_dead_start_left_created() {
     let dev = Dev::new("");
-    let left = docker_ok(&[
-        "container",
-        "create",
-        "--name",
-        &dev.name,
-        "--label",
-        "io.devbox.managed=true",
-        "--label",
-        &format!("io.devbox.project={}", dev.project.path().display()),
-        BUSYBOX_IMAGE,
-    ]);
+    let left = created_as_devboxs(&dev, &[]);
     let started = Instant::now();
     assert_success(&dev.start(&[]));
     // It waited for another start that might have been about to start it.
