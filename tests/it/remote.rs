@@ -30,14 +30,7 @@ impl<'a> Remote<'a> {
     }
 
     fn devbox(&self, args: &[&str]) -> Output {
-        let (host, certs) = self.engines.tls(1);
-        self.project
-            .devbox_command(args)
-            .env("DOCKER_HOST", host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", certs)
-            .output()
-            .unwrap()
+        on_engine_1(self.engines, &self.project, args)
     }
 
     /// `devbox start` with Jupyter's port on `jupyter` (127.0.0.1) and VNC's on a free one.
@@ -173,16 +166,7 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
     let _alone = common::one_at_a_time();
     let engines = common::Engines::up(1);
     let lab = crate::run::Lab::new();
-    let remote = |args: &[&str]| {
-        let (host, certs) = engines.tls(1);
-        lab.project
-            .devbox_command(args)
-            .env("DOCKER_HOST", host)
-            .env("DOCKER_TLS_VERIFY", "1")
-            .env("DOCKER_CERT_PATH", certs)
-            .output()
-            .unwrap()
-    };
+    let remote = |args: &[&str]| on_engine_1(&engines, &lab.project, args);
     let command = [
         "run",
         "--",
@@ -235,4 +219,16 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
         runs.join("sub/y").is_file(),
         "runs/ on the host is never touched"
     );
+}
+
+/// devbox in `project` against extra engine 1, reached over TLS as a remote engine is.
+fn on_engine_1(engines: &common::Engines, project: &common::Project, args: &[&str]) -> Output {
+    let (host, certs) = engines.tls(1);
+    project
+        .devbox_command(args)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", certs)
+        .output()
+        .unwrap()
 }
