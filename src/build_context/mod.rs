@@ -253,14 +253,26 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
     metadata.permissions().mode() & 0o111 != 0
 }
 
-/// Writes the entries as a tar archive. Files are copied in fixed-size pieces.
+/// Writes the entries as a tar archive, owned by root. Files are copied in fixed-size pieces.
 pub(crate) fn write_tar(entries: &[Entry], out: impl Write) -> io::Result<()> {
+    write_tar_owned(entries, (0, 0), out)
+}
+
+/// Writes the entries as a tar archive whose entries belong to `owner` (uid, gid). The same
+/// entries with the same contents give the same bytes (mtime 0, no names of users).
+pub(crate) fn write_tar_owned(
+    entries: &[Entry],
+    owner: (u32, u32),
+    out: impl Write,
+) -> io::Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
     for entry in entries {
         let mut header = tar::Header::new_gnu();
         header.set_mode(entry.mode);
         header.set_mtime(0);
+        header.set_uid(u64::from(owner.0));
+        header.set_gid(u64::from(owner.1));
         match &entry.source {
             Source::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);

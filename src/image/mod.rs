@@ -1,6 +1,7 @@
 //! The project's image: what goes into it, how it is built, and how it is labelled.
 
 pub(crate) mod agx;
+pub(crate) mod archive;
 pub(crate) mod inputs;
 pub(crate) mod progress;
 pub(crate) mod spec;

@@ -386,6 +386,12 @@ fn held_chains(diff_ids: &[String], target_images: &[Vec<String>]) -> HashSet<St
         .collect()
 }
 
+/// Whether an engine whose images have `target_images` layers holds all of `diff_ids`, in
+/// that order (an image made on them loads there with all of them left out).
+pub(crate) fn holds(diff_ids: &[String], target_images: &[Vec<String>]) -> bool {
+    held_chains(diff_ids, target_images).len() == diff_ids.len()
+}
+
 /// Copies the archive from `archive` to `out`, with the files of held layers emptied;
 /// returns how many were.
 fn thin(archive: impl Read, out: impl Write, layers: &Layers) -> io::Result<usize> {

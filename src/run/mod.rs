@@ -2,6 +2,7 @@
 //! of its code, on this engine or another; its output on `/mnt/out`; labelled so that
 //! `devbox jobs` finds it from anywhere (`record` is the one reader of those labels).
 
+pub(crate) mod image;
 pub(crate) mod jobs;
 pub(crate) mod record;
 pub(crate) mod secrets;
@@ -14,14 +15,13 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::build_context;
 use crate::config::Config;
 use bollard::models::ContainerCreateBody;
 
+use self::image::RunImage;
 use crate::container::spec::{self, ContainerSpec, HostFacts, RunPlacement, StartOptions};
 use crate::container::{self, ContainerError};
 use crate::engine::{Engine, EngineError, LogOutput, Target};
-use crate::image::ImageError;
 use crate::labels;
 use crate::printer::Printer;
 
@@ -34,8 +34,17 @@ pub enum RunError {
          line in .devboxignore"
     )]
     Snapshot(std::io::Error),
-    #[error(transparent)]
-    Build(#[from] ImageError),
+    #[error("cannot make the run image {tag} on the engine at {host}: {cause}")]
+    RunImage {
+        tag: String,
+        host: String,
+        cause: Box<image::LoadError>,
+    },
+    #[error(
+        "the project image {0} went away while the run was prepared; `devbox build` makes it \
+         again"
+    )]
+    NoProjectImage(String),
     #[error(
         "--live bind-mounts this machine's folders: it works only with the engine on this \
          machine, and the engine at {0} is elsewhere. Run without --live (the code goes in a \
@@ -104,6 +113,16 @@ pub enum RunError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl RunError {
+    fn made(engine: &Engine, run_image: &RunImage, cause: image::LoadError) -> Self {
+        RunError::RunImage {
+            tag: run_image.tag.clone(),
+            host: engine.target().host.clone(),
+            cause: Box::new(cause),
+        }
+    }
 }
 
 /// What `devbox run` was asked for.
@@ -329,59 +348,99 @@ async fn prepare(
     let owner = (host.uid, host.gid);
     let (src, scripts) = (config.mounts.src.clone(), config.mounts.scripts.clone());
     let image_id = host.image_id.clone();
-    let snapshot =
-        tokio::task::spawn_blocking(move || snapshot::take(&src, &scripts, &image_id, owner))
-            .await
-            .map_err(|e| RunError::Snapshot(std::io::Error::other(e)))?
-            .map_err(RunError::Snapshot)?;
+    let snapshot = blocking(move || snapshot::take(&src, &scripts, &image_id, owner)).await?;
     let code = snapshot.digest.clone();
-    let image = format!("{}:run-{code}", config.image_name);
-    if source.inspect_image(&image).await?.is_none() {
-        printer.progress(format!("making the run image {image} (the code changed)"));
-        build_run_image(source, config, &host, snapshot, &image).await?;
+    let tag = format!("{}:run-{code}", config.image_name);
+    let here = source.inspect_image(&tag).await?.is_some();
+    let there = source.target() == engine.target() || engine.inspect_image(&tag).await?.is_some();
+    if !(here && there) {
+        let base = source
+            .inspect_image(&host.image_id)
+            .await?
+            .ok_or_else(|| RunError::NoProjectImage(host.image_id.clone()))?;
+        let labels = [
+            labels::managed(),
+            (
+                oci_spec::image::ANNOTATION_TITLE.to_string(),
+                config.image_name.clone(),
+            ),
+        ];
+        let run_image = blocking({
+            let tag = tag.clone();
+            move || RunImage::describe(snapshot, &base, owner, &labels, tag)
+        })
+        .await?;
+        if !here {
+            printer.progress(format!("making the run image {tag} (the code changed)"));
+            run_image
+                .load(source, |_| {})
+                .await
+                .map_err(|cause| RunError::made(source, &run_image, cause))?;
+        }
+        if !there {
+            send_run_image(source, engine, &host.image_id, &run_image, printer).await?;
+        }
     }
-    if source.target() != engine.target() {
-        ensure_image_on(engine, source, &image).await?;
-    }
-    Ok(Prepared { host, image, code })
+    Ok(Prepared {
+        host,
+        image: tag,
+        code,
+    })
 }
 
-/// Layers the snapshot on the project image, tagged `image`.
-async fn build_run_image(
+/// Runs `work` (it reads the code) on a blocking task.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RunError::Snapshot(std::io::Error::other(e)))?
+        .map_err(RunError::Snapshot)
+}
+
+/// Brings the run image to `engine` (which lacks its tag): only the tag when it has the
+/// image's id; else the project image's layers first when it lacks them (sent from `source`,
+/// only the layers it lacks, once), then the snapshot's layer alone. Progress bars on a
+/// terminal.
+async fn send_run_image(
+    source: &Engine,
     engine: &Engine,
-    config: &Config,
-    host: &HostFacts,
-    snapshot: snapshot::Snapshot,
-    image: &str,
+    project_image: &str,
+    run_image: &RunImage,
+    printer: Printer,
 ) -> Result<(), RunError> {
-    let labels = HashMap::from([
-        labels::managed(),
-        (
-            oci_spec::image::ANNOTATION_TITLE.to_string(),
-            config.image_name.clone(),
-        ),
-    ]);
-    let mut entries = vec![build_context::Entry::bytes(
-        "Dockerfile",
-        snapshot::dockerfile(&host.image_id, (host.uid, host.gid), &labels),
-    )];
-    entries.extend(snapshot.entries);
-    let context = build_context::stream(entries);
-    crate::image::run_build(
-        engine,
-        crate::image::spec::final_build_options(image),
-        context.body,
-        crate::image::progress::Mode::Quiet,
-        "snapshot",
-    )
-    .await?;
-    Ok(())
+    let host = &engine.target().host;
+    if engine.inspect_image(&run_image.id).await?.is_some() {
+        let (repo, tag) = crate::image::split_reference(&run_image.tag);
+        engine.tag_image(&run_image.id, repo, tag).await?;
+        return Ok(());
+    }
+    if !crate::image::transfer::holds(&run_image.base_layers, &engine.image_layers().await?) {
+        printer.progress(format!(
+            "sending the project image to the engine at {host} (once: later runs send only              their code)"
+        ));
+        let bar = progress_bar(format!("sending {project_image}"));
+        crate::image::transfer::send(source, engine, project_image, move |progress| {
+            bar.set_length(progress.total);
+            bar.set_position(progress.read);
+        })
+        .await?;
+    }
+    printer.progress(format!(
+        "sending the code ({}) to the engine at {host}",
+        indicatif::HumanBytes(run_image.layer_size())
+    ));
+    let bar = progress_bar(format!("sending {}", run_image.tag));
+    bar.set_length(run_image.layer_size());
+    run_image
+        .load(engine, move |sent| bar.set_position(sent))
+        .await
+        .map_err(|cause| RunError::made(engine, run_image, cause))
 }
 
-/// Makes sure `engine` has `image`, which `source` has: sent there when missing, only the
-/// layers it lacks, with a progress bar on a terminal.
-async fn ensure_image_on(engine: &Engine, source: &Engine, image: &str) -> Result<(), RunError> {
-    let bar = indicatif::ProgressBar::with_draw_target(
+/// A bar on stderr when it is a terminal, cleared when done.
+fn progress_bar(message: String) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::with_draw_target(
         None,
         if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             indicatif::ProgressDrawTarget::stderr()
@@ -390,14 +449,8 @@ async fn ensure_image_on(engine: &Engine, source: &Engine, image: &str) -> Resul
         },
     )
     .with_style(crate::image::transfer::bar_style())
-    .with_message(format!("sending {image}"))
-    .with_finish(indicatif::ProgressFinish::AndClear);
-    crate::image::transfer::send(source, engine, image, move |progress| {
-        bar.set_length(progress.total);
-        bar.set_position(progress.read);
-    })
-    .await?;
-    Ok(())
+    .with_message(message)
+    .with_finish(indicatif::ProgressFinish::AndClear)
 }
 
 /// The labels `record::Record` reads back.

@@ -13,14 +13,18 @@ use crate::build_context::{Entry, Source};
 /// The ignore file of devbox's own, beside `.gitignore`.
 pub(crate) const DEVBOXIGNORE: &str = ".devboxignore";
 
-/// Where each folder goes in the build context, and in the run image.
-pub(crate) const FOLDERS: [(&str, &str); 2] = [("src", "/mnt/src"), ("scripts", "/mnt/scripts")];
+/// Where the folders go in the run image (paths in its layer): `SRC_DIR`, `SCRIPTS_DIR`, and
+/// an empty `/mnt/out` of the user's (a volume mounted there takes its owner from it).
+const SRC: &str = "mnt/src";
+const SCRIPTS: &str = "mnt/scripts";
+const OUT: &str = "mnt/out";
 
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     /// Hex, the first 16 bytes of a SHA-256.
     pub digest: String,
-    /// The folders' contents under `src/` and `scripts/`, and both folders themselves.
+    /// The run image's layer: the folders' contents under `mnt/src/` and `mnt/scripts/`, the
+    /// folders themselves, and `mnt/out/`.
     pub entries: Vec<Entry>,
 }
 
@@ -35,13 +39,13 @@ pub(crate) fn take(
     let mut hasher = Sha256::new();
     hasher.update(format!("{image_id}\0{}:{}\0", owner.0, owner.1));
     let mut entries = Vec::new();
-    for ((prefix, _), root) in FOLDERS.iter().zip([src, scripts]) {
-        entries.push(Entry::dir(*prefix));
+    for (prefix, root) in [(SRC, src), (SCRIPTS, scripts)] {
+        entries.push(Entry::dir(prefix));
         if root.is_dir() {
             entries.extend(walk(root, prefix)?);
         }
     }
-    entries.push(Entry::dir("out"));
+    entries.push(Entry::dir(OUT));
     let contents = content_digests(&entries)?;
     for (entry, content) in entries.iter().zip(contents) {
         hasher.update(format!("{}\0{:o}\0", entry.path, entry.mode));
@@ -177,32 +181,6 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
     metadata.permissions().mode() & 0o111 != 0
 }
 
-/// The run image's Dockerfile: the folders copied onto the project image, owned by the run's
-/// user, and an empty `/mnt/out` of theirs (a volume mounted there takes its owner from it).
-pub(crate) fn dockerfile(
-    image_id: &str,
-    owner: (u32, u32),
-    labels: &std::collections::HashMap<String, String>,
-) -> String {
-    use std::fmt::Write;
-    let chown = format!("--chown={}:{}", owner.0, owner.1);
-    let mut text = format!("FROM {image_id}\n");
-    for (folder, target) in FOLDERS.iter().chain(&[("out", "/mnt/out")]) {
-        let _ = writeln!(text, "COPY {chown} {folder}/ {target}/");
-    }
-    let mut labels: Vec<_> = labels.iter().collect();
-    labels.sort();
-    // One instruction: the classic builder commits a layer for each.
-    let pairs: Vec<String> = labels
-        .into_iter()
-        .map(|(key, value)| format!("{key}={}", crate::image::spec::quote_env_value(value)))
-        .collect();
-    if !pairs.is_empty() {
-        let _ = writeln!(text, "LABEL {}", pairs.join(" "));
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,13 +210,13 @@ mod tests {
         assert_eq!(
             paths(&first),
             vec![
-                "src",
-                "src/.devboxignore",
-                "src/pkg",
-                "src/pkg/a.py",
-                "src/train.py",
-                "scripts",
-                "out"
+                "mnt/src",
+                "mnt/src/.devboxignore",
+                "mnt/src/pkg",
+                "mnt/src/pkg/a.py",
+                "mnt/src/train.py",
+                "mnt/scripts",
+                "mnt/out"
             ]
         );
         assert_eq!(first.digest, take().digest);
@@ -256,19 +234,5 @@ mod tests {
         std::fs::set_permissions(src.join("train.py"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         assert_ne!(changed.digest, take().digest, "a mode is part of the code");
-    }
-
-    #[test]
-    fn the_dockerfile_copies_both_folders_and_out_owned_by_the_user() {
-        let labels = std::collections::HashMap::from([
-            ("a".to_string(), "b \"c\"".to_string()),
-            ("d".to_string(), "e".to_string()),
-        ]);
-        assert_eq!(
-            dockerfile("sha256:1", (1000, 100), &labels),
-            "FROM sha256:1\nCOPY --chown=1000:100 src/ /mnt/src/\n\
-             COPY --chown=1000:100 scripts/ /mnt/scripts/\nCOPY --chown=1000:100 out/ /mnt/out/\n\
-             LABEL a=\"b \\\"c\\\"\" d=\"e\"\n"
-        );
     }
 }

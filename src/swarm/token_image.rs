@@ -14,12 +14,12 @@ use tokio_util::io::ReaderStream;
 
 use super::SwarmError;
 use crate::engine::Engine;
+use crate::image::archive::{self, BLOCK, entry_header, padded, padding};
 use crate::labels;
 
 const REPOSITORY: &str = "devbox-cluster-token";
 /// The binary's place in the image.
 pub(crate) const BINARY: &str = "/devbox";
-const BLOCK: u64 = 512;
 
 /// The image's archive (`docker save`'s layout: a layer, the config, the manifest), described
 /// by a first pass over the binary and streamed in a second.
@@ -59,12 +59,7 @@ impl Archive {
 
     fn stream(self) -> std::io::Result<impl Stream<Item = std::io::Result<Bytes>> + Send> {
         let config_name = format!("{}.json", self.config_digest);
-        let manifest = serde_json::to_vec(&serde_json::json!([{
-            "Config": config_name,
-            "RepoTags": [self.tag()],
-            "Layers": ["layer.tar"],
-        }]))
-        .expect("a manifest serialises");
+        let manifest = archive::manifest(&config_name, &[self.tag()], &["layer.tar".to_string()]);
         let head = [
             entry_header("layer.tar", self.layer_size(), 0o644)?,
             binary_header(self.binary_size)?,
@@ -72,15 +67,9 @@ impl Archive {
         .concat();
         let mut tail = layer_tail(self.binary_size);
         tail.extend(vec![0; padding(self.layer_size())]);
-        for (name, content) in [
-            (config_name.as_str(), &self.config),
-            ("manifest.json", &manifest),
-        ] {
-            tail.extend(entry_header(name, content.len() as u64, 0o644)?);
-            tail.extend(content);
-            tail.extend(vec![0; padding(content.len() as u64)]);
-        }
-        tail.extend(vec![0; 2 * BLOCK as usize]);
+        tail.extend(archive::small_entry(&config_name, &self.config)?);
+        tail.extend(archive::small_entry("manifest.json", &manifest)?);
+        tail.extend(archive::end());
         let file = std::fs::File::open(&self.binary)?;
         let body = ReaderStream::new(tokio::fs::File::from_std(file));
         Ok(futures_util::stream::once(async { Ok(Bytes::from(head)) })
@@ -109,19 +98,6 @@ fn config(diff_id: &str) -> Vec<u8> {
     .expect("a config serialises")
 }
 
-fn entry_header(name: &str, size: u64, mode: u32) -> std::io::Result<Vec<u8>> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(name)?;
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    Ok(header.as_bytes().to_vec())
-}
-
 /// The layer's one entry: the binary, executable by all.
 fn binary_header(size: u64) -> std::io::Result<Vec<u8>> {
     entry_header(BINARY.trim_start_matches('/'), size, 0o755)
@@ -130,14 +106,6 @@ fn binary_header(size: u64) -> std::io::Result<Vec<u8>> {
 /// After the binary in the layer: its padding, then the end of the layer's archive.
 fn layer_tail(binary_size: u64) -> Vec<u8> {
     vec![0; padding(binary_size) + 2 * BLOCK as usize]
-}
-
-fn padded(size: u64) -> u64 {
-    size.div_ceil(BLOCK) * BLOCK
-}
-
-fn padding(size: u64) -> usize {
-    usize::try_from(padded(size) - size).expect("under a block")
 }
 
 /// The token job's image on this engine, loaded when missing; its id.

@@ -8,8 +8,8 @@ use std::process::Output;
 
 use crate::common;
 use crate::common::{
-    BUSYBOX_IMAGE, Engines, Project, assert_failure, assert_success, docker_on, engines_script,
-    free_port, stdout, unique_name,
+    BUSYBOX_IMAGE, Engines, Project, assert_failure, assert_success, docker_ok, docker_on,
+    engines_script, free_port, stderr, stdout, unique_name,
 };
 
 /// A project whose devbox talks to engine 1 over TLS.
@@ -156,17 +156,50 @@ fn a_remote_engines_ports_and_folders_are_those_of_its_host() {
     assert!(!second.exists());
 }
 
-/// On another engine (`scripts/engines` engine 1, over TLS): the run image must be there (sent
-/// by hand until devbox sends it), `/mnt/out` is a labelled volume, and `jobs pull` copies it
-/// back into runs/RUN-ID/. (Here with the other
-/// tests of extra engines, which run under `flock /root/scratch/engine-heavy.lock`.)
+/// On another engine (`scripts/engines` engine 1, over TLS): devbox sends the run image there
+/// (the project image's layers once, then only the code), `/mnt/out` is a labelled volume, and
+/// `jobs pull` copies it back into runs/RUN-ID/. (Here with the other tests of extra engines,
+/// which run under `flock /root/scratch/engine-heavy.lock`.)
 #[test]
 fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
     common::test_image("busybox");
     let _alone = common::one_at_a_time();
     let engines = common::Engines::up(1);
     let lab = crate::run::Lab::new();
+    // A project image with a layer of its own, which engine 1 lacks (it holds busybox's).
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX_IMAGE}\nRUN echo {} > /project\n", lab.image),
+    )
+    .unwrap();
+    let project_image = format!("{}:latest", lab.image);
+    docker_ok(&[
+        "build",
+        "--quiet",
+        "-t",
+        &project_image,
+        &context.path().to_string_lossy(),
+    ]);
+    let project_image_id = docker_ok(&["inspect", "--format", "{{.Id}}", &project_image]);
     let remote = |args: &[&str]| on_engine_1(&engines, &lab.project, args);
+    let images_there = || {
+        stdout(&common::docker_on(
+            engines.host(1),
+            &[
+                "images",
+                "--quiet",
+                "--no-trunc",
+                "--filter",
+                &format!("reference={}", lab.image),
+            ],
+        ))
+    };
+    let _removed_there = RemovedThere {
+        host: engines.host(1),
+        reference: lab.image.clone(),
+        also: project_image_id.trim().to_string(),
+    };
     let command = [
         "run",
         "--",
@@ -178,6 +211,38 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
     let ran = remote(&command);
     assert_success(&ran);
     assert_eq!(stdout(&ran), "0\n");
+    assert!(
+        stderr(&ran).contains("sending the project image"),
+        "{}",
+        stderr(&ran)
+    );
+    // A code change: the snapshot's layer alone travels, and the run image has the same id
+    // on both engines.
+    std::fs::create_dir_all(lab.project.path().join("src")).unwrap();
+    std::fs::write(lab.project.path().join("src/changed.py"), "print(2)\n").unwrap();
+    let changed = remote(&["run", "--rm", "--", "cat", "/mnt/src/changed.py"]);
+    assert_success(&changed);
+    assert_eq!(stdout(&changed), "print(2)\n");
+    assert!(
+        !stderr(&changed).contains("sending the project image")
+            && stderr(&changed).contains("sending the code ("),
+        "{}",
+        stderr(&changed)
+    );
+    let local = docker_ok(&[
+        "images",
+        "--quiet",
+        "--no-trunc",
+        "--filter",
+        &format!("reference={}:run-*", lab.image),
+    ]);
+    let mut local: Vec<&str> = local.lines().collect();
+    local.sort_unstable();
+    let there = images_there();
+    let mut there: Vec<&str> = there.lines().collect();
+    there.sort_unstable();
+    assert_eq!(local, there, "the same run images, by id, on both engines");
+    assert_eq!(local.len(), 2);
     let listed = remote(&["jobs", "--json"]);
     let records: Vec<serde_json::Value> = serde_json::from_str(&stdout(&listed)).unwrap();
     assert_eq!(records.len(), 1, "{}", stdout(&listed));
@@ -219,6 +284,30 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
         runs.join("sub/y").is_file(),
         "runs/ on the host is never touched"
     );
+}
+
+/// Removes, on the engine at `host`, the images named `reference` and the image `also`.
+struct RemovedThere<'a> {
+    host: &'a str,
+    reference: String,
+    also: String,
+}
+
+impl Drop for RemovedThere<'_> {
+    fn drop(&mut self) {
+        let listed = docker_on(
+            self.host,
+            &[
+                "images",
+                "--quiet",
+                "--filter",
+                &format!("reference={}", self.reference),
+            ],
+        );
+        for image in stdout(&listed).lines().chain([self.also.as_str()]) {
+            docker_on(self.host, &["rmi", "--force", image]);
+        }
+    }
 }
 
 /// devbox in `project` against extra engine 1, reached over TLS as a remote engine is.
