@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let path = std::path::Path::new(".env");
-    if let Ok(file) = devbox::EnvFile::parse(path, data) {
+    if let Ok(file) = devbox::EnvFile::parse(path, data, &|_| None) {
         let lines = data.split(|&b| b == b'\n').count();
         for (_, _, line) in &file.entries {
             assert!(*line >= 1 && *line <= lines, "line {line} of {lines}");

@@ -1,16 +1,19 @@
-//! The project's configuration: its `.env` (dotenvy semantics), overridden by the process
-//! environment as docker compose does, validated into a [`Config`].
+//! The project's configuration: its `.env` (in docker compose's dialect), overridden by the
+//! process environment as docker compose does, validated into a [`Config`].
 
 mod envfile;
+mod interpolate;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::printer::Printer;
 pub use envfile::EnvFile;
 use envfile::Malformed;
 pub(crate) use envfile::Origin;
+use interpolate::Required;
 pub(crate) use validate::{download_url_refusal, is_container_name};
 
 /// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
@@ -69,12 +72,12 @@ pub enum ConfigError {
         line: usize,
         problem: Malformed,
     },
-    #[error("{path}: {key} is set twice, on lines {first} and {second}; keep one of them")]
-    DuplicateKey {
+    #[error("{path} line {line}: {key} needs {required}")]
+    EnvFileRequired {
         path: PathBuf,
+        line: usize,
         key: String,
-        first: usize,
-        second: usize,
+        required: Required,
     },
     /// Only for the keys devbox validates, none of them a secret: their value helps.
     #[error("{key}={value:?} ({origin}) is not valid: {expected}")]
@@ -165,7 +168,10 @@ impl Config {
             Some(file) => project_dir.join(file),
             None => project_dir.join(DEFAULT_ENV_FILE),
         };
-        let file = EnvFile::read(&env_path)?;
+        let file = EnvFile::read(&env_path, &process_env)?;
+        for warning in &file.warnings {
+            Printer::DEVBOX.warning(warning);
+        }
         validate::resolve(project_dir, &file, &process_env)
     }
 

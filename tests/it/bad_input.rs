@@ -123,9 +123,13 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         ),
         case(&long_line, &["config"], &["line 1", "KEY=VALUE"]),
         case(
-            "A=1\nA=2\n",
+            "A=1\nDATA_ROOT=${SIM_SCRATCH:?point it at your scratch folder}\n",
             &["start"],
-            &["A is set twice", "lines 1 and 2"],
+            &[
+                "line 2",
+                "DATA_ROOT needs SIM_SCRATCH",
+                "your scratch folder",
+            ],
         ),
         case("A=\"open\n", &["build"], &["line 1", "close every quote"]),
         case(

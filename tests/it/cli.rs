@@ -188,6 +188,47 @@ fn env_file_option_picks_another_file() {
     assert!(stdout(&output).contains(":other-file"));
 }
 
+/// A `.env` written for docker compose (or the old scripts' `docker run --env-file`) reads as
+/// compose reads it; a key set twice takes the later value, with a warning that names both
+/// lines and neither value.
+#[test]
+fn config_reads_a_compose_env_file_and_warns_of_a_key_set_twice() {
+    let project = Project::new(
+        "# written for docker compose\n\
+         SIM_NAME=my sim run   \n\
+         IMAGE_TAG=nightly # the tag CI pushes\n\
+         export SEED = 42\n\
+         RUN_DIR: runs/${SIM_NAME}/${SIM_PART:-all}\n\
+         NOTE='literal $SEED # kept'\n\
+         MESSAGE=\"two\\nlines\"\n\
+         SIM_NAME=\"final run\"\n",
+    );
+    let output = project.devbox(&["config", "--json", "--show-secrets"]);
+    assert_success(&output);
+    let settings: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for (key, value) in [
+        ("SIM_NAME", "final run"),
+        ("IMAGE_TAG", "nightly"),
+        ("SEED", "42"),
+        ("RUN_DIR", "runs/my sim run/all"),
+        ("NOTE", "literal $SEED # kept"),
+        ("MESSAGE", "two\nlines"),
+    ] {
+        assert_eq!(settings[key], value, "{key} in {settings}");
+    }
+    let warning = stderr(&output);
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(
+        warning.starts_with("devbox: warning: ")
+            && warning.contains(".env line 8: SIM_NAME is set again (first on line 2)"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("sim run") && !warning.contains("final"),
+        "{warning}"
+    );
+}
+
 /// Each bad input: exit 1, one message naming the input and the fix, and no panic.
 #[test]
 fn bad_env_files_are_reported_by_file_line_and_key() {
@@ -202,12 +243,18 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
             &[".env line 2", "not a setting", "KEY=VALUE"],
         ),
         (b"A=\"open\nB=2\n", &[".env line 1", "close every quote"]),
-        (b"A=1\nA=2\n", &["A is set twice", "lines 1 and 2"]),
+        (
+            b"A=${B:?set B first}\n",
+            &[
+                ".env line 1",
+                "A needs B to be set and not empty (set B first)",
+            ],
+        ),
         (b"A=1\nB=\xff\xfe\n", &[".env line 2", "not UTF-8"]),
         (b"IMAGE_NAME=\"Has Caps\"\n", &["IMAGE_NAME", "lowercase"]),
         (
             b"IMAGE_NAME=has space\n",
-            &["line 1", "value of IMAGE_NAME", "quote values"],
+            &["IMAGE_NAME=\"has space\" (", ".env line 1", "lowercase"],
         ),
         (b"IMAGE_TAG=-bad\n", &["IMAGE_TAG", "tag"]),
         (
@@ -258,7 +305,8 @@ fn bad_env_files_are_reported_by_file_line_and_key() {
 #[test]
 fn a_line_that_cannot_be_read_is_named_by_key_and_line_never_by_its_value() {
     for env in [
-        "A=1\nAWS_SECRET_ACCESS_KEY=wJalrXUtn FEMIK7MDENG\n",
+        "A=1\nAWS_SECRET_ACCESS_KEY=\"wJalrXUtn\" FEMIK7MDENG\n",
+        "A=1\nAWS_SECRET_ACCESS_KEY=wJalrXUtn${FEMIK7MDENG\n",
         "A=1\nAPI_TOKEN=\"wJalrXUtnFEMIK7MDENG\n",
         "A=1\nwJalrXUtnFEMIK7MDENG\n",
         "A=1\n=wJalrXUtnFEMIK7MDENG\n",
