@@ -127,8 +127,13 @@ pub(crate) async fn pull(
         .await
         .map_err(|e| failed(std::io::Error::other(e)))?;
     if let Err(cause) = unpacked {
-        if !existed {
-            let _ = std::fs::remove_dir_all(dest);
+        let removed = !existed && std::fs::remove_dir_all(dest).is_ok();
+        if cause.kind() == std::io::ErrorKind::StorageFull {
+            return Err(RunError::DiskFull {
+                id: run.record.id.clone(),
+                path: dest.to_path_buf(),
+                removed,
+            });
         }
         return Err(failed(cause));
     }

@@ -111,6 +111,17 @@ pub enum RunError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "the disk holding {} is full: the pull stopped{}; free space there, or pull into a \
+         folder on another disk (`devbox jobs pull {id} DEST`)",
+        .path.display(),
+        if *.removed { " and removed what it had written" } else { "" }
+    )]
+    DiskFull {
+        id: String,
+        path: PathBuf,
+        removed: bool,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

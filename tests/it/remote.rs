@@ -205,7 +205,8 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
         "--",
         "sh",
         "-c",
-        "echo data > /mnt/out/result; mkdir /mnt/out/sub; echo y > /mnt/out/sub/y; id -u",
+        "echo data > /mnt/out/result; mkdir /mnt/out/sub; echo y > /mnt/out/sub/y; \
+         head -c 1048576 /dev/zero > /mnt/out/big; id -u",
     ];
     // The run image is not there: devbox sends it (only what that engine lacks) and runs.
     let ran = remote(&command);
@@ -261,6 +262,17 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
         "data\n"
     );
     assert_eq!(std::fs::read_to_string(runs.join("sub/y")).unwrap(), "y\n");
+    // A full disk: one message, and the folder devbox made is gone again.
+    let small = SmallDisk::new(256 * 1024);
+    let full = small.path.join("out");
+    let failed = remote(&["jobs", "pull", &id, &full.to_string_lossy()]);
+    let err = assert_failure(&failed);
+    assert!(
+        err.contains("is full") && err.contains("removed what it had written"),
+        "{err}"
+    );
+    assert!(!full.exists());
+    drop(small);
     let again = remote(&["jobs", "pull", &id]);
     let err = assert_failure(&again);
     assert!(err.contains("exists") && err.contains("--force"), "{err}");
@@ -284,6 +296,35 @@ fn a_run_on_another_engine_writes_a_volume_that_jobs_pull_brings_back() {
         runs.join("sub/y").is_file(),
         "runs/ on the host is never touched"
     );
+}
+
+/// A tmpfs of `bytes` bytes, mounted on a temporary folder while it lives.
+struct SmallDisk {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(bytes: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let size = format!("size={bytes}");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_success(&mounted);
+        SmallDisk { path, _dir: dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
 }
 
 /// Removes, on the engine at `host`, the images named `reference` and the image `also`.

@@ -110,6 +110,30 @@ fn only_the_layers_an_engine_lacks_are_sent() {
         started.elapsed()
     );
 
+    // A docker context names the engine as well (`--to`, as `docker --context`).
+    let docker_config = tempfile::tempdir().unwrap();
+    let (tls_host, certs) = engines.tls(1);
+    let created = std::process::Command::new("docker")
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args(["context", "create", "engine-one", "--docker"])
+        .arg(format!(
+            "host={tls_host},ca={certs}/ca.pem,cert={certs}/cert.pem,key={certs}/key.pem"
+        ))
+        .output()
+        .unwrap();
+    assert_success(&created);
+    let by_context = project
+        .devbox_command(&["image", "send", &parent, "--to", "engine-one"])
+        .env("DOCKER_CONFIG", docker_config.path())
+        .output()
+        .unwrap();
+    assert_success(&by_context);
+    assert!(
+        stdout(&by_context).contains(&format!("{parent} is already there")),
+        "{}",
+        stdout(&by_context)
+    );
+
     // The same image under another name: only the name is added.
     let renamed = format!("{}:2", unique_name("xfer-renamed"));
     cleanup.image(&renamed);
