@@ -1,4 +1,8 @@
 //! The command line, as clap definitions only.
+//!
+//! An option that mirrors one of the docker CLI's takes a value starting with `-` as docker
+//! does (`--gpus -3`, `-e -X`, `-t -1`), so devbox's own check says what is wrong with it,
+//! instead of clap reporting a missing value.
 
 use std::path::PathBuf;
 
@@ -93,11 +97,20 @@ pub struct BuildArgs {
     pub pull: bool,
 
     /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment).
-    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    #[arg(
+        long = "build-arg",
+        value_name = "KEY[=VALUE]",
+        allow_hyphen_values = true
+    )]
     pub build_args: Vec<String>,
 
     /// Also tag the image as NAME[:TAG] (IMAGE_NAME:IMAGE_TAG is always tagged).
-    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    #[arg(
+        short = 't',
+        long = "tag",
+        value_name = "NAME[:TAG]",
+        allow_hyphen_values = true
+    )]
     pub tags: Vec<String>,
 
     /// Allow a name with a registry (registry.example.org/…, localhost:5000/…) for an image that
@@ -116,12 +129,17 @@ pub struct StartArgs {
     pub container: ContainerArgs,
 
     /// Attach to NET; created as an attachable overlay network when missing on a swarm manager.
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", allow_hyphen_values = true)]
     pub network: Option<String>,
 
     /// Publish a port, as with docker ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]); on
     /// PUBLISH_ADDRESS when no IP is given. Replaces the default for 2059 or 2088.
-    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "PORTS",
+        allow_hyphen_values = true
+    )]
     pub publish: Vec<String>,
 
     /// Give the container extended privileges (off unless asked).
@@ -129,7 +147,7 @@ pub struct StartArgs {
     pub privileged: bool,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
 
     /// Replace a running container whose configuration or image changed.
@@ -145,19 +163,29 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct ContainerArgs {
     /// GPUs to give the container, as with docker: all, a count, or '"device=0,2"'.
-    #[arg(long, value_name = "REQUEST")]
+    #[arg(long, value_name = "REQUEST", allow_hyphen_values = true)]
     pub gpus: Option<String>,
 
     /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "SOURCE:TARGET[:ro]",
+        allow_hyphen_values = true
+    )]
     pub volumes: Vec<String>,
 
     /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub shm_size: Option<String>,
 
     /// Set an environment variable in the container (KEY=VALUE, or KEY from this environment).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    #[arg(
+        short = 'e',
+        long = "env",
+        value_name = "KEY[=VALUE]",
+        allow_hyphen_values = true
+    )]
     pub env: Vec<String>,
 }
 
@@ -179,7 +207,8 @@ pub struct StopArgs {
         short = 't',
         long = "time",
         default_value_t = 10,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        allow_negative_numbers = true
     )]
     pub time: i32,
 
@@ -328,7 +357,7 @@ pub struct RunArgs {
     pub container: ContainerArgs,
 
     /// The run's name (default devbox-run-RUN-ID); `devbox jobs` takes it for RUN.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
 
     /// Bind-mount SRC_DIR and SCRIPTS_DIR instead of a snapshot (the engine on this machine
@@ -346,12 +375,20 @@ pub struct RunArgs {
 
     /// Give the run the secret NAME at /run/secrets/NAME (read-only, the run's user's alone),
     /// from FILE (default secrets/NAME in the project). NAME: letters, digits, '_', '.', '-'.
-    #[arg(long = "secret", value_name = "NAME[=FILE]")]
+    #[arg(
+        long = "secret",
+        value_name = "NAME[=FILE]",
+        allow_hyphen_values = true
+    )]
     pub secrets: Vec<String>,
 
     /// Put the secret NAME's value in VAR for COMMAND alone (never in `docker inspect`, a
     /// label or a log); the secret comes from --secret NAME, or secrets/NAME.
-    #[arg(long = "secret-env", value_name = "VAR=NAME")]
+    #[arg(
+        long = "secret-env",
+        value_name = "VAR=NAME",
+        allow_hyphen_values = true
+    )]
     pub secret_env: Vec<String>,
 
     /// Seconds between SIGTERM and SIGKILL when Ctrl-C stops the run.
@@ -359,7 +396,8 @@ pub struct RunArgs {
         short = 't',
         long = "time",
         default_value_t = 10,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        allow_negative_numbers = true
     )]
     pub time: i32,
 
@@ -408,7 +446,8 @@ pub enum JobsCommand {
             short = 't',
             long = "time",
             default_value_t = 10,
-            value_name = "SECONDS"
+            value_name = "SECONDS",
+            allow_negative_numbers = true
         )]
         time: i32,
     },
