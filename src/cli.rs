@@ -294,7 +294,7 @@ pub enum NetworkCommand {
         unencrypted: bool,
     },
     /// List devbox's networks.
-    Ls,
+    Ls(ListingArgs),
     /// Remove one of devbox's networks (refused while containers use it).
     Rm { name: String },
 }
@@ -412,9 +412,8 @@ pub struct JobsArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Print JSON: a list of runs (the fields of `devbox jobs inspect`).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub listing: ListingArgs,
 
     #[command(subcommand)]
     pub command: Option<JobsCommand>,
@@ -499,4 +498,18 @@ pub struct ImageSendArgs {
     /// unix://…; TLS as DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say).
     #[arg(long, value_name = "HOST")]
     pub to_host: Vec<String>,
+}
+
+/// How a listing command prints, besides its table: as docker's listings do.
+#[derive(Debug, Args)]
+pub struct ListingArgs {
+    /// Print JSON: an array of the items, with every field.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print each item through a Go-like template, as with docker: '{{.ID}} {{.State}}',
+    /// '{{json .}}', '{{join .Command " "}}', `table ` first for a header and aligned columns
+    /// (`\t` between them), or `json` for one JSON object a line.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "json")]
+    pub format: Option<String>,
 }

@@ -17,6 +17,7 @@ mod host;
 mod image;
 mod incontainer;
 mod labels;
+mod listing;
 mod printer;
 mod ray;
 mod run;

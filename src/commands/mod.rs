@@ -41,6 +41,8 @@ pub enum CommandError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Format(#[from] crate::listing::FormatError),
     #[error("cannot create {}", .path.display())]
     Create {
         path: PathBuf,
@@ -70,7 +72,7 @@ impl CommandError {
     /// How the process ends after this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            CommandError::Usage(_) => ExitStatus::Usage,
+            CommandError::Usage(_) | CommandError::Format(_) => ExitStatus::Usage,
             CommandError::While { source, .. } if source.is_interrupted() => {
                 ExitStatus::Interrupted
             }
