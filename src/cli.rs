@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 
 /// A GPU robotics/ML team's Docker dev environment: build the image, start and enter the
 /// container, and run a Ray cluster across machines.
@@ -71,6 +72,13 @@ pub enum Command {
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
     /// Secrets and the values of the project's own keys are hidden unless --show-secrets.
     Config(ConfigArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, powershell, elvish): commands,
+    /// options, devbox's container names and run ids and names complete on Tab. For bash:
+    /// `devbox completions bash > ~/.local/share/bash-completion/completions/devbox`.
+    Completions(CompletionsArgs),
+    /// Write devbox's man pages, devbox.1 and one per command (devbox-jobs-logs.1, …), into
+    /// DIR: `devbox man ~/.local/share/man/man1`.
+    Man(ManArgs),
     /// The commands of the container: start-vnc, start-jupyter, cluster-join, cluster-leave,
     /// cluster-status.
     #[command(flatten)]
@@ -192,7 +200,7 @@ pub struct ContainerArgs {
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 
     /// The command to run instead of a shell.
@@ -213,7 +221,7 @@ pub struct StopArgs {
     pub time: i32,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -229,7 +237,7 @@ pub struct StatusArgs {
     pub show_secrets: bool,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -244,7 +252,7 @@ pub struct LogsArgs {
     pub tail: Option<u64>,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -308,7 +316,7 @@ pub enum ClusterCommand {
     /// The cluster's nodes, as the container sees them.
     Status {
         /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
         name: Option<String>,
     },
 }
@@ -424,6 +432,7 @@ pub enum JobsCommand {
     /// The run's output (stdout and stderr).
     Logs {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
         /// Keep following new output.
         #[arg(short, long)]
@@ -435,7 +444,11 @@ pub enum JobsCommand {
     /// Stop runs: SIGTERM, SIGKILL after -t seconds; the containers stay for their logs.
     Cancel {
         /// The runs: ids, unique prefixes, or names.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            required_unless_present = "all",
+            conflicts_with = "all",
+            add = ArgValueCandidates::new(crate::completion::runs)
+        )]
         runs: Vec<String>,
         /// Every running run of this project.
         #[arg(long)]
@@ -453,7 +466,11 @@ pub enum JobsCommand {
     /// Remove ended runs' containers and output volumes; runs/ on this machine stays.
     Rm {
         /// The runs: ids, unique prefixes, or names.
-        #[arg(required_unless_present = "finished", conflicts_with = "finished")]
+        #[arg(
+            required_unless_present = "finished",
+            conflicts_with = "finished",
+            add = ArgValueCandidates::new(crate::completion::runs)
+        )]
         runs: Vec<String>,
         /// Every ended run of this project.
         #[arg(long)]
@@ -463,11 +480,13 @@ pub enum JobsCommand {
     /// code, where its output is.
     Inspect {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
     },
     /// Copy /mnt/out of a run on another engine into runs/RUN-ID/ (or DEST).
     Pull {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
         /// The folder to create (default runs/RUN-ID in the project).
         dest: Option<PathBuf>,
@@ -512,4 +531,20 @@ pub struct ListingArgs {
     /// (`\t` between them), or `json` for one JSON object a line.
     #[arg(long, value_name = "TEMPLATE", conflicts_with = "json")]
     pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        clap_complete::env::Shells::builtins().names()
+    ))]
+    pub shell: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The folder to write the pages into (made when missing); default the current folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }

@@ -8,6 +8,7 @@
 mod build_context;
 mod cli;
 mod commands;
+mod completion;
 mod config;
 mod container;
 mod doctor;
@@ -25,6 +26,7 @@ mod swarm;
 
 pub use cli::Cli;
 pub use commands::run as run_command;
+pub use completion::answer_if_asked as answer_completion_if_asked;
 pub use config::{EnvFile, KNOWN_KEYS};
 pub use container::options as start_options;
 pub use exit::ExitStatus;

@@ -9,6 +9,7 @@ mod image;
 mod init;
 mod jobs;
 mod run;
+mod shell;
 mod show_config;
 mod swarm;
 
@@ -137,6 +138,8 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
+        Command::Completions(args) => Ok(shell::completions(&args)),
+        Command::Man(args) => shell::man(&args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),
     }
 }
