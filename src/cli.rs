@@ -1,8 +1,13 @@
 //! The command line, as clap definitions only.
+//!
+//! An option that mirrors one of the docker CLI's takes a value starting with `-` as docker
+//! does (`--gpus -3`, `-e -X`, `-t -1`), so devbox's own check says what is wrong with it,
+//! instead of clap reporting a missing value.
 
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 
 /// A GPU robotics/ML team's Docker dev environment: build the image, start and enter the
 /// container, and run a Ray cluster across machines.
@@ -67,6 +72,13 @@ pub enum Command {
     /// Show the resolved configuration: the .env, overridden by the environment, with defaults.
     /// Secrets and the values of the project's own keys are hidden unless --show-secrets.
     Config(ConfigArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, powershell, elvish): commands,
+    /// options, devbox's container names and run ids and names complete on Tab. For bash:
+    /// `devbox completions bash > ~/.local/share/bash-completion/completions/devbox`.
+    Completions(CompletionsArgs),
+    /// Write devbox's man pages, devbox.1 and one per command (devbox-jobs-logs.1, …), into
+    /// DIR: `devbox man ~/.local/share/man/man1`.
+    Man(ManArgs),
     /// The commands of the container: start-vnc, start-jupyter, cluster-join, cluster-leave,
     /// cluster-status.
     #[command(flatten)]
@@ -93,11 +105,20 @@ pub struct BuildArgs {
     pub pull: bool,
 
     /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment).
-    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    #[arg(
+        long = "build-arg",
+        value_name = "KEY[=VALUE]",
+        allow_hyphen_values = true
+    )]
     pub build_args: Vec<String>,
 
     /// Also tag the image as NAME[:TAG] (IMAGE_NAME:IMAGE_TAG is always tagged).
-    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    #[arg(
+        short = 't',
+        long = "tag",
+        value_name = "NAME[:TAG]",
+        allow_hyphen_values = true
+    )]
     pub tags: Vec<String>,
 
     /// Allow a name with a registry (registry.example.org/…, localhost:5000/…) for an image that
@@ -116,12 +137,17 @@ pub struct StartArgs {
     pub container: ContainerArgs,
 
     /// Attach to NET; created as an attachable overlay network when missing on a swarm manager.
-    #[arg(long, value_name = "NET")]
+    #[arg(long, value_name = "NET", allow_hyphen_values = true)]
     pub network: Option<String>,
 
     /// Publish a port, as with docker ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]); on
     /// PUBLISH_ADDRESS when no IP is given. Replaces the default for 2059 or 2088.
-    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "PORTS",
+        allow_hyphen_values = true
+    )]
     pub publish: Vec<String>,
 
     /// Give the container extended privileges (off unless asked).
@@ -129,7 +155,7 @@ pub struct StartArgs {
     pub privileged: bool,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
 
     /// Replace a running container whose configuration or image changed.
@@ -145,26 +171,36 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct ContainerArgs {
     /// GPUs to give the container, as with docker: all, a count, or '"device=0,2"'.
-    #[arg(long, value_name = "REQUEST")]
+    #[arg(long, value_name = "REQUEST", allow_hyphen_values = true)]
     pub gpus: Option<String>,
 
     /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
-    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]")]
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "SOURCE:TARGET[:ro]",
+        allow_hyphen_values = true
+    )]
     pub volumes: Vec<String>,
 
     /// Size of /dev/shm (default 16g, lowered to half the host's memory when that is less).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub shm_size: Option<String>,
 
     /// Set an environment variable in the container (KEY=VALUE, or KEY from this environment).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    #[arg(
+        short = 'e',
+        long = "env",
+        value_name = "KEY[=VALUE]",
+        allow_hyphen_values = true
+    )]
     pub env: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 
     /// The command to run instead of a shell.
@@ -179,12 +215,13 @@ pub struct StopArgs {
         short = 't',
         long = "time",
         default_value_t = 10,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        allow_negative_numbers = true
     )]
     pub time: i32,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -200,7 +237,7 @@ pub struct StatusArgs {
     pub show_secrets: bool,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -215,7 +252,7 @@ pub struct LogsArgs {
     pub tail: Option<u64>,
 
     /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-    #[arg(long)]
+    #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
 
@@ -265,7 +302,7 @@ pub enum NetworkCommand {
         unencrypted: bool,
     },
     /// List devbox's networks.
-    Ls,
+    Ls(ListingArgs),
     /// Remove one of devbox's networks (refused while containers use it).
     Rm { name: String },
 }
@@ -279,7 +316,7 @@ pub enum ClusterCommand {
     /// The cluster's nodes, as the container sees them.
     Status {
         /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
         name: Option<String>,
     },
 }
@@ -328,7 +365,7 @@ pub struct RunArgs {
     pub container: ContainerArgs,
 
     /// The run's name (default devbox-run-RUN-ID); `devbox jobs` takes it for RUN.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
 
     /// Bind-mount SRC_DIR and SCRIPTS_DIR instead of a snapshot (the engine on this machine
@@ -346,12 +383,20 @@ pub struct RunArgs {
 
     /// Give the run the secret NAME at /run/secrets/NAME (read-only, the run's user's alone),
     /// from FILE (default secrets/NAME in the project). NAME: letters, digits, '_', '.', '-'.
-    #[arg(long = "secret", value_name = "NAME[=FILE]")]
+    #[arg(
+        long = "secret",
+        value_name = "NAME[=FILE]",
+        allow_hyphen_values = true
+    )]
     pub secrets: Vec<String>,
 
     /// Put the secret NAME's value in VAR for COMMAND alone (never in `docker inspect`, a
     /// label or a log); the secret comes from --secret NAME, or secrets/NAME.
-    #[arg(long = "secret-env", value_name = "VAR=NAME")]
+    #[arg(
+        long = "secret-env",
+        value_name = "VAR=NAME",
+        allow_hyphen_values = true
+    )]
     pub secret_env: Vec<String>,
 
     /// Seconds between SIGTERM and SIGKILL when Ctrl-C stops the run.
@@ -359,7 +404,8 @@ pub struct RunArgs {
         short = 't',
         long = "time",
         default_value_t = 10,
-        value_name = "SECONDS"
+        value_name = "SECONDS",
+        allow_negative_numbers = true
     )]
     pub time: i32,
 
@@ -374,9 +420,8 @@ pub struct JobsArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Print JSON: a list of runs (the fields of `devbox jobs inspect`).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub listing: ListingArgs,
 
     #[command(subcommand)]
     pub command: Option<JobsCommand>,
@@ -387,6 +432,7 @@ pub enum JobsCommand {
     /// The run's output (stdout and stderr).
     Logs {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
         /// Keep following new output.
         #[arg(short, long)]
@@ -398,7 +444,11 @@ pub enum JobsCommand {
     /// Stop runs: SIGTERM, SIGKILL after -t seconds; the containers stay for their logs.
     Cancel {
         /// The runs: ids, unique prefixes, or names.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            required_unless_present = "all",
+            conflicts_with = "all",
+            add = ArgValueCandidates::new(crate::completion::runs)
+        )]
         runs: Vec<String>,
         /// Every running run of this project.
         #[arg(long)]
@@ -408,14 +458,19 @@ pub enum JobsCommand {
             short = 't',
             long = "time",
             default_value_t = 10,
-            value_name = "SECONDS"
+            value_name = "SECONDS",
+            allow_negative_numbers = true
         )]
         time: i32,
     },
     /// Remove ended runs' containers and output volumes; runs/ on this machine stays.
     Rm {
         /// The runs: ids, unique prefixes, or names.
-        #[arg(required_unless_present = "finished", conflicts_with = "finished")]
+        #[arg(
+            required_unless_present = "finished",
+            conflicts_with = "finished",
+            add = ArgValueCandidates::new(crate::completion::runs)
+        )]
         runs: Vec<String>,
         /// Every ended run of this project.
         #[arg(long)]
@@ -425,11 +480,13 @@ pub enum JobsCommand {
     /// code, where its output is.
     Inspect {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
     },
     /// Copy /mnt/out of a run on another engine into runs/RUN-ID/ (or DEST).
     Pull {
         /// The run: its id, a unique prefix of it, or its name.
+        #[arg(add = ArgValueCandidates::new(crate::completion::runs))]
         run: String,
         /// The folder to create (default runs/RUN-ID in the project).
         dest: Option<PathBuf>,
@@ -460,4 +517,34 @@ pub struct ImageSendArgs {
     /// unix://…; TLS as DOCKER_TLS_VERIFY and DOCKER_CERT_PATH say).
     #[arg(long, value_name = "HOST")]
     pub to_host: Vec<String>,
+}
+
+/// How a listing command prints, besides its table: as docker's listings do.
+#[derive(Debug, Args)]
+pub struct ListingArgs {
+    /// Print JSON: an array of the items, with every field.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print each item through a Go-like template, as with docker: '{{.ID}} {{.State}}',
+    /// '{{json .}}', '{{join .Command " "}}', `table ` first for a header and aligned columns
+    /// (`\t` between them), or `json` for one JSON object a line.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "json")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+        clap_complete::env::Shells::builtins().names()
+    ))]
+    pub shell: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The folder to write the pages into (made when missing); default the current folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }

@@ -8,6 +8,7 @@
 mod build_context;
 mod cli;
 mod commands;
+mod completion;
 mod config;
 mod container;
 mod doctor;
@@ -17,6 +18,7 @@ mod host;
 mod image;
 mod incontainer;
 mod labels;
+mod listing;
 mod printer;
 mod ray;
 mod run;
@@ -24,6 +26,7 @@ mod swarm;
 
 pub use cli::Cli;
 pub use commands::run as run_command;
+pub use completion::answer_if_asked as answer_completion_if_asked;
 pub use config::{EnvFile, KNOWN_KEYS};
 pub use container::options as start_options;
 pub use exit::ExitStatus;

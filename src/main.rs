@@ -4,13 +4,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use devbox::{Cli, ExitStatus, Printer, applet_invocation, run_applet, run_command};
+use devbox::{
+    Cli, ExitStatus, Printer, answer_completion_if_asked, applet_invocation, run_applet,
+    run_command,
+};
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some((applet, args)) = applet_invocation(&argv) {
         return run_applet(applet, args).into();
     }
+    answer_completion_if_asked();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::container;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
+use crate::listing::Listing;
 use crate::printer::Printer;
 use crate::run::jobs::{self, Found};
 use crate::run::record;
@@ -16,6 +17,8 @@ pub(super) async fn run(
     args: &JobsArgs,
 ) -> Result<ExitStatus, CommandError> {
     let printer = Printer::DEVBOX;
+    // A bad --format is refused before the engine is asked anything.
+    let listing = Listing::of::<record::Record>(args.listing.json, args.listing.format.as_deref())?;
     let engine = Engine::connect(target).await?;
     let project = Some(config.image_name.as_str()).filter(|_| !args.all);
     let find = |given: &str| {
@@ -33,11 +36,7 @@ pub(super) async fn run(
                 .await
                 .while_doing(|| "listing the runs".to_string())?;
             let records: Vec<record::Record> = runs.into_iter().map(|f| f.record).collect();
-            if args.json {
-                printer.result(serde_json::to_string_pretty(&records).expect("records serialise"));
-            } else {
-                printer.result(record::table(&records));
-            }
+            printer.result(listing.render(&records, record::table));
         }
         Some(JobsCommand::Logs { run, follow, tail }) => {
             let found = find(run).await?;

@@ -9,6 +9,7 @@ mod image;
 mod init;
 mod jobs;
 mod run;
+mod shell;
 mod show_config;
 mod swarm;
 
@@ -41,6 +42,8 @@ pub enum CommandError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Format(#[from] crate::listing::FormatError),
     #[error("cannot create {}", .path.display())]
     Create {
         path: PathBuf,
@@ -70,7 +73,7 @@ impl CommandError {
     /// How the process ends after this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            CommandError::Usage(_) => ExitStatus::Usage,
+            CommandError::Usage(_) | CommandError::Format(_) => ExitStatus::Usage,
             CommandError::While { source, .. } if source.is_interrupted() => {
                 ExitStatus::Interrupted
             }
@@ -135,6 +138,8 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
+        Command::Completions(args) => Ok(shell::completions(&args)),
+        Command::Man(args) => shell::man(&args),
         Command::InContainer(command) => Ok(crate::incontainer::run_subcommand(command)),
     }
 }

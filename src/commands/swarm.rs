@@ -6,6 +6,7 @@ use super::{CommandError, WhileDoing};
 use crate::cli::{NetworkCommand, SwarmCommand};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
+use crate::listing::Listing;
 use crate::printer::Printer;
 use crate::swarm::{self, SWARM_PORTS, networks};
 
@@ -69,6 +70,27 @@ pub(super) async fn swarm(
     Ok(ExitStatus::Success)
 }
 
+/// `network ls`'s table.
+fn network_table(networks: &[networks::NetworkSummary]) -> String {
+    let mut table = format!(
+        "{:<24} {:<8} {:<6} {:<10} {:<18} CONTAINERS\n",
+        "NAME", "DRIVER", "SCOPE", "ENCRYPTED", "SUBNET"
+    );
+    for n in networks {
+        let _ = writeln!(
+            table,
+            "{:<24} {:<8} {:<6} {:<10} {:<18} {}",
+            n.name,
+            n.driver,
+            n.scope,
+            if n.encrypted { "yes" } else { "no" },
+            n.subnets.join(","),
+            n.containers.join(",")
+        );
+    }
+    table
+}
+
 /// The join token as given, or read from `input` for `-`.
 fn join_token(given: &str, input: impl std::io::BufRead) -> Result<String, CommandError> {
     let token = if given == "-" {
@@ -122,27 +144,13 @@ pub(super) async fn network(
                 format!("{name} already exists as an attachable overlay network")
             });
         }
-        NetworkCommand::Ls => {
+        NetworkCommand::Ls(args) => {
+            let listing =
+                Listing::of::<networks::NetworkSummary>(args.json, args.format.as_deref())?;
             let networks = networks::list(&engine)
                 .await
                 .while_doing(|| "listing networks".into())?;
-            let mut table = format!(
-                "{:<24} {:<8} {:<6} {:<10} {:<18} CONTAINERS\n",
-                "NAME", "DRIVER", "SCOPE", "ENCRYPTED", "SUBNET"
-            );
-            for n in networks {
-                let _ = writeln!(
-                    table,
-                    "{:<24} {:<8} {:<6} {:<10} {:<18} {}",
-                    n.name,
-                    n.driver,
-                    n.scope,
-                    if n.encrypted { "yes" } else { "no" },
-                    n.subnets.join(","),
-                    n.containers.join(",")
-                );
-            }
-            printer.result(table);
+            printer.result(listing.render(&networks, network_table));
         }
         NetworkCommand::Rm { name } => {
             networks::remove(&engine, name)

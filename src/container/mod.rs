@@ -502,6 +502,25 @@ pub(crate) fn explain_refusal(
     }
 }
 
+/// The names of devbox's dev containers on the engine (not its runs'), running or not.
+pub(crate) async fn names(engine: &Engine) -> Result<Vec<String>, EngineError> {
+    let summaries = engine
+        .containers_with_labels(vec![
+            format!("{}=true", labels::MANAGED),
+            labels::PROJECT.to_string(),
+        ])
+        .await?;
+    Ok(summaries
+        .into_iter()
+        .filter(|s| {
+            !s.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(labels::RUN_ID))
+        })
+        .filter_map(|s| Some(s.names?.first()?.trim_start_matches('/').to_string()))
+        .collect())
+}
+
 /// The running container named `name`, or why not.
 pub(crate) async fn running(
     engine: &Engine,

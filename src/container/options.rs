@@ -63,7 +63,8 @@ pub fn parse_gpus(value: &str) -> Result<GpuRequest, OptionError> {
                 continue;
             }
             None if field == "all" => ("count".to_string(), "all".to_string()),
-            None if field.parse::<u32>().is_ok() => ("count".to_string(), field.clone()),
+            // A negative number too, so that it is refused as a count (`--gpus -3`).
+            None if field.parse::<i64>().is_ok() => ("count".to_string(), field.clone()),
             None => {
                 return Err(bad(
                     OPTION,
@@ -477,6 +478,8 @@ mod tests {
 
     #[test]
     fn bad_gpus_are_refused_with_a_reason() {
+        let negative = parse_gpus("-3").unwrap_err().to_string();
+        assert!(negative.contains("above 0"), "{negative}");
         for bad in [
             "",
             "zero",

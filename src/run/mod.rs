@@ -172,6 +172,11 @@ struct Prepared {
 
 /// Runs the request: the run image (built only when the code changed), the output place,
 /// the container; attached, its output streamed until it ends.
+/// The name of a run given none (its container's too).
+pub(crate) fn default_name(id: &str) -> String {
+    format!("devbox-run-{id}")
+}
+
 pub(crate) async fn run(
     engine: &Engine,
     config: &Config,
@@ -202,7 +207,7 @@ pub(crate) async fn run(
         .options
         .name
         .clone()
-        .unwrap_or_else(|| format!("devbox-run-{id}"));
+        .unwrap_or_else(|| default_name(&id));
     let out = if local {
         // Made with the other folders to mount, below.
         config

@@ -10,7 +10,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::labels;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+// Default: `--format` learns the fields from an empty record.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub(crate) struct Record {
     pub id: String,
     pub name: String,

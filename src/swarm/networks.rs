@@ -95,8 +95,8 @@ pub(crate) async fn create_overlay(
         })
 }
 
-/// One of devbox's networks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One of devbox's networks (Default: `--format` learns the fields from an empty one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct NetworkSummary {
     pub name: String,
     pub driver: String,

@@ -267,6 +267,22 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["--gpus", "above 0"],
         ),
         case("", &start(&["--gpus", "zero"])[..], &["--gpus", "zero"]),
+        // Values starting with `-` reach devbox's checks, as docker's options take them.
+        case(
+            "",
+            &start(&["--gpus", "-3"])[..],
+            &["--gpus \"-3\"", "above 0"],
+        ),
+        case(
+            "",
+            &start(&["--shm-size", "-1g"])[..],
+            &["--shm-size \"-1g\"", "16g"],
+        ),
+        case(
+            "",
+            &start(&["--name", "-box"])[..],
+            &["--name \"-box\"", "starting with a letter"],
+        ),
         case(
             "",
             &start(&["--gpus", "\"device=0"])[..],

@@ -17,4 +17,5 @@ mod incontainer;
 mod real_image;
 mod remote;
 mod run;
+mod shell;
 mod transfer;
