@@ -477,7 +477,7 @@ pub(crate) fn explain_refusal(
         };
     }
     if let Some((address, port)) = error.taken_port()
-        && let Some(publish) = spec.publish.iter().find(|p| p.host_port == port)
+        && let Some(publish) = spec.publish.iter().find(|p| p.may_use(port))
     {
         return ContainerError::PortInUse {
             port,
