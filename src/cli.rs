@@ -140,8 +140,11 @@ pub struct StartArgs {
     #[arg(long, value_name = "NET", allow_hyphen_values = true)]
     pub network: Option<String>,
 
-    /// Publish a port, as with docker ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]); on
-    /// PUBLISH_ADDRESS when no IP is given. Replaces the default for 2059 or 2088.
+    /// Publish ports, in docker's forms and meaning:
+    /// [IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[-LAST][/tcp|udp|sctp] ([::1]:8080:80; a host
+    /// range for one container port lets the engine pick from it) or
+    /// target=PORT[,published=PORT][,protocol=…]; on PUBLISH_ADDRESS when no IP is given.
+    /// Replaces the default for 2059 or 2088.
     #[arg(
         short = 'p',
         long = "publish",
@@ -174,11 +177,14 @@ pub struct ContainerArgs {
     #[arg(long, value_name = "REQUEST", allow_hyphen_values = true)]
     pub gpus: Option<String>,
 
-    /// Bind mount HOST_PATH (or a named volume) at CONTAINER_PATH, as with docker.
+    /// Mount a host folder, a named volume, or (TARGET alone) an anonymous volume, in docker's
+    /// forms and meaning; OPTIONS: ro/rw, z/Z, nocopy, shared, rshared, slave, rslave,
+    /// private, rprivate, consistent/cached/delegated. A relative SOURCE (./data) is in the
+    /// project folder.
     #[arg(
         short = 'v',
         long = "volume",
-        value_name = "SOURCE:TARGET[:ro]",
+        value_name = "[SOURCE:]TARGET[:OPTIONS]",
         allow_hyphen_values = true
     )]
     pub volumes: Vec<String>,

@@ -140,7 +140,7 @@ pub(super) fn report_created(printer: Printer, config: &Config, spec: &Container
         .publish
         .iter()
         .filter(|p| p.host_ip.is_none_or(|ip| !ip.is_loopback()))
-        .map(|p| p.host_port.to_string())
+        .map(options::Publish::host_ports)
         .collect();
     if !wide.is_empty() {
         printer.warning(format!(

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError, LogOutput, Refusal};
 use crate::labels;
 use label_key::{LabelKey, LabelKeyError};
-use options::OptionError;
+use options::{OptionError, Protocol};
 pub(crate) use spec::StartOptions;
 use spec::{ContainerSpec, HostFacts};
 
@@ -86,6 +86,11 @@ pub enum ContainerError {
     },
     #[error("cannot create the folder {path} to mount: {cause}")]
     MountFolder { path: String, cause: std::io::Error },
+    #[error(
+        "the engine's host cannot publish SCTP ports ({ports}): its kernel has no SCTP support. \
+         Load it there (`sudo modprobe sctp`), or publish the ports as tcp or udp"
+    )]
+    SctpUnsupported { ports: String },
     #[error("interrupted; nothing was left half-made")]
     Interrupted,
     #[error(
@@ -477,7 +482,7 @@ pub(crate) fn explain_refusal(
         };
     }
     if let Some((address, port)) = error.taken_port()
-        && let Some(publish) = spec.publish.iter().find(|p| p.host_port == port)
+        && let Some(publish) = spec.publish.iter().find(|p| p.may_use(port))
     {
         return ContainerError::PortInUse {
             port,
@@ -490,6 +495,17 @@ pub(crate) fn explain_refusal(
                 )
             },
             container_port: publish.container_port,
+        };
+    }
+    let sctp: Vec<String> = spec
+        .publish
+        .iter()
+        .filter(|p| p.protocol == Protocol::Sctp)
+        .map(|p| format!("{}/sctp", p.container_port))
+        .collect();
+    if error.refusal() == Some(Refusal::ProtocolUnsupported) && !sctp.is_empty() {
+        return ContainerError::SctpUnsupported {
+            ports: sctp.join(", "),
         };
     }
     match error {

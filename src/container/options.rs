@@ -161,6 +161,7 @@ fn split_csv(value: &str) -> Result<Vec<String>, String> {
 pub enum Protocol {
     Tcp,
     Udp,
+    Sctp,
 }
 
 impl Protocol {
@@ -168,6 +169,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
     }
 }
@@ -177,195 +179,364 @@ impl Protocol {
 pub struct Publish {
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,
+    /// The end of a host range given for one container port (`8090-8091:80`): the engine
+    /// publishes on a free port from `host_port` to this one.
+    pub host_port_last: Option<u16>,
     pub container_port: u16,
     pub protocol: Protocol,
 }
 
-/// `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`, with ranges (`8000-8001:9000-9001`).
+impl Publish {
+    /// Whether the engine chooses the host port when the container starts: any free one, or
+    /// one of a range.
+    pub fn engine_chooses(&self) -> bool {
+        self.host_port == 0 || self.host_port_last.is_some()
+    }
+
+    /// Whether the engine may publish on `port` for this one.
+    pub fn may_use(&self, port: u16) -> bool {
+        (self.host_port..=self.host_port_last.unwrap_or(self.host_port)).contains(&port)
+    }
+
+    /// The host port as written: `8080`, `8090-8091`, `0` for any.
+    pub fn host_ports(&self) -> String {
+        match self.host_port_last {
+            Some(last) => format!("{}-{last}", self.host_port),
+            None => self.host_port.to_string(),
+        }
+    }
+}
+
+/// The ports of `-p`, with docker's meaning (go-connections' `nat.ParsePortSpec`, and the
+/// docker CLI's `target=…,published=…,protocol=…`):
+/// `[IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[-LAST][/tcp|udp|sctp]`. An IPv6 address may be in
+/// brackets; equal ranges map pairwise; a host range for one container port lets the engine
+/// pick a free port of it; no host port (or 0) lets it pick any.
 pub fn parse_publish(value: &str) -> Result<Vec<Publish>, OptionError> {
     const OPTION: &str = "-p/--publish";
-    let (spec, protocol) = match value.rsplit_once('/') {
-        Some((spec, "tcp")) => (spec, Protocol::Tcp),
-        Some((spec, "udp")) => (spec, Protocol::Udp),
-        Some((_, other)) => {
-            return Err(bad(
-                OPTION,
-                value,
-                format!("protocol `{other}` is not tcp or udp"),
-            ));
-        }
-        None => (value, Protocol::Tcp),
-    };
-    // An IPv6 address is written in brackets: [::1]:8080:80.
-    let (host_ip, rest) = if let Some(stripped) = spec.strip_prefix('[') {
-        let (ip, rest) = stripped.split_once("]:").ok_or_else(|| {
-            bad(
-                OPTION,
-                value,
-                "an IPv6 address is written [ADDRESS]:PORT:PORT",
-            )
-        })?;
-        (Some(ip), rest)
+    const FORM: &str = "expected [IP:][HOST_PORT[-LAST]:]CONTAINER_PORT[-LAST][/tcp|udp|sctp] \
+                        or target=PORT[,published=PORT][,protocol=tcp|udp|sctp]";
+    let fail = |reason: String| bad(OPTION, value, reason);
+    let standard = if value.contains('=') {
+        long_publish(value).map_err(fail)?
     } else {
-        let parts: Vec<&str> = spec.split(':').collect();
-        match parts.len() {
-            1 | 2 => (None, spec),
-            3 => (Some(parts[0]), &spec[parts[0].len() + 1..]),
-            _ => {
-                return Err(bad(
-                    OPTION,
-                    value,
-                    "expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]",
-                ));
-            }
-        }
+        value.to_string()
     };
-    let host_ip = match host_ip {
-        None | Some("") => None,
-        Some(ip) => Some(
-            ip.parse::<IpAddr>()
-                .map_err(|_| bad(OPTION, value, format!("`{ip}` is not an IP address")))?,
+    // The container port is after the last colon, the host port before it, and the address
+    // is all before that (an IPv6 address holds colons).
+    let mut parts: Vec<&str> = standard.split(':').collect();
+    let container = parts.pop().unwrap_or_default();
+    let host = parts.pop().unwrap_or_default();
+    let address = parts.join(":");
+    let (container, protocol) = container.split_once('/').unwrap_or((container, "tcp"));
+    let protocol = match protocol.to_ascii_lowercase().as_str() {
+        "tcp" | "" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        other => return Err(fail(format!("protocol `{other}` is not tcp, udp or sctp"))),
+    };
+    if container.is_empty() {
+        return Err(fail(format!("the container port is missing; {FORM}")));
+    }
+    let host_ip = match address.as_str() {
+        "" => None,
+        bracketed if bracketed.starts_with('[') => Some(
+            bracketed
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "`{bracketed}` is not an IP address in brackets ([::1]:8080:80)"
+                    ))
+                })?,
+        ),
+        plain => Some(
+            plain
+                .parse::<IpAddr>()
+                .map_err(|_| fail(format!("`{plain}` is not an IP address; {FORM}")))?,
         ),
     };
-    let (host, container) = match rest.split_once(':') {
-        Some((host, container)) => (Some(host), container),
-        None => (None, rest),
-    };
-    let container = parse_port_range(container).map_err(|r| bad(OPTION, value, r))?;
+    let (first, last) = port_range(container, "container port", 1).map_err(fail)?;
+    let count = last - first + 1;
     let host = match host {
-        None | Some("") => None,
-        Some(host) => Some(parse_port_range(host).map_err(|r| bad(OPTION, value, r))?),
+        "" => None,
+        // 0 alone is any port, as no host port is.
+        single if !single.contains('-') => Some(port_range(single, "host port", 0).map_err(fail)?),
+        range => Some(port_range(range, "host port", 1).map_err(fail)?),
     };
-    let count = container.1 - container.0 + 1;
-    let host_ports: Vec<u16> = match host {
-        None => vec![0; count as usize],
-        Some((start, end)) if end - start + 1 == count => (start..=end).collect(),
-        Some((start, end)) if start == end => vec![start; count as usize],
-        Some(_) => {
-            return Err(bad(
-                OPTION,
-                value,
-                "the host and container port ranges differ in length",
-            ));
+    let host_port_last = match host {
+        Some((host_first, host_last)) if host_last - host_first + 1 != count => {
+            if count > 1 {
+                let host = if host_first == host_last {
+                    host_first.to_string()
+                } else {
+                    format!("{host_first}-{host_last}")
+                };
+                return Err(fail(format!(
+                    "{count} container ports ({first}-{last}) need as many host ports, not {} \
+                     ({host}); or give one container port and a host range to pick from \
+                     (8090-8091:80)",
+                    host_last - host_first + 1
+                )));
+            }
+            Some(host_last)
         }
+        _ => None,
     };
-    Ok((container.0..=container.1)
-        .zip(host_ports)
-        .map(|(container_port, host_port)| Publish {
+    let host_first = host.map_or(0, |(host_first, _)| host_first);
+    Ok((0..count)
+        .map(|i| Publish {
             host_ip,
-            host_port,
-            container_port,
+            host_port: if host_first == 0 { 0 } else { host_first + i },
+            host_port_last,
+            container_port: first + i,
             protocol,
         })
         .collect())
 }
 
-fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+/// The docker CLI's `target=80,published=8080,protocol=udp` as `8080:80/udp`.
+fn long_publish(value: &str) -> Result<String, String> {
+    let (mut target, mut published, mut protocol) = (None, "", "tcp");
+    for field in value.split(',') {
+        match field.split_once('=') {
+            Some(("target", port)) => target = Some(port),
+            Some(("published", port)) => published = port,
+            Some(("protocol", name)) => protocol = name,
+            // A service's publishing mode: a container publishes on its own host either way.
+            Some(("mode", "host" | "ingress")) => {}
+            _ => {
+                return Err(format!(
+                    "`{field}` is not target=PORT, published=PORT, protocol=tcp|udp|sctp or \
+                     mode=host|ingress"
+                ));
+            }
+        }
+    }
+    let target = target.ok_or("target=PORT (the container port) is missing")?;
+    Ok(format!("{published}:{target}/{protocol}"))
+}
+
+/// `PORT` or `FIRST-LAST`, each at least `lowest`.
+fn port_range(text: &str, what: &str, lowest: u16) -> Result<(u16, u16), String> {
     let port = |p: &str| -> Result<u16, String> {
         p.parse::<u16>()
             .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))
+            .filter(|&p| p >= lowest)
+            .ok_or_else(|| format!("the {what} `{p}` is not a port number ({lowest}-65535)"))
     };
-    if let Some((start, end)) = text.split_once('-') {
-        let (start, end) = (port(start)?, port(end)?);
-        if start > end {
-            return Err(format!("the range {start}-{end} runs backwards"));
+    match text.split_once('-') {
+        Some((first, last)) => {
+            let (first, last) = (port(first)?, port(last)?);
+            if first > last {
+                return Err(format!("the {what} range {first}-{last} runs backwards"));
+            }
+            Ok((first, last))
         }
-        Ok((start, end))
-    } else {
-        let p = port(text)?;
-        Ok((p, p))
+        None => port(text).map(|p| (p, p)),
     }
 }
 
-/// A `-v/--volume` mount: a host folder (or a named volume) at a container path.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A mount of the container: a host folder, a named volume, or an anonymous volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Volume {
-    /// Absolute host path, or a volume name.
+    /// Absolute host path, a volume name, or empty for an anonymous volume.
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// A `-v`'s options as written (`ro,Z`, `nocopy`, `rshared`…); devbox's own mounts have
+    /// none.
+    pub mode: String,
+    /// Goes to the engine as the docker CLI sends a `-v`: a `Binds` string (an anonymous
+    /// volume: in `Volumes`) that the engine reads itself, so that it relabels for z/Z and
+    /// shows the same mode. Otherwise a `Mount`, which may hold a `:` in its path and which
+    /// the engine refuses when the host folder is missing, instead of making one, root's.
+    pub as_docker_sends_it: bool,
 }
 
-/// `SOURCE:TARGET[:ro|rw]`; a relative SOURCE with a `/` or starting with `.` is a host path
-/// relative to the project folder, a bare name is a named volume. A host path must exist when
-/// the engine runs `on_this_host`; on another machine the engine checks it there.
+/// The kinds of `-v` options: at most one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeOption {
+    Access,
+    Label,
+    Propagation,
+    Copy,
+    Consistency,
+}
+
+impl VolumeOption {
+    const ALL: [VolumeOption; 5] = [
+        VolumeOption::Access,
+        VolumeOption::Label,
+        VolumeOption::Propagation,
+        VolumeOption::Copy,
+        VolumeOption::Consistency,
+    ];
+
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            VolumeOption::Access => &["ro", "rw"],
+            VolumeOption::Label => &["z", "Z"],
+            VolumeOption::Propagation => &[
+                "shared", "rshared", "slave", "rslave", "private", "rprivate",
+            ],
+            VolumeOption::Copy => &["nocopy"],
+            VolumeOption::Consistency => &["consistent", "cached", "delegated"],
+        }
+    }
+
+    fn of(option: &str) -> Option<VolumeOption> {
+        VolumeOption::ALL
+            .into_iter()
+            .find(|kind| kind.names().contains(&option))
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            VolumeOption::Access => "access",
+            VolumeOption::Label => "SELinux label",
+            VolumeOption::Propagation => "propagation",
+            VolumeOption::Copy => "copy",
+            VolumeOption::Consistency => "consistency",
+        }
+    }
+}
+
+impl Volume {
+    /// The option of this kind that the `-v` gives, if any.
+    pub fn option(&self, kind: VolumeOption) -> Option<&str> {
+        self.mode
+            .split(',')
+            .find(|option| VolumeOption::of(option) == Some(kind))
+    }
+}
+
+/// A `-v`'s options, each with its kind: known ones, at most one of each kind.
+fn volume_options(mode: &str) -> Result<Vec<(VolumeOption, &str)>, String> {
+    let mut given: Vec<(VolumeOption, &str)> = Vec::new();
+    for option in mode.split(',').filter(|_| !mode.is_empty()) {
+        let Some(kind) = VolumeOption::of(option) else {
+            return Err(format!(
+                "option `{option}` is not one of {}",
+                VolumeOption::ALL
+                    .iter()
+                    .flat_map(|kind| kind.names())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        if let Some((_, earlier)) = given.iter().find(|(k, _)| *k == kind) {
+            return Err(format!(
+                "`{earlier}` and `{option}` are both {} options; give one",
+                kind.describe()
+            ));
+        }
+        given.push((kind, option));
+    }
+    Ok(given)
+}
+
+/// `-v` with docker's meaning: `[SOURCE:]TARGET[:OPTIONS]`. SOURCE is a host path (absolute,
+/// or relative to the project folder when it starts with `.` or holds a `/`; `~/` is the
+/// home folder) or a volume name; without it, an anonymous volume (removed with the
+/// container). OPTIONS: `ro`/`rw`, `z`/`Z`, a propagation mode (host paths), `nocopy`
+/// (volumes), `consistent`/`cached`/`delegated`. A host path must exist when the engine runs
+/// `on_this_host`; on another machine that engine checks it.
 pub fn parse_volume(
     value: &str,
     project_dir: &Path,
     on_this_host: bool,
 ) -> Result<Volume, OptionError> {
     const OPTION: &str = "-v/--volume";
+    let fail = |reason: String| bad(OPTION, value, reason);
     let parts: Vec<&str> = value.split(':').collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return Err(fail(
+            "a part is empty; expected [SOURCE:]TARGET[:OPTIONS], e.g. ./cache:/cache:ro".into(),
+        ));
+    }
     let (source, target, mode) = match parts.as_slice() {
-        [source, target] => (*source, *target, None),
-        [source, target, mode] => (*source, *target, Some(*mode)),
-        _ => return Err(bad(OPTION, value, "expected SOURCE:TARGET[:ro]")),
-    };
-    if source.is_empty() {
-        return Err(bad(
-            OPTION,
-            value,
-            "the source (host folder or volume name) is empty",
-        ));
-    }
-    if !target.starts_with('/') {
-        return Err(bad(
-            OPTION,
-            value,
-            "the target must be an absolute path in the container",
-        ));
-    }
-    let read_only = match mode {
-        None | Some("rw") => false,
-        Some("ro") => true,
-        Some(other) => {
-            return Err(bad(
-                OPTION,
-                value,
-                format!("mode `{other}` is not ro or rw"),
+        [target] => ("", *target, ""),
+        [source, target] => (*source, *target, ""),
+        [source, target, mode] => (*source, *target, *mode),
+        _ => {
+            return Err(fail(
+                "too many colons; expected [SOURCE:]TARGET[:OPTIONS] (a path with a `:` cannot \
+                 be given with -v)"
+                    .into(),
             ));
         }
     };
+    if !target.starts_with('/') || target.trim_end_matches('/').is_empty() {
+        return Err(fail(format!(
+            "the target `{target}` must be an absolute path in the container, not /"
+        )));
+    }
+    let given = volume_options(mode).map_err(fail)?;
+    let has = |kind: VolumeOption| given.iter().any(|(k, _)| *k == kind);
     let is_path = source.contains('/') || source.starts_with('.') || source.starts_with('~');
-    let source = if is_path {
-        let path = match source.strip_prefix("~/") {
-            Some(rest) => std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default()
-                .join(rest),
-            None => project_dir.join(source),
-        };
-        if on_this_host && !path.exists() {
-            return Err(bad(
-                OPTION,
-                value,
-                format!("{} does not exist; create it first", path.display()),
-            ));
-        }
-        std::path::absolute(&path)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        let valid_name = source
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if !valid_name {
-            return Err(bad(
-                OPTION,
-                value,
-                "a volume name is letters, digits, _ . and -",
-            ));
-        }
-        source.to_string()
-    };
-    Ok(Volume {
+    let volume = |source: String, as_docker_sends_it: bool| Volume {
         source,
         target: target.to_string(),
-        read_only,
-    })
+        read_only: given.contains(&(VolumeOption::Access, "ro")),
+        mode: mode.to_string(),
+        as_docker_sends_it,
+    };
+    if !is_path {
+        if has(VolumeOption::Propagation) {
+            return Err(fail(
+                "a propagation mode applies to a host folder, not to a volume".into(),
+            ));
+        }
+        let valid_name = source.is_empty()
+            || (source.len() > 1
+                && source.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && source
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+        if !valid_name {
+            return Err(fail(
+                "a volume name is two or more letters, digits, _ . and -, starting with a letter \
+                 or digit (a host folder is written with a /: ./NAME)"
+                    .into(),
+            ));
+        }
+        return Ok(volume(source.to_string(), true));
+    }
+    if has(VolumeOption::Copy) {
+        return Err(fail(
+            "nocopy applies to a volume, not to a host folder".into(),
+        ));
+    }
+    let path = match source.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => project_dir.join(source),
+    };
+    if on_this_host && !path.exists() {
+        return Err(fail(format!(
+            "{} does not exist; create it first",
+            path.display()
+        )));
+    }
+    let path = std::path::absolute(&path)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned();
+    let relabel = has(VolumeOption::Label);
+    // Only the engine's own reading of a `-v` relabels; it cannot read a path with a `:`.
+    if relabel && path.contains(':') {
+        return Err(fail(format!(
+            "{path} holds a `:`, which the engine cannot read in a -v with z or Z; \
+             mount a folder whose path has none"
+        )));
+    }
+    let as_docker_sends_it = !path.contains(':') && (on_this_host || relabel);
+    Ok(volume(path, as_docker_sends_it))
 }
 
 /// `--shm-size` in docker's units: `16g`, `512m`, `1024k`, `1048576` (bytes), `1gb`.
@@ -493,94 +664,211 @@ mod tests {
         }
     }
 
-    #[test]
-    fn publish_follows_the_docker_cli() {
-        assert_eq!(
-            parse_publish("8080:80").unwrap(),
-            vec![Publish {
-                host_ip: None,
-                host_port: 8080,
-                container_port: 80,
-                protocol: Protocol::Tcp
-            }]
-        );
-        assert_eq!(
-            parse_publish("127.0.0.1:8080:80/udp").unwrap()[0],
-            Publish {
-                host_ip: Some("127.0.0.1".parse().unwrap()),
-                host_port: 8080,
-                container_port: 80,
-                protocol: Protocol::Udp
-            }
-        );
-        assert_eq!(parse_publish("80").unwrap()[0].host_port, 0);
-        assert_eq!(parse_publish("127.0.0.1::80").unwrap()[0].host_port, 0);
-        assert_eq!(
-            parse_publish("[::1]:8080:80").unwrap()[0].host_ip,
-            Some("::1".parse().unwrap())
-        );
-        let range = parse_publish("8000-8001:9000-9001").unwrap();
-        assert_eq!(
-            range
-                .iter()
-                .map(|p| (p.host_port, p.container_port))
-                .collect::<Vec<_>>(),
-            vec![(8000, 9000), (8001, 9001)]
-        );
+    /// A `-p` as its bindings: (container port/protocol, host address, host port or range).
+    fn bindings(value: &str) -> Vec<(String, String, String)> {
+        parse_publish(value)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}/{}", p.container_port, p.protocol.as_str()),
+                    p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    p.host_ports(),
+                )
+            })
+            .collect()
     }
 
     #[test]
-    fn bad_publish_values_are_refused() {
-        for bad in [
-            "",
-            "0",
-            "70000",
-            "a:b",
-            "1:2:3:4",
-            "8000-7000:80",
-            "80/sctp",
-            "1-3:1-2",
-            "x.y:80:80",
-            "[::1:80:80",
+    fn publish_follows_the_docker_cli() {
+        let one = |port: &str, ip: &str, host: &str| vec![(port.into(), ip.into(), host.into())];
+        // The cases of go-connections' nat tests, and the docker CLI's long form.
+        for (value, expected) in [
+            ("80", one("80/tcp", "", "0")),
+            ("8080:80", one("80/tcp", "", "8080")),
+            ("0:80", one("80/tcp", "", "0")),
+            (":80", one("80/tcp", "", "0")),
+            ("::80", one("80/tcp", "", "0")),
+            ("127.0.0.1::80", one("80/tcp", "127.0.0.1", "0")),
+            ("127.0.0.1:8080:80/udp", one("80/udp", "127.0.0.1", "8080")),
+            ("80/UDP", one("80/udp", "", "0")),
+            ("80/", one("80/tcp", "", "0")),
+            ("80/sctp", one("80/sctp", "", "0")),
+            ("[::1]:8080:80", one("80/tcp", "::1", "8080")),
+            ("::1:8080:80", one("80/tcp", "::1", "8080")),
+            ("[::1]::80", one("80/tcp", "::1", "0")),
+            ("8090-8091:80", one("80/tcp", "", "8090-8091")),
+            ("80-80:80", one("80/tcp", "", "80")),
+            (
+                "1.2.3.4:8000-8001:9000-9001/udp",
+                vec![
+                    ("9000/udp".into(), "1.2.3.4".into(), "8000".into()),
+                    ("9001/udp".into(), "1.2.3.4".into(), "8001".into()),
+                ],
+            ),
+            (
+                "9000-9001",
+                vec![
+                    ("9000/tcp".into(), String::new(), "0".into()),
+                    ("9001/tcp".into(), String::new(), "0".into()),
+                ],
+            ),
+            ("target=80", one("80/tcp", "", "0")),
+            (
+                "target=80,published=8080,protocol=sctp,mode=host",
+                one("80/sctp", "", "8080"),
+            ),
+            (
+                "published=8090-8091,target=80",
+                one("80/tcp", "", "8090-8091"),
+            ),
         ] {
-            assert!(parse_publish(bad).is_err(), "{bad:?} accepted");
+            assert_eq!(bindings(value), expected, "{value}");
+        }
+        let range = &parse_publish("8090-8091:80").unwrap()[0];
+        assert!(range.engine_chooses() && range.may_use(8091) && !range.may_use(8092));
+        let fixed = &parse_publish("8090:80").unwrap()[0];
+        assert!(!fixed.engine_chooses() && fixed.may_use(8090) && !fixed.may_use(8091));
+    }
+
+    #[test]
+    fn bad_publish_values_are_refused_saying_what_is_valid() {
+        for (bad, says) in [
+            ("", "the container port is missing"),
+            ("8080:", "the container port is missing"),
+            ("0", "`0` is not a port number (1-65535)"),
+            ("70000", "`70000` is not a port number"),
+            ("a:b", "the container port `b`"),
+            ("1:2:3:4", "`1:2` is not an IP address"),
+            ("x.y:80:80", "`x.y` is not an IP address"),
+            ("[::1:80:80", "`[::1` is not an IP address in brackets"),
+            ("[::1]:80", "`[:` is not an IP address in brackets"),
+            ("80-79", "runs backwards"),
+            ("8000-7000:80", "runs backwards"),
+            ("8080-8081-8082:80", "`8081-8082` is not a port number"),
+            ("0-5:80", "`0` is not a port number (1-65535)"),
+            (
+                "1-3:1-2",
+                "2 container ports (1-2) need as many host ports, not 3 (1-3)",
+            ),
+            (
+                "8080:80-81",
+                "2 container ports (80-81) need as many host ports, not 1 (8080)",
+            ),
+            ("80/icmp", "protocol `icmp` is not tcp, udp or sctp"),
+            ("80/udp/x", "protocol `udp/x`"),
+            (
+                "published=8080",
+                "target=PORT (the container port) is missing",
+            ),
+            (
+                "target=80,host_ip=1.2.3.4",
+                "`host_ip=1.2.3.4` is not target=PORT",
+            ),
+            ("target=80,published", "`published` is not"),
+        ] {
+            let error = parse_publish(bad).expect_err(bad).to_string();
+            assert!(
+                error.starts_with(&format!("-p/--publish {bad:?}: ")) && error.contains(says),
+                "{bad:?}: {error}"
+            );
         }
     }
 
     #[test]
-    fn volumes_resolve_host_paths_against_the_project() {
+    fn volumes_follow_the_docker_cli() {
         let project = tempfile::tempdir().unwrap();
         std::fs::create_dir(project.path().join("cache")).unwrap();
-        let volume = parse_volume("./cache:/root/.cache:ro", project.path(), true).unwrap();
+        let cache = project.path().join("cache").to_string_lossy().into_owned();
+        let local = |value: &str| parse_volume(value, project.path(), true).unwrap();
+        let volume = local("./cache:/root/.cache:ro");
         assert_eq!(
-            volume.source,
-            project.path().join("cache").to_string_lossy()
+            volume,
+            Volume {
+                source: cache.clone(),
+                target: "/root/.cache".into(),
+                read_only: true,
+                mode: "ro".into(),
+                as_docker_sends_it: true,
+            }
         );
-        assert_eq!(volume.target, "/root/.cache");
-        assert!(volume.read_only);
-        let named = parse_volume("pip-cache:/cache", project.path(), true).unwrap();
-        assert_eq!(named.source, "pip-cache");
-        // A folder of another machine's engine is that machine's to have.
-        let there = parse_volume("/srv/there:/data", project.path(), false).unwrap();
-        assert_eq!(there.source, "/srv/there");
+        let relabelled = local("cache/:/c:rslave,Z,ro,cached");
+        assert!(relabelled.read_only);
+        assert_eq!(relabelled.option(VolumeOption::Propagation), Some("rslave"));
+        assert_eq!(relabelled.option(VolumeOption::Label), Some("Z"));
+        assert_eq!(relabelled.option(VolumeOption::Consistency), Some("cached"));
+        assert_eq!(relabelled.option(VolumeOption::Copy), None);
+        let named = local("pip-cache:/cache:nocopy,rw");
+        assert_eq!(
+            (
+                named.source.as_str(),
+                named.read_only,
+                named.as_docker_sends_it
+            ),
+            ("pip-cache", false, true)
+        );
+        let anonymous = local("/scratch");
+        assert_eq!(
+            (anonymous.source.as_str(), anonymous.target.as_str()),
+            ("", "/scratch")
+        );
+        // A folder of another machine's engine is that machine's to have, and goes as a
+        // `Mount` (refused there when missing) unless only the engine's reading can relabel it.
+        let there = |value: &str| parse_volume(value, project.path(), false).unwrap();
+        assert_eq!(there("/srv/there:/data:ro").source, "/srv/there");
+        assert!(!there("/srv/there:/data:ro").as_docker_sends_it);
+        assert!(there("/srv/there:/data:z").as_docker_sends_it);
+        assert!(there("volume:/data").as_docker_sends_it);
     }
 
     #[test]
-    fn bad_volumes_are_refused() {
+    fn a_path_with_a_colon_goes_as_a_mount_and_cannot_be_relabelled() {
+        let parent = tempfile::tempdir().unwrap();
+        let project = parent.path().join("a:b");
+        std::fs::create_dir_all(project.join("data")).unwrap();
+        let volume = parse_volume("./data:/data:ro", &project, true).unwrap();
+        assert!(volume.source.contains("a:b") && !volume.as_docker_sends_it);
+        let error = parse_volume("./data:/data:Z", &project, true).unwrap_err();
+        assert!(error.to_string().contains("holds a `:`"), "{error}");
+    }
+
+    #[test]
+    fn bad_volumes_are_refused_saying_what_is_valid() {
         let project = tempfile::tempdir().unwrap();
-        for bad in [
-            "",
-            "/a",
-            ":/a",
-            "/a:rel",
-            "/a:/b:rx",
-            "./missing:/x",
-            "bad name:/x",
-            "/a:/b:ro:x",
+        std::fs::create_dir(project.path().join("data")).unwrap();
+        for (bad, says) in [
+            ("", "a part is empty"),
+            (":/a", "a part is empty"),
+            ("/a:", "a part is empty"),
+            ("/a:/b:", "a part is empty"),
+            ("rel", "the target `rel` must be an absolute path"),
+            ("/", "not /"),
+            ("/a:ro", "the target `ro` must be an absolute path"),
+            ("./data:/", "not /"),
+            ("/a:/b:rx", "option `rx` is not one of ro, rw, z, Z, shared"),
+            ("/a:/b:RO", "option `RO`"),
+            ("/a:/b:ro,", "option ``"),
+            ("/a:/b:default", "option `default`"),
+            ("/a:/b:ro,rw", "`ro` and `rw` are both access options"),
+            ("/a:/b:z,Z", "both SELinux label options"),
+            ("/a:/b:shared,slave", "both propagation options"),
+            ("/a:/b:ro:z", "too many colons"),
+            ("./data:/x:nocopy", "nocopy applies to a volume"),
+            (
+                "vol:/x:rshared",
+                "a propagation mode applies to a host folder",
+            ),
+            ("./missing:/x", "does not exist; create it first"),
+            ("bad name:/x", "a volume name is two or more letters"),
+            ("_v:/x", "starting with a letter or digit"),
+            ("q:/x", "two or more"),
         ] {
+            let error = parse_volume(bad, project.path(), true)
+                .expect_err(bad)
+                .to_string();
             assert!(
-                parse_volume(bad, project.path(), true).is_err(),
-                "{bad:?} accepted"
+                error.starts_with(&format!("-v/--volume {bad:?}: ")) && error.contains(says),
+                "{bad:?}: {error}"
             );
         }
     }

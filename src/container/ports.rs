@@ -16,7 +16,8 @@ pub(crate) async fn holder_of(
     engine: &Engine,
     publish: &Publish,
 ) -> Result<Option<String>, ContainerError> {
-    if publish.host_port == 0 {
+    // The engine picks a free port (of the range); when it finds none, it says so.
+    if publish.engine_chooses() {
         return Ok(None);
     }
     let local = engine.target().is_local();
@@ -50,6 +51,8 @@ fn taken_here(publish: &Publish) -> bool {
     let bound = match publish.protocol {
         Protocol::Tcp => TcpListener::bind(address).map(drop),
         Protocol::Udp => UdpSocket::bind(address).map(drop),
+        // Not to be tried from the standard library: the engine will say.
+        Protocol::Sctp => return false,
     };
     // Free, or not ours to test (a privileged port, an address of another host): the engine
     // will say.
@@ -62,6 +65,7 @@ fn publisher(publish: &Publish, containers: &[ContainerSummary]) -> Option<Strin
     let protocol = match publish.protocol {
         Protocol::Tcp => PortSummaryTypeEnum::TCP,
         Protocol::Udp => PortSummaryTypeEnum::UDP,
+        Protocol::Sctp => PortSummaryTypeEnum::SCTP,
     };
     containers
         .iter()
@@ -94,6 +98,8 @@ fn process_listening_on(port: u16, protocol: Protocol) -> Option<(u32, String)> 
     let tables = match protocol {
         Protocol::Tcp => ["/proc/net/tcp", "/proc/net/tcp6"],
         Protocol::Udp => ["/proc/net/udp", "/proc/net/udp6"],
+        // Never found taken here (see `taken_here`).
+        Protocol::Sctp => return None,
     };
     let inodes: Vec<String> = tables
         .iter()
@@ -187,6 +193,7 @@ mod tests {
         let wanted = |ip: &str, port: u16| Publish {
             host_ip: Some(ip.parse().unwrap()),
             host_port: port,
+            host_port_last: None,
             container_port: 2088,
             protocol: Protocol::Tcp,
         };

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
-    NetworkingConfig, PortBinding,
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountBindOptions,
+    MountType, NetworkingConfig, PortBinding,
 };
 use sha2::{Digest, Sha256};
 
 use super::label_key::LabelKey;
-use super::options::{GpuRequest, Protocol, Publish, Volume};
+use super::options::{GpuRequest, Protocol, Publish, Volume, VolumeOption};
 use crate::config::Config;
 use crate::labels;
 use crate::swarm::cluster_token;
@@ -155,7 +155,7 @@ pub(crate) fn run_spec(
     spec.mounts.push(Volume {
         source: run.out.clone(),
         target: RUN_OUT.to_string(),
-        read_only: false,
+        ..Volume::default()
     });
     spec.env.insert("DEVBOX_RUN_OUT".into(), RUN_OUT.into());
     spec
@@ -211,6 +211,7 @@ fn published_ports(config: &Config, options: &StartOptions) -> Vec<Publish> {
         .map(|port| Publish {
             host_ip: Some(config.publish_address),
             host_port: port,
+            host_port_last: None,
             container_port: port,
             protocol: Protocol::Tcp,
         })
@@ -236,7 +237,8 @@ fn environment(
         publish
             .iter()
             .find(|p| p.container_port == container_port)
-            .map(|p| p.host_port.to_string())
+            // 0: the engine chooses it when the container starts.
+            .map(|p| if p.engine_chooses() { 0 } else { p.host_port }.to_string())
             .unwrap_or_default()
     };
     let mut env: BTreeMap<String, String> = config.values.clone();
@@ -296,13 +298,14 @@ fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
     .map(|(source, target)| Volume {
         source: source.to_string_lossy().into_owned(),
         target: target.to_string(),
-        read_only: false,
+        ..Volume::default()
     })
     .chain(options.volumes.iter().cloned())
     .chain(options.network.as_deref().map(|network| Volume {
         source: cluster_token::name(network),
         target: cluster_token::TOKEN_DIR.to_string(),
         read_only: true,
+        ..Volume::default()
     }))
     .collect()
 }
@@ -332,24 +335,41 @@ impl ContainerSpec {
             ),
         ]);
         for mount in &self.mounts {
+            // `rw` is the default: a mount written with it or without is the same one.
+            let options: Vec<&str> = if mount.mode.is_empty() && mount.read_only {
+                vec!["ro"]
+            } else {
+                mount
+                    .mode
+                    .split(',')
+                    .filter(|o| !o.is_empty() && *o != "rw")
+                    .collect()
+            };
+            let mode = if options.is_empty() {
+                String::new()
+            } else {
+                format!(":{}", options.join(","))
+            };
             facets.insert(
                 format!("mount {}", mount.target),
-                format!(
-                    "{}{}",
-                    mount.source,
-                    if mount.read_only { ":ro" } else { "" }
-                ),
+                format!("{}{mode}", mount.source),
             );
         }
         for port in &self.publish {
-            facets.insert(
-                format!("port {}/{}", port.container_port, port.protocol.as_str()),
-                format!(
-                    "{}:{}",
-                    port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                    port.host_port
-                ),
+            let binding = format!(
+                "{}:{}",
+                port.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                port.host_ports()
             );
+            // One container port may be published on several host ports.
+            facets
+                .entry(format!(
+                    "port {}/{}",
+                    port.container_port,
+                    port.protocol.as_str()
+                ))
+                .and_modify(|bindings| *bindings = format!("{bindings}, {binding}"))
+                .or_insert(binding);
         }
         facets.extend(self.env_digests.clone());
         facets
@@ -397,27 +417,25 @@ impl ContainerSpec {
                     host_port: Some(if port.host_port == 0 {
                         String::new()
                     } else {
-                        port.host_port.to_string()
+                        port.host_ports()
                     }),
                 });
         }
         // `Mounts`, not `-v`-style `Binds` strings: a path may hold a `:`, and the engine
         // refuses a missing host folder instead of making an empty one, root's, on its host.
-        let mounts = self
-            .mounts
-            .iter()
-            .map(|m| Mount {
-                typ: Some(if m.source.starts_with('/') {
-                    MountType::BIND
-                } else {
-                    MountType::VOLUME
-                }),
-                source: Some(m.source.clone()),
-                target: Some(m.target.clone()),
-                read_only: Some(m.read_only),
-                ..Default::default()
+        // A `-v` that devbox sends as the docker CLI does is the exception (see `Volume`).
+        let (docker_sent, mounts): (Vec<&Volume>, Vec<&Volume>) =
+            self.mounts.iter().partition(|m| m.as_docker_sends_it);
+        let (anonymous, binds): (Vec<&Volume>, Vec<&Volume>) =
+            docker_sent.into_iter().partition(|m| m.source.is_empty());
+        let binds: Vec<String> = binds
+            .into_iter()
+            .map(|m| match m.mode.as_str() {
+                "" => format!("{}:{}", m.source, m.target),
+                mode => format!("{}:{}:{mode}", m.source, m.target),
             })
             .collect();
+        let mounts = mounts.into_iter().map(mount_of).collect();
         let tmpfs = self.user.as_ref().map(|user| {
             let (uid, gid) = user.split_once(':').unwrap_or((user, user));
             HashMap::from([(
@@ -443,7 +461,10 @@ impl ContainerSpec {
             working_dir: Some("/mnt/src".into()),
             labels: Some(self.labels()),
             exposed_ports: Some(exposed),
+            volumes: (!anonymous.is_empty())
+                .then(|| anonymous.iter().map(|m| m.target.clone()).collect()),
             host_config: Some(HostConfig {
+                binds: (!binds.is_empty()).then_some(binds),
                 mounts: Some(mounts),
                 tmpfs,
                 port_bindings: Some(bindings),
@@ -469,6 +490,30 @@ impl ContainerSpec {
             }),
             ..Default::default()
         }
+    }
+}
+
+/// A mount as the engine's `Mount`, with the options of a host folder's `-v` that it can
+/// carry (z/Z it cannot, nor a volume's: such a `-v` goes as the docker CLI sends it).
+fn mount_of(volume: &Volume) -> Mount {
+    Mount {
+        typ: Some(if volume.source.starts_with('/') {
+            MountType::BIND
+        } else {
+            MountType::VOLUME
+        }),
+        source: Some(volume.source.clone()),
+        target: Some(volume.target.clone()),
+        read_only: Some(volume.read_only),
+        consistency: volume.option(VolumeOption::Consistency).map(String::from),
+        bind_options: volume
+            .option(VolumeOption::Propagation)
+            .and_then(|propagation| propagation.parse().ok())
+            .map(|propagation| MountBindOptions {
+                propagation: Some(propagation),
+                ..Default::default()
+            }),
+        ..Default::default()
     }
 }
 
@@ -521,7 +566,7 @@ fn short_digest(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::options::{parse_gpus, parse_publish};
+    use crate::container::options::{parse_gpus, parse_publish, parse_volume};
 
     fn load_config(env: &str) -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
@@ -632,11 +677,13 @@ mod tests {
                     source: "/there/data".into(),
                     target: "/mnt/data/".into(),
                     read_only: true,
+                    ..Volume::default()
                 },
                 Volume {
                     source: "pip-cache".into(),
                     target: "/cache".into(),
                     read_only: false,
+                    ..Volume::default()
                 },
             ],
             ..Default::default()
@@ -696,6 +743,104 @@ mod tests {
     }
 
     #[test]
+    fn a_volume_goes_as_the_docker_cli_sends_it_unless_a_mount_keeps_a_missing_folder_out() {
+        let (dir, config) = load_config("");
+        std::fs::create_dir(dir.path().join("cache")).unwrap();
+        let parse = |value: &str, local: bool| parse_volume(value, dir.path(), local).unwrap();
+        let options = StartOptions {
+            volumes: vec![
+                parse("./cache:/cache:ro,Z", true),
+                parse("pip:/pip:nocopy,rw", true),
+                parse("/scratch", true),
+                parse("/srv/there:/there:rslave,ro,cached", false),
+                parse("/srv/labelled:/labelled:z", false),
+            ],
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &options, &host(0));
+        let cache = dir.path().join("cache").to_string_lossy().into_owned();
+        // The options count for the configuration; `rw`, the default, is no change.
+        assert_eq!(spec.facets()["mount /cache"], format!("{cache}:ro,Z"));
+        assert_eq!(spec.facets()["mount /pip"], "pip:nocopy");
+        let body = spec.create_body();
+        let host_config = body.host_config.unwrap();
+        assert_eq!(
+            host_config.binds.unwrap(),
+            [
+                format!("{cache}:/cache:ro,Z"),
+                "pip:/pip:nocopy,rw".into(),
+                "/srv/labelled:/labelled:z".into()
+            ]
+        );
+        assert_eq!(body.volumes.unwrap(), ["/scratch"]);
+        let mounts = host_config.mounts.unwrap();
+        let there = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/there"))
+            .unwrap();
+        assert_eq!(
+            (
+                there.typ,
+                there.read_only,
+                there.consistency.as_deref(),
+                there.bind_options.as_ref().unwrap().propagation
+            ),
+            (
+                Some(MountType::BIND),
+                Some(true),
+                Some("cached"),
+                Some(bollard::models::MountBindOptionsPropagationEnum::RSLAVE)
+            )
+        );
+        // The project's folders stay `Mount`s; only what a `-v` gave is elsewhere.
+        assert_eq!(mounts.len(), 5, "{mounts:?}");
+    }
+
+    #[test]
+    fn ports_are_bound_as_docker_binds_them() {
+        let (_d, config) = load_config("PUBLISH_ADDRESS=127.0.0.1\n");
+        let options = StartOptions {
+            publish: [
+                "8090-8091:80",
+                "[::1]:7000-7001:7000-7001/udp",
+                "9000/sctp",
+                "8080:80",
+            ]
+            .iter()
+            .flat_map(|p| parse_publish(p).unwrap())
+            .collect(),
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &options, &host(0));
+        let body = spec.create_body();
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let of = |key: &str| -> Vec<(String, String)> {
+            bindings[key]
+                .iter()
+                .flatten()
+                .map(|b| (b.host_ip.clone().unwrap(), b.host_port.clone().unwrap()))
+                .collect()
+        };
+        let pair = |ip: &str, port: &str| (ip.to_string(), port.to_string());
+        assert_eq!(
+            of("80/tcp"),
+            [pair("127.0.0.1", "8080"), pair("127.0.0.1", "8090-8091")]
+        );
+        assert_eq!(of("7001/udp"), [pair("::1", "7001")]);
+        assert_eq!(of("9000/sctp"), [pair("127.0.0.1", "")]);
+        assert!(
+            body.exposed_ports
+                .unwrap()
+                .contains(&"9000/sctp".to_string())
+        );
+        // Both bindings of 80/tcp count for the configuration.
+        assert_eq!(
+            spec.facets()["port 80/tcp"],
+            "127.0.0.1:8080, 127.0.0.1:8090-8091"
+        );
+    }
+
+    #[test]
     fn a_run_has_no_ports_its_code_in_the_image_unless_live_and_its_output_at_mnt_out() {
         let (dir, config) = load_config("");
         let options = StartOptions {
@@ -703,6 +848,7 @@ mod tests {
                 source: "/datasets".into(),
                 target: "/mnt/data".into(),
                 read_only: true,
+                ..Volume::default()
             }],
             command: vec!["python".into()],
             ..Default::default()

@@ -467,6 +467,7 @@ async fn port_checks(engine: &Engine, config: &Config) -> Vec<Check> {
         let publish = Publish {
             host_ip: Some(config.publish_address),
             host_port: port,
+            host_port_last: None,
             container_port: port,
             protocol: Protocol::Tcp,
         };

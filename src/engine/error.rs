@@ -31,6 +31,9 @@ pub enum Refusal {
     PortInUse,
     /// The folder of a bind mount does not exist on the engine's host.
     MountSourceMissing,
+    /// The engine's host cannot publish a port of the protocol asked for (SCTP without the
+    /// kernel's SCTP module).
+    ProtocolUnsupported,
     /// A loaded archive lacks a layer's contents (an empty file) that the engine does not hold.
     LayerMissing,
     Other,
@@ -60,6 +63,7 @@ impl Refusal {
             _ if says("port is already allocated") => Refusal::PortAllocated,
             _ if says("address already in use") => Refusal::PortInUse,
             _ if says(MOUNT_SOURCE_MISSING) => Refusal::MountSourceMissing,
+            _ if says("protocol not supported") => Refusal::ProtocolUnsupported,
             _ if says("invalid diffID") => Refusal::LayerMissing,
             _ => Refusal::Other,
         }
@@ -273,6 +277,14 @@ mod tests {
                 "invalid diffID for layer 0: expected \"sha256:db73\", got \"sha256:e3b0\""
             ),
             Refusal::LayerMissing
+        );
+        assert_eq!(
+            Refusal::of(
+                500,
+                "driver failed programming external connectivity on endpoint box (ab12): \
+                 Error starting userland proxy: protocol not supported"
+            ),
+            Refusal::ProtocolUnsupported
         );
         assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
     }

@@ -310,8 +310,8 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         ),
         case(
             "",
-            &start(&["-p", "80/sctp"])[..],
-            &["-p/--publish", "sctp"],
+            &start(&["-p", "80/icmp"])[..],
+            &["-p/--publish", "icmp", "tcp, udp or sctp"],
         ),
         case(
             "",

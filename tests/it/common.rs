@@ -286,8 +286,9 @@ pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// [`Cleanup::project`] (found by devbox's labels `io.devbox.managed=true` and
 /// `io.devbox.project=FOLDER`), the images devbox built under the names registered with
 /// [`Cleanup::built`] (by their labels too), and the containers, networks and images
-/// registered by name (made with the docker CLI). Containers go first, then networks, then
-/// images; of each kind the last registered first.
+/// registered by name (made with the docker CLI, or by the engine for a `-v NAME:…`).
+/// Containers go first, then networks, volumes, images; of each kind the last registered
+/// first.
 #[derive(Default)]
 pub(crate) struct Cleanup {
     made: RefCell<Vec<(Made, String)>>,
@@ -298,6 +299,7 @@ enum Made {
     Project,
     Container,
     Network,
+    Volume,
     Image,
     Built,
 }
@@ -318,6 +320,11 @@ impl Cleanup {
 
     pub(crate) fn network(&self, name: impl Into<String>) -> &Cleanup {
         self.add(Made::Network, name.into())
+    }
+
+    /// A named volume.
+    pub(crate) fn volume(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Volume, name.into())
     }
 
     /// An image, by name:tag or id.
@@ -380,6 +387,7 @@ impl Drop for Cleanup {
         remove(&["service", "rm"], tokens.clone());
         remove(&["network", "rm"], newest_first(Made::Network));
         remove(&["secret", "rm"], tokens.clone());
+        remove(&["volume", "rm"], newest_first(Made::Volume));
         let made_tokens = !tokens.is_empty();
         for volume in tokens {
             // The job's tasks hold it until the engine has removed them with their service.
@@ -615,8 +623,13 @@ impl TcpEngine {
             "the request to hold",
             Duration::from_secs(120),
             Duration::from_millis(20),
-            || self.hold.held.load(Ordering::SeqCst).then_some(()),
+            || self.is_held().then_some(()),
         );
+    }
+
+    /// Whether the request to hold has come.
+    pub(crate) fn is_held(&self) -> bool {
+        self.hold.held.load(Ordering::SeqCst)
     }
 
     pub(crate) fn release(&self) {

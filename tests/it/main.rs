@@ -11,6 +11,7 @@ mod build;
 mod cli;
 mod cluster;
 mod container;
+mod docker_forms;
 mod doctor;
 mod faults;
 mod incontainer;
