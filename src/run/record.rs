@@ -118,6 +118,11 @@ impl Record {
     }
 }
 
+/// An RFC 3339 time as the table shows it: `2026-01-02 10:00:00` (UTC, to the second).
+fn to_the_second(time: &str) -> String {
+    time.get(..19).unwrap_or(time).replacen('T', " ", 1)
+}
+
 /// The table `devbox jobs` prints: one line per run.
 pub(crate) fn table(records: &[Record]) -> String {
     let mut rows = vec![
@@ -133,7 +138,11 @@ pub(crate) fn table(records: &[Record]) -> String {
             record.name.clone(),
             record.state.clone(),
             record.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            record.started.clone().unwrap_or_default(),
+            record
+                .started
+                .as_deref()
+                .map(to_the_second)
+                .unwrap_or_default(),
             record
                 .duration_seconds
                 .map(|s| {
@@ -241,7 +250,9 @@ mod tests {
         assert_eq!(record.environment, vec!["API_KEY", "PATH"]);
         assert!(record.is_finished());
         assert!(!describe(&record).contains("hidden"));
-        assert!(table(&[record]).contains("exited"));
+        let table = table(&[record]);
+        assert!(table.contains("exited"), "{table}");
+        assert!(table.contains(" 2026-01-02 10:00:00 "), "{table}");
     }
 
     #[test]
