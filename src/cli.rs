@@ -128,7 +128,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub privileged: bool,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
 
@@ -163,7 +164,8 @@ pub struct ContainerArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
 
@@ -183,9 +185,15 @@ pub struct StopArgs {
     )]
     pub time: i32,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
+
+    /// Stop it (and, with `cluster down`, remove the cluster's network) also when another
+    /// user's devbox made it.
+    #[arg(long)]
+    pub all_users: bool,
 }
 
 #[derive(Debug, Args)]
@@ -199,9 +207,14 @@ pub struct StatusArgs {
     #[arg(long)]
     pub show_secrets: bool,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
+
+    /// Show it also when another user's devbox made it.
+    #[arg(long)]
+    pub all_users: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,7 +227,8 @@ pub struct LogsArgs {
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long)]
     pub name: Option<String>,
 }
@@ -264,10 +278,19 @@ pub enum NetworkCommand {
         #[arg(long)]
         unencrypted: bool,
     },
-    /// List devbox's networks.
-    Ls,
-    /// Remove one of devbox's networks (refused while containers use it).
-    Rm { name: String },
+    /// List devbox's networks that you made.
+    Ls {
+        /// Every user's.
+        #[arg(long)]
+        all_users: bool,
+    },
+    /// Remove one of devbox's networks that you made (refused while containers use it).
+    Rm {
+        name: String,
+        /// Also one that another user's devbox made.
+        #[arg(long)]
+        all_users: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,7 +301,8 @@ pub enum ClusterCommand {
     Down(StopArgs),
     /// The cluster's nodes, as the container sees them.
     Status {
-        /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+        /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for
+        /// root <hostname>-<IMAGE_NAME>).
         #[arg(long)]
         name: Option<String>,
     },
@@ -373,6 +397,10 @@ pub struct JobsArgs {
     /// Every devbox run on the engine, not only this project's.
     #[arg(long)]
     pub all: bool,
+
+    /// Other users' runs too (to list, and to act on with the subcommands).
+    #[arg(long, global = true)]
+    pub all_users: bool,
 
     /// Print JSON: a list of runs (the fields of `devbox jobs inspect`).
     #[arg(long)]

@@ -79,6 +79,11 @@ pub enum RunError {
     #[error("no run {given} on the engine at {host}; `devbox jobs --all` lists every run there")]
     NoSuchRun { given: String, host: String },
     #[error(
+        "run {id} is {owner}'s, not yours; devbox leaves other users' runs alone: \
+         --all-users acts on it all the same"
+    )]
+    OtherUsers { id: String, owner: String },
+    #[error(
         "{given} names more than one run: {}; give more of the id",
         .candidates.join(", ")
     )]
@@ -188,6 +193,7 @@ pub(crate) async fn run(
                 &volume,
                 HashMap::from([
                     labels::managed(),
+                    labels::owned_by(&prepared.host.owner.name),
                     (labels::RUN_ID.to_string(), id.clone()),
                     (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
                 ]),
@@ -210,6 +216,7 @@ pub(crate) async fn run(
     body.labels = Some(run_labels(
         config,
         request,
+        &spec.owner,
         &id,
         &name,
         &prepared.code,
@@ -404,6 +411,7 @@ async fn ensure_image_on(engine: &Engine, source: &Engine, image: &str) -> Resul
 fn run_labels(
     config: &Config,
     request: &Request,
+    owner: &str,
     id: &str,
     name: &str,
     code: &str,
@@ -411,6 +419,7 @@ fn run_labels(
 ) -> HashMap<String, String> {
     let mut labels = HashMap::from([
         labels::managed(),
+        labels::owned_by(owner),
         (
             labels::PROJECT.to_string(),
             config.project_dir.to_string_lossy().into_owned(),
