@@ -18,3 +18,4 @@ mod real_image;
 mod remote;
 mod run;
 mod transfer;
+mod users;
