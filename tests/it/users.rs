@@ -430,3 +430,88 @@ fn networks_of_another_user_are_neither_listed_nor_removed_without_all_users() {
         assert!(!docker(&["network", "inspect", network]).status.success());
     }
 }
+
+/// A `CLUSTER_HEAD_NAME` written before devbox put the user in the name still finds the head:
+/// the user's container answers to the old name on the cluster network, and knows it is that
+/// name (for `cluster-join`). The network devbox makes for it is the user's.
+#[test]
+fn an_old_style_cluster_head_name_still_reaches_a_users_container() {
+    // Declared first, so dropped last: the container and network go before the swarm.
+    let _swarm: common::Swarm;
+    let _alone = common::one_at_a_time();
+    let user = TestUser::new();
+    let cleanup = Cleanup::new();
+    common::test_image("busybox");
+    let image = unique_name("head");
+    cleanup.image(format!("{image}:latest"));
+    docker_ok(&["tag", BUSYBOX_IMAGE, &format!("{image}:latest")]);
+    let old_name = format!("{}-{image}", hostname());
+    let head = format!("{}-{}-{image}", hostname(), user.name);
+    let network = unique_name("net");
+    cleanup.network(&network);
+    let project = Project::new(&format!(
+        "IMAGE_NAME={image}\nPUBLISH_ADDRESS={}\nCLUSTER_HEAD_NAME={old_name}\nCLUSTER_NETWORK={network}\n",
+        own_loopback_address()
+    ));
+    cleanup.project(&project);
+    _swarm = common::Swarm::ensure();
+
+    let started = user.devbox(
+        &project,
+        &["start", "--network", &network, "--", "sleep", "100000"],
+    );
+    assert_success(&started);
+    let on_network = |field: &str| {
+        docker_ok(&[
+            "container",
+            "inspect",
+            "--format",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").{field}}}}}"),
+            &head,
+        ])
+    };
+    assert!(
+        on_network("Aliases").contains(&old_name),
+        "{}",
+        on_network("Aliases")
+    );
+    let env = docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{json .Config.Env}}",
+        &head,
+    ]);
+    assert!(
+        env.contains(&format!("\"DEVBOX_HEAD_ALIAS={old_name}\"")),
+        "{env}"
+    );
+    // Another container on the network reaches it under the old name.
+    let address = on_network("IPAddress");
+    let looked_up = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        BUSYBOX_IMAGE,
+        "nslookup",
+        &old_name,
+    ]);
+    assert!(
+        stdout(&looked_up).contains(&address),
+        "{address}: {}{}",
+        stdout(&looked_up),
+        stderr(&looked_up)
+    );
+    assert_eq!(
+        docker_ok(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Labels \"io.devbox.owner\"}}",
+            &network
+        ]),
+        user.name
+    );
+    assert_success(&user.devbox(&project, &["stop"]));
+}
