@@ -110,6 +110,23 @@ fn two_users_on_one_engine_each_start_connect_and_stop_without_touching_the_othe
     assert_eq!(host_port(&root_status, 2059), 2059);
     assert_eq!(host_port(&root_status, 2088), 2088);
 
+    // A port the user asks for with -p that is taken is refused as ever, naming its holder.
+    let err = assert_failure(&user.devbox(
+        &users,
+        &["start", "-p", "2059:2059", "--", "sleep", "100000"],
+    ));
+    assert!(
+        err.contains(&format!(
+            "port 2059 on {address} is already in use by container {root_name}"
+        )),
+        "{err}"
+    );
+    assert!(
+        !docker(&["container", "inspect", &user_name])
+            .status
+            .success()
+    );
+
     // The user gets a container of their own, on ports the engine chose, and is told so.
     let started = user.devbox(&users, START);
     assert_success(&started);
