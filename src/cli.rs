@@ -157,7 +157,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub privileged: bool,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
 
@@ -205,7 +206,8 @@ pub struct ContainerArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 
@@ -226,9 +228,15 @@ pub struct StopArgs {
     )]
     pub time: i32,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
+
+    /// Stop it (and, with `cluster down`, remove the cluster's network) also when another
+    /// user's devbox made it.
+    #[arg(long)]
+    pub all_users: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,9 +250,14 @@ pub struct StatusArgs {
     #[arg(long)]
     pub show_secrets: bool,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
+
+    /// Show it also when another user's devbox made it.
+    #[arg(long)]
+    pub all_users: bool,
 }
 
 #[derive(Debug, Args)]
@@ -257,7 +270,8 @@ pub struct LogsArgs {
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
 
-    /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+    /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for root
+    /// <hostname>-<IMAGE_NAME>).
     #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
     pub name: Option<String>,
 }
@@ -307,10 +321,21 @@ pub enum NetworkCommand {
         #[arg(long)]
         unencrypted: bool,
     },
-    /// List devbox's networks.
-    Ls(ListingArgs),
-    /// Remove one of devbox's networks (refused while containers use it).
-    Rm { name: String },
+    /// List devbox's networks that you made.
+    Ls {
+        #[command(flatten)]
+        listing: ListingArgs,
+        /// Every user's.
+        #[arg(long)]
+        all_users: bool,
+    },
+    /// Remove one of devbox's networks that you made (refused while containers use it).
+    Rm {
+        name: String,
+        /// Also one that another user's devbox made.
+        #[arg(long)]
+        all_users: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,7 +346,8 @@ pub enum ClusterCommand {
     Down(StopArgs),
     /// The cluster's nodes, as the container sees them.
     Status {
-        /// Container name (default CONTAINER_NAME, else <hostname>-<IMAGE_NAME>).
+        /// Container name (default CONTAINER_NAME, else <hostname>-<user>-<IMAGE_NAME>, for
+        /// root <hostname>-<IMAGE_NAME>).
         #[arg(long, add = ArgValueCandidates::new(crate::completion::containers))]
         name: Option<String>,
     },
@@ -428,6 +454,10 @@ pub struct JobsArgs {
 
     #[command(flatten)]
     pub listing: ListingArgs,
+
+    /// Other users' runs too (to list, and to act on with the subcommands).
+    #[arg(long, global = true)]
+    pub all_users: bool,
 
     #[command(subcommand)]
     pub command: Option<JobsCommand>,

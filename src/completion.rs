@@ -55,7 +55,9 @@ pub(crate) fn script(shell: &str) -> String {
 /// each id, with its name and state as help, and each name given with `--name`.
 pub(crate) fn runs() -> Vec<CompletionCandidate> {
     from_engine(|engine| async move {
-        let runs = crate::run::jobs::list(&engine, None).await.ok()?;
+        let runs = crate::run::jobs::list(&engine, None, &crate::labels::Owners::of(false))
+            .await
+            .ok()?;
         let mut candidates = Vec::new();
         for crate::run::jobs::Found { record, .. } in runs {
             candidates.push(

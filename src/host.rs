@@ -1,6 +1,35 @@
 //! Facts about the machine devbox runs on, on the host or inside the container: its name,
 //! the user's login name, and its random source.
 
+/// The host user devbox runs as: what devbox makes is labelled as theirs, and the default
+/// container name of a user who is not root carries their name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct User {
+    pub uid: u32,
+    /// `root` for uid 0 (whatever `USER` says, as under `sudo -E`), else the login name.
+    pub name: String,
+}
+
+impl User {
+    pub(crate) fn current() -> User {
+        let uid = nix::unistd::getuid();
+        User {
+            uid: uid.as_raw(),
+            name: if uid.is_root() {
+                "root".to_string()
+            } else {
+                login_name()
+            },
+        }
+    }
+
+    /// The name the default container name carries: none for root, whose containers keep the
+    /// name they had before devbox told users apart.
+    pub(crate) fn in_container_names(&self) -> Option<&str> {
+        (self.uid != 0).then_some(self.name.as_str())
+    }
+}
+
 /// This host's name (the default container name starts with it).
 pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()

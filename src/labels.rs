@@ -12,6 +12,11 @@ macro_rules! label {
 }
 
 pub(crate) const MANAGED: &str = label!("managed");
+/// Whose it is: the name of the host user devbox ran as (`host::User`), on containers, runs,
+/// their output volumes and networks.
+pub(crate) const OWNER: &str = label!("owner");
+/// The owner of what devbox made before it wrote [`OWNER`]: root, the engine's own user.
+const OWNER_BEFORE_THE_LABEL: &str = "root";
 
 // The dev container's.
 pub(crate) const PROJECT: &str = label!("project");
@@ -68,9 +73,61 @@ pub(crate) fn is_managed(labels: Option<&HashMap<String, String>>) -> bool {
         .is_some_and(|value| value == "true")
 }
 
+/// The label that says whose a thing is, to add to a set of labels.
+pub(crate) fn owned_by(user: &str) -> (String, String) {
+    (OWNER.to_string(), user.to_string())
+}
+
+/// Whose these labels say a thing is; root's when devbox made it before it wrote the owner.
+pub(crate) fn owner(labels: Option<&HashMap<String, String>>) -> &str {
+    labels
+        .and_then(|labels| labels.get(OWNER))
+        .map_or(OWNER_BEFORE_THE_LABEL, String::as_str)
+}
+
+/// Whose things a command lists and acts on: one user's, or (`--all-users`) everyone's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owners {
+    One(String),
+    All,
+}
+
+impl Owners {
+    /// The things of the user devbox runs as, or with `all_users` everyone's.
+    pub(crate) fn of(all_users: bool) -> Owners {
+        if all_users {
+            Owners::All
+        } else {
+            Owners::One(crate::host::User::current().name)
+        }
+    }
+
+    /// Whether a thing of `owner` is among these owners'.
+    pub(crate) fn include(&self, owner: &str) -> bool {
+        match self {
+            Owners::One(user) => user == owner,
+            Owners::All => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    #[test]
+    fn a_thing_is_its_owners_and_what_has_no_owner_is_roots() {
+        let alice = HashMap::from([(super::OWNER.to_string(), "alice".to_string())]);
+        let before = HashMap::from([super::managed()]);
+        let owners = |name: &str| super::Owners::One(name.to_string());
+        assert_eq!(super::owner(Some(&alice)), "alice");
+        assert!(owners("alice").include(super::owner(Some(&alice))));
+        assert!(!owners("bob").include(super::owner(Some(&alice))));
+        assert!(super::Owners::All.include(super::owner(Some(&alice))));
+        assert_eq!(super::owner(Some(&before)), "root");
+        assert_eq!(super::owner(None), "root");
+        assert!(!owners("alice").include(super::owner(Some(&before))));
+    }
 
     #[test]
     fn only_devboxs_label_marks_a_thing_as_devboxs() {

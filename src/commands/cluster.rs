@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::container::{self, Started};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
+use crate::labels::Owners;
 use crate::printer::Printer;
 use crate::ray;
 use crate::swarm::{SwarmError, networks};
@@ -26,8 +27,8 @@ pub(super) async fn run(
             let started = ray::start(&engine, config, options, args.start.recreate, &say(printer))
                 .await
                 .while_doing(doing)?;
-            if let Started::Created(spec) = &started {
-                report_created(printer, config, spec);
+            if let Started::Created { spec, moved } = &started {
+                report_created(printer, config, spec, moved);
                 printer.result(format!(
                     "started {} on {}",
                     spec.name,
@@ -43,7 +44,8 @@ pub(super) async fn run(
         }
         ClusterCommand::Down(args) => {
             let name = name_of(config, args.name.as_ref());
-            let stopped = container::stop(&engine, &name, args.time, &say(printer))
+            let owners = Owners::of(args.all_users);
+            let stopped = container::stop(&engine, &name, args.time, &owners, &say(printer))
                 .await
                 .while_doing(|| format!("taking {name} out of the cluster"))?;
             printer.result(if stopped {
@@ -53,12 +55,13 @@ pub(super) async fn run(
             });
             // The network goes with the last container that used it, if devbox made it; while
             // other machines still use it, it stays, and only a manager can remove it.
-            match networks::remove(&engine, &config.cluster_network).await {
+            match networks::remove(&engine, &config.cluster_network, &owners).await {
                 Ok(()) => printer.result(format!("removed network {}", config.cluster_network)),
                 Err(
                     SwarmError::InUse { .. }
                     | SwarmError::Missing(_)
                     | SwarmError::Foreign(_)
+                    | SwarmError::OtherUsers { .. }
                     | SwarmError::NotManager,
                 ) => {}
                 Err(error) => {

@@ -9,10 +9,11 @@ use crate::cli::{ConnectArgs, ContainerArgs, LogsArgs, StartArgs, StatusArgs, St
 use crate::config::Config;
 use crate::container::options::{self, OptionError};
 use crate::container::spec::{self, ContainerSpec, StartOptions};
-use crate::container::{self, ContainerError, Event, Started, status};
+use crate::container::{self, ContainerError, Event, MovedPort, Started, status};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::image::progress::format_size;
+use crate::labels::Owners;
 use crate::printer::Printer;
 
 /// The container's name for a command that finds an existing one.
@@ -21,7 +22,12 @@ pub(super) fn name_of(config: &Config, name: Option<&String>) -> String {
         name: name.cloned(),
         ..Default::default()
     };
-    spec::container_name(config, &options, &crate::host::hostname())
+    spec::container_name(
+        config,
+        &options,
+        &crate::host::hostname(),
+        crate::host::User::current().in_container_names(),
+    )
 }
 
 pub(super) fn start_options(
@@ -105,9 +111,18 @@ pub(super) fn say(printer: Printer) -> impl Fn(Event) {
 const MIN_TOKEN_CHARS: usize = 16;
 const MIN_PASSWORD_CHARS: usize = 8;
 
-/// What `start` and `cluster up` say about a container they made: a /dev/shm made smaller,
-/// ports open to every machine, chosen secrets too short to keep anyone out.
-pub(super) fn report_created(printer: Printer, config: &Config, spec: &ContainerSpec) {
+/// What `start` and `cluster up` say about a container they made: default ports that were
+/// taken and where the engine published instead, a /dev/shm made smaller, ports open to every
+/// machine, chosen secrets too short to keep anyone out.
+pub(super) fn report_created(
+    printer: Printer,
+    config: &Config,
+    spec: &ContainerSpec,
+    moved: &[MovedPort],
+) {
+    if let Some(note) = moved_note(moved) {
+        printer.note(note);
+    }
     let short = |key: &str, value: Option<&String>, minimum: usize| {
         if let Some(value) = value
             && value.chars().count() < minimum
@@ -186,8 +201,8 @@ pub(super) async fn start(
                 spec.name
             ));
         }
-        Started::Created(spec) => {
-            report_created(printer, config, &spec);
+        Started::Created { spec, moved } => {
+            report_created(printer, config, &spec, &moved);
             printer.result(format!("started {} from {}", spec.name, spec.image));
             let status = status::fresh_status(&engine, config, &spec.name)
                 .await
@@ -223,7 +238,8 @@ pub(super) async fn stop(
     let printer = Printer::DEVBOX;
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
-    let stopped = container::stop(&engine, &name, args.time, &say(printer))
+    let owners = Owners::of(args.all_users);
+    let stopped = container::stop(&engine, &name, args.time, &owners, &say(printer))
         .await
         .while_doing(|| format!("stopping {name}"))?;
     printer.result(if stopped {
@@ -242,7 +258,7 @@ pub(super) async fn status(
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
     let secrets = secrets_shown(args, std::io::stdout().is_terminal());
-    let status = status::status(&engine, config, &name, secrets)
+    let status = status::status(&engine, config, &name, secrets, &Owners::of(args.all_users))
         .await
         .while_doing(|| format!("reading the status of {name}"))?;
     let printer = Printer::DEVBOX;
@@ -268,10 +284,44 @@ pub(super) async fn logs(
 ) -> Result<ExitStatus, CommandError> {
     let engine = Engine::connect(target).await?;
     let name = name_of(config, args.name.as_ref());
-    container::logs(&engine, &name, args.follow, args.tail)
+    container::logs(&engine, &name, args.follow, args.tail, &Owners::of(false))
         .await
         .while_doing(|| format!("reading the logs of {name}"))?;
     Ok(ExitStatus::Success)
+}
+
+/// One line on the default ports that were taken: who held each, and where the engine
+/// published it instead.
+fn moved_note(moved: &[MovedPort]) -> Option<String> {
+    let clauses: Vec<String> = moved
+        .iter()
+        .map(|port| {
+            let address = port
+                .usual
+                .host_ip
+                .map_or("0.0.0.0".to_string(), |ip| ip.to_string());
+            let service = match port.usual.container_port {
+                spec::VNC_PORT => "VNC",
+                spec::JUPYTER_PORT => "Jupyter",
+                _ => "the port",
+            };
+            let chosen = if port.chosen == 0 {
+                "a port the engine chose".to_string()
+            } else {
+                format!("{address}:{}", port.chosen)
+            };
+            format!(
+                "{service} is on {chosen}, as {address}:{} is held by {}",
+                port.usual.host_port, port.holder
+            )
+        })
+        .collect();
+    (!clauses.is_empty()).then(|| {
+        format!(
+            "{} (free ports the engine chose; `devbox status` shows them)",
+            clauses.join("; ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -284,11 +334,36 @@ mod tests {
             json,
             show_secrets,
             name: None,
+            all_users: false,
         };
         assert!(super::secrets_shown(&args(false, false), true));
         assert!(!super::secrets_shown(&args(false, false), false), "piped");
         assert!(!super::secrets_shown(&args(true, false), true), "JSON");
         assert!(super::secrets_shown(&args(true, true), false));
         assert!(super::secrets_shown(&args(false, true), false));
+    }
+
+    #[test]
+    fn taken_default_ports_are_said_in_one_note_with_their_holders_and_new_ports() {
+        use crate::container::MovedPort;
+        use crate::container::options::{Protocol, Publish};
+        let moved = |port: u16, chosen: u16| MovedPort {
+            usual: Publish {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: port,
+                host_port_last: None,
+                container_port: port,
+                protocol: Protocol::Tcp,
+            },
+            holder: "container gpu01-bob-boom".into(),
+            chosen,
+        };
+        assert_eq!(super::moved_note(&[]), None);
+        assert_eq!(
+            super::moved_note(&[moved(2059, 32768), moved(2088, 32769)]).unwrap(),
+            "VNC is on 127.0.0.1:32768, as 127.0.0.1:2059 is held by container gpu01-bob-boom; \
+             Jupyter is on 127.0.0.1:32769, as 127.0.0.1:2088 is held by container \
+             gpu01-bob-boom (free ports the engine chose; `devbox status` shows them)"
+        );
     }
 }

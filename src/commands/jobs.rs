@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::container;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
+use crate::labels::Owners;
 use crate::listing::Listing;
 use crate::printer::Printer;
 use crate::run::jobs::{self, Found};
@@ -21,18 +22,19 @@ pub(super) async fn run(
     let listing = Listing::of::<record::Record>(args.listing.json, args.listing.format.as_deref())?;
     let engine = Engine::connect(target).await?;
     let project = Some(config.image_name.as_str()).filter(|_| !args.all);
+    let owners = Owners::of(args.all_users);
     let find = |given: &str| {
         let given = given.to_string();
-        let engine = &engine;
+        let (engine, owners) = (&engine, &owners);
         async move {
-            jobs::find(engine, &given)
+            jobs::find(engine, &given, owners)
                 .await
                 .while_doing(|| format!("finding run {given}"))
         }
     };
     match &args.command {
         None => {
-            let runs = jobs::list(&engine, project)
+            let runs = jobs::list(&engine, project, &owners)
                 .await
                 .while_doing(|| "listing the runs".to_string())?;
             let records: Vec<record::Record> = runs.into_iter().map(|f| f.record).collect();
@@ -40,7 +42,7 @@ pub(super) async fn run(
         }
         Some(JobsCommand::Logs { run, follow, tail }) => {
             let found = find(run).await?;
-            container::logs(&engine, &found.container, *follow, *tail)
+            container::logs(&engine, &found.container, *follow, *tail, &owners)
                 .await
                 .while_doing(|| format!("reading the logs of run {}", found.record.id))?;
         }
@@ -52,6 +54,7 @@ pub(super) async fn run(
             for found in chosen(
                 &engine,
                 project,
+                &owners,
                 runs,
                 *all,
                 |f| !f.record.is_finished(),
@@ -69,6 +72,7 @@ pub(super) async fn run(
             for found in chosen(
                 &engine,
                 project,
+                &owners,
                 runs,
                 *finished,
                 |f| f.record.is_finished(),
@@ -101,10 +105,11 @@ pub(super) async fn run(
 }
 
 /// The runs named (each found first, so a wrong name changes nothing), or with `every`, this
-/// project's runs that `which` picks.
+/// project's runs of `owners` that `which` picks.
 async fn chosen<F, Fut>(
     engine: &Engine,
     project: Option<&str>,
+    owners: &Owners,
     given: &[String],
     every: bool,
     which: impl Fn(&Found) -> bool,
@@ -115,7 +120,7 @@ where
     Fut: std::future::Future<Output = Result<Found, CommandError>>,
 {
     if every {
-        let runs = jobs::list(engine, project)
+        let runs = jobs::list(engine, project, owners)
             .await
             .while_doing(|| "listing the runs".to_string())?;
         return Ok(runs.into_iter().filter(which).collect());

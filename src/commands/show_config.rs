@@ -78,13 +78,7 @@ fn render(config: &Config, show_secrets: bool) -> String {
                 .as_ref()
                 .map_or("none".to_string(), |p| p.display().to_string()),
         ),
-        (
-            "container name",
-            config
-                .container_name
-                .clone()
-                .unwrap_or_else(|| format!("<hostname>-{}", config.image_name)),
-        ),
+        ("container name", super::container::name_of(config, None)),
         (
             "cluster head",
             config

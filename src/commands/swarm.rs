@@ -6,6 +6,7 @@ use super::{CommandError, WhileDoing};
 use crate::cli::{NetworkCommand, SwarmCommand};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
+use crate::labels::Owners;
 use crate::listing::Listing;
 use crate::printer::Printer;
 use crate::swarm::{self, SWARM_PORTS, networks};
@@ -73,18 +74,19 @@ pub(super) async fn swarm(
 /// `network ls`'s table.
 fn network_table(networks: &[networks::NetworkSummary]) -> String {
     let mut table = format!(
-        "{:<24} {:<8} {:<6} {:<10} {:<18} CONTAINERS\n",
-        "NAME", "DRIVER", "SCOPE", "ENCRYPTED", "SUBNET"
+        "{:<24} {:<8} {:<6} {:<10} {:<18} {:<12} CONTAINERS\n",
+        "NAME", "DRIVER", "SCOPE", "ENCRYPTED", "SUBNET", "OWNER"
     );
     for n in networks {
         let _ = writeln!(
             table,
-            "{:<24} {:<8} {:<6} {:<10} {:<18} {}",
+            "{:<24} {:<8} {:<6} {:<10} {:<18} {:<12} {}",
             n.name,
             n.driver,
             n.scope,
             if n.encrypted { "yes" } else { "no" },
             n.subnets.join(","),
+            n.owner,
             n.containers.join(",")
         );
     }
@@ -144,16 +146,16 @@ pub(super) async fn network(
                 format!("{name} already exists as an attachable overlay network")
             });
         }
-        NetworkCommand::Ls(args) => {
+        NetworkCommand::Ls { listing, all_users } => {
             let listing =
-                Listing::of::<networks::NetworkSummary>(args.json, args.format.as_deref())?;
-            let networks = networks::list(&engine)
+                Listing::of::<networks::NetworkSummary>(listing.json, listing.format.as_deref())?;
+            let networks = networks::list(&engine, &Owners::of(*all_users))
                 .await
                 .while_doing(|| "listing networks".into())?;
             printer.result(listing.render(&networks, network_table));
         }
-        NetworkCommand::Rm { name } => {
-            networks::remove(&engine, name)
+        NetworkCommand::Rm { name, all_users } => {
+            networks::remove(&engine, name, &Owners::of(*all_users))
                 .await
                 .while_doing(|| format!("removing network {name}"))?;
             printer.result(format!("removed network {name}"));

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, LogOutput, Refusal};
-use crate::labels;
+use crate::labels::{self, Owners};
 use label_key::{LabelKey, LabelKeyError};
 use options::{OptionError, Protocol};
 pub(crate) use spec::StartOptions;
@@ -41,6 +41,14 @@ pub enum ContainerError {
          Remove or rename it (`docker rm -f {0}`), or choose another name with --name or CONTAINER_NAME"
     )]
     Foreign(String),
+    #[error(
+        "{name} is {owner}'s container, not yours; devbox leaves other users' things alone: {fix}"
+    )]
+    OtherUsers {
+        name: String,
+        owner: String,
+        fix: &'static str,
+    },
     #[error(
         "{name} is running with a different configuration:\n{}\nRun `devbox start --recreate` to replace it \
          (the mounted folders are kept), or `devbox stop` first",
@@ -112,19 +120,41 @@ pub enum ContainerError {
     Engine(#[from] EngineError),
 }
 
+/// What to do about another user's container, for a command that cannot act on it.
+pub(crate) const USE_YOUR_OWN: &str = "choose a name of your own with --name or \
+     CONTAINER_NAME (the default name carries your user name)";
+/// What to do about another user's container, for a command that can.
+pub(crate) const ALL_USERS: &str = "--all-users acts on it all the same";
+
 /// What `start` did.
 #[derive(Debug)]
 pub(crate) enum Started {
-    Created(ContainerSpec),
+    Created {
+        spec: ContainerSpec,
+        /// The default ports that were taken, published where the engine chose instead.
+        moved: Vec<MovedPort>,
+    },
     AlreadyRunning(ContainerSpec),
 }
 
 impl Started {
     pub(crate) fn spec(&self) -> &ContainerSpec {
         match self {
-            Started::Created(spec) | Started::AlreadyRunning(spec) => spec,
+            Started::Created { spec, .. } | Started::AlreadyRunning(spec) => spec,
         }
     }
+}
+
+/// A default port (VNC, Jupyter) that something else held, so that the container got a host
+/// port the engine chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MovedPort {
+    /// The usual address and port.
+    pub usual: options::Publish,
+    /// Who holds it, as `ports::holder_of` says.
+    pub holder: String,
+    /// The host port the engine chose (0 when it could not be read back).
+    pub chosen: u16,
 }
 
 /// What `start` and `stop` say as it happens, for the command to show at once: so that
@@ -141,6 +171,42 @@ pub(crate) enum Event {
 
 pub(super) fn is_managed(container: &ContainerInspectResponse) -> bool {
     labels::is_managed(container.config.as_ref().and_then(|c| c.labels.as_ref()))
+}
+
+/// Refuses a container that is another user's, unless `owners` take it in; `fix` says what
+/// to do instead.
+fn refuse_others(
+    container: &ContainerInspectResponse,
+    owners: &Owners,
+    fix: &'static str,
+) -> Result<(), ContainerError> {
+    let owner = labels::owner(container.config.as_ref().and_then(|c| c.labels.as_ref()));
+    if owners.include(owner) {
+        return Ok(());
+    }
+    Err(ContainerError::OtherUsers {
+        name: name_of(container).to_string(),
+        owner: owner.to_string(),
+        fix,
+    })
+}
+
+/// The default ports that a running container got from the engine instead of the usual ones.
+fn engine_chosen_ports(container: &ContainerInspectResponse) -> Vec<u16> {
+    let bindings = container
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref());
+    [spec::VNC_PORT, spec::JUPYTER_PORT]
+        .into_iter()
+        .filter(|port| {
+            bindings
+                .and_then(|b| b.get(&format!("{port}/tcp")))
+                .and_then(Option::as_ref)
+                .and_then(|b| b.first())
+                .is_some_and(|b| matches!(b.host_port.as_deref(), None | Some("" | "0")))
+        })
+        .collect()
 }
 
 /// The container's name, as the user gave it.
@@ -238,21 +304,13 @@ pub(crate) async fn host_facts(
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
         user: crate::host::login_name(),
+        owner: crate::host::User::current(),
+        engine_chosen: Vec::new(),
         memory_bytes: info.mem_total.unwrap_or(0),
         image_id: image.id.unwrap_or_default(),
         image_path,
         label_key: LabelKey::load()?,
     })
-}
-
-/// The container as `start` would make it now (for drift and staleness checks).
-pub(crate) async fn wanted_spec(
-    engine: &Engine,
-    config: &Config,
-    options: &StartOptions,
-) -> Result<ContainerSpec, ContainerError> {
-    let host = host_facts(engine, config).await?;
-    Ok(spec::container_spec(config, options, &host))
 }
 
 pub(crate) async fn start(
@@ -262,16 +320,26 @@ pub(crate) async fn start(
     recreate: bool,
     on_event: &dyn Fn(Event),
 ) -> Result<Started, ContainerError> {
-    let name = spec::container_name(config, options, &crate::host::hostname());
-    let (spec, existing) = tokio::try_join!(wanted_spec(engine, config, options), async {
+    let user = crate::host::User::current();
+    let name = spec::container_name(
+        config,
+        options,
+        &crate::host::hostname(),
+        user.in_container_names(),
+    );
+    let (mut host, existing) = tokio::try_join!(host_facts(engine, config), async {
         Ok(engine.inspect_container(&name).await?)
     })?;
     if let Some(existing) = existing {
         if !is_managed(&existing) {
-            return Err(ContainerError::Foreign(spec.name));
+            return Err(ContainerError::Foreign(name));
         }
+        refuse_others(&existing, &Owners::One(user.name), USE_YOUR_OWN)?;
         let labels = labels_of(&existing);
         if is_running(&existing) {
+            // It keeps the ports the engine chose for it while the usual ones were taken.
+            host.engine_chosen = engine_chosen_ports(&existing);
+            let spec = spec::container_spec(config, options, &host);
             if labels.get(labels::CONFIG_HASH) == Some(&spec.config_hash()) {
                 return Ok(Started::AlreadyRunning(spec));
             }
@@ -291,18 +359,22 @@ pub(crate) async fn start(
             engine
                 .remove_container(id_of(&existing, &spec.name))
                 .await?;
-        } else if is_created(&existing)
-            && !left_created(engine, id_of(&existing, &spec.name)).await?
-        {
+        } else if is_created(&existing) && !left_created(engine, id_of(&existing, &name)).await? {
             // Another `devbox start` created it and has started it meanwhile.
-            return Err(ContainerError::CreatedMeanwhile(spec.name));
+            return Err(ContainerError::CreatedMeanwhile(name));
         } else {
             // Exited, or created and never started within moments: what a start that died
             // between its create and its start left.
-            remove_leftover(engine, &existing, &spec.name).await?;
+            remove_leftover(engine, &existing, &name).await?;
         }
     }
 
+    let taken = taken_default_ports(engine, config, options).await?;
+    host.engine_chosen = taken
+        .iter()
+        .map(|(usual, _)| usual.container_port)
+        .collect();
+    let spec = spec::container_spec(config, options, &host);
     refuse_taken_ports(engine, &spec).await?;
     // From here on devbox makes things: a Ctrl-C (caught from now, not only once a future is
     // polled) must not leave a network, a folder or a container that never started.
@@ -344,7 +416,50 @@ pub(crate) async fn start(
         made.undo(engine, &error, spec.network.as_deref()).await;
         return Err(error);
     }
-    Ok(Started::Created(spec))
+    let moved = moved_ports(engine, &spec.name, taken).await;
+    Ok(Started::Created { spec, moved })
+}
+
+/// The default ports (VNC, Jupyter) that something holds, each with its holder: the
+/// container gets host ports the engine chooses instead.
+async fn taken_default_ports(
+    engine: &Engine,
+    config: &Config,
+    options: &StartOptions,
+) -> Result<Vec<(options::Publish, String)>, ContainerError> {
+    let mut taken = Vec::new();
+    for usual in spec::default_ports(config, options) {
+        if let Some(holder) = ports::holder_of(engine, &usual).await? {
+            taken.push((usual, holder));
+        }
+    }
+    Ok(taken)
+}
+
+/// The taken default ports with the host ports the engine chose for the started container.
+async fn moved_ports(
+    engine: &Engine,
+    name: &str,
+    taken: Vec<(options::Publish, String)>,
+) -> Vec<MovedPort> {
+    if taken.is_empty() {
+        return Vec::new();
+    }
+    let published = match engine.inspect_container(name).await {
+        Ok(Some(container)) => status::ports_of(&container),
+        _ => Vec::new(),
+    };
+    taken
+        .into_iter()
+        .map(|(usual, holder)| MovedPort {
+            chosen: published
+                .iter()
+                .find(|p| p.container_port == usual.container_port)
+                .map_or(0, |p| p.host_port),
+            usual,
+            holder,
+        })
+        .collect()
 }
 
 /// Runs `step` to its end even when Ctrl-C comes meanwhile: the engine carries out a request
@@ -458,7 +573,7 @@ impl Made {
             && let Some(network) = network
         {
             // With the cluster's token, unless another container uses it meanwhile.
-            let _ = crate::swarm::networks::remove(engine, network).await;
+            let _ = crate::swarm::networks::remove(engine, network, &Owners::of(false)).await;
         }
     }
 }
@@ -537,7 +652,7 @@ pub(crate) async fn names(engine: &Engine) -> Result<Vec<String>, EngineError> {
         .collect())
 }
 
-/// The running container named `name`, or why not.
+/// The running container named `name`, this user's, or why not.
 pub(crate) async fn running(
     engine: &Engine,
     name: &str,
@@ -546,7 +661,10 @@ pub(crate) async fn running(
         Some(container) if !is_managed(&container) => {
             Err(ContainerError::Foreign(name.to_string()))
         }
-        Some(container) if is_running(&container) => Ok(container),
+        Some(container) if is_running(&container) => {
+            refuse_others(&container, &Owners::of(false), USE_YOUR_OWN)?;
+            Ok(container)
+        }
         _ => Err(ContainerError::NotRunning(name.to_string())),
     }
 }
@@ -807,6 +925,7 @@ pub(crate) async fn stop(
     engine: &Engine,
     name: &str,
     timeout_seconds: i32,
+    owners: &Owners,
     on_event: &dyn Fn(Event),
 ) -> Result<bool, ContainerError> {
     let Some(container) = engine.inspect_container(name).await? else {
@@ -815,6 +934,7 @@ pub(crate) async fn stop(
     if !is_managed(&container) {
         return Err(ContainerError::Foreign(name.to_string()));
     }
+    refuse_others(&container, owners, ALL_USERS)?;
     if is_running(&container) {
         if let Some(failure) = leave_cluster(engine, name).await {
             on_event(Event::LeaveFailed(failure));
@@ -831,12 +951,13 @@ pub(crate) async fn logs(
     name: &str,
     follow: bool,
     tail: Option<u64>,
+    owners: &Owners,
 ) -> Result<(), ContainerError> {
     match engine.inspect_container(name).await? {
         Some(container) if !is_managed(&container) => {
             return Err(ContainerError::Foreign(name.to_string()));
         }
-        Some(_) => {}
+        Some(container) => refuse_others(&container, owners, USE_YOUR_OWN)?,
         None => return Err(ContainerError::NotRunning(name.to_string())),
     }
     let mut stream = std::pin::pin!(engine.logs(name, follow, tail));
@@ -851,4 +972,34 @@ pub(crate) async fn logs(
         stdout.flush().await.map_err(ContainerError::Terminal)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bollard::models::{ContainerInspectResponse, HostConfig, PortBinding};
+
+    #[test]
+    fn a_running_container_keeps_the_default_ports_the_engine_chose() {
+        let bound = |port: &str| {
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(port.into()),
+            }])
+        };
+        let container = ContainerInspectResponse {
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([
+                    ("2059/tcp".to_string(), bound("")),
+                    ("2088/tcp".to_string(), bound("2088")),
+                    ("8080/tcp".to_string(), bound("")),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(super::engine_chosen_ports(&container), vec![2059]);
+        assert!(super::engine_chosen_ports(&ContainerInspectResponse::default()).is_empty());
+    }
 }

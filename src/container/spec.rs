@@ -45,6 +45,11 @@ pub(crate) struct HostFacts {
     pub uid: u32,
     pub gid: u32,
     pub user: String,
+    /// Whose the container is: its label, and the user in its default name.
+    pub owner: crate::host::User,
+    /// The default ports (VNC, Jupyter) to publish on host ports the engine chooses: the
+    /// usual ones are taken (by another user's container, say).
+    pub engine_chosen: Vec<u16>,
     /// The engine host's memory, to keep /dev/shm within it.
     pub memory_bytes: i64,
     pub image_id: String,
@@ -57,9 +62,13 @@ pub(crate) struct HostFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerSpec {
     pub name: String,
+    /// The old-convention name (`<hostname>-<IMAGE_NAME>`) that CLUSTER_HEAD_NAME gives this
+    /// container: it answers to it on its network too, as the cluster's head.
+    pub head_alias: Option<String>,
     pub image: String,
     pub image_id: String,
     pub project: String,
+    pub owner: String,
     pub user: Option<String>,
     pub home: String,
     pub env: BTreeMap<String, String>,
@@ -78,30 +87,62 @@ pub(crate) struct ContainerSpec {
     pub command: Vec<String>,
 }
 
-/// The container's name: `--name`, else `CONTAINER_NAME`, else `<hostname>-<image name>`.
-pub(crate) fn container_name(config: &Config, options: &StartOptions, hostname: &str) -> String {
+/// The container's name: `--name`, else `CONTAINER_NAME`, else `<hostname>-<user>-<image
+/// name>` (`<hostname>-<image name>` for root: `user` is `None`), so that users of one machine
+/// get a container each.
+pub(crate) fn container_name(
+    config: &Config,
+    options: &StartOptions,
+    hostname: &str,
+    user: Option<&str>,
+) -> String {
     options
         .name
         .clone()
         .or_else(|| config.container_name.clone())
-        .unwrap_or_else(|| {
-            let image = config
-                .image_name
-                .rsplit('/')
-                .next()
-                .unwrap_or(&config.image_name);
-            let host: String = hostname
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            format!("{host}-{image}")
+        .unwrap_or_else(|| default_name(config, hostname, user))
+}
+
+fn default_name(config: &Config, hostname: &str, user: Option<&str>) -> String {
+    let image = config
+        .image_name
+        .rsplit('/')
+        .next()
+        .unwrap_or(&config.image_name);
+    let host: String = hostname
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
         })
+        .collect();
+    match user {
+        Some(user) => format!("{host}-{user}-{image}"),
+        None => format!("{host}-{image}"),
+    }
+}
+
+/// Tells `cluster-join` the other name the container answers to as the head.
+pub(crate) const HEAD_ALIAS_ENV: &str = "DEVBOX_HEAD_ALIAS";
+
+/// The old-convention name a user's default-named container on a cluster network answers to
+/// as well, when CLUSTER_HEAD_NAME (written before devbox put the user in the name) says it
+/// is the head.
+fn head_alias(config: &Config, options: &StartOptions, host: &HostFacts) -> Option<String> {
+    let named = options.name.is_some() || config.container_name.is_some();
+    if named || options.network.is_none() {
+        return None;
+    }
+    host.owner.in_container_names()?;
+    let old = default_name(config, &host.hostname, None);
+    config
+        .cluster_head_name
+        .as_deref()
+        .is_some_and(|head| head.eq_ignore_ascii_case(&old))
+        .then_some(old)
 }
 
 pub(crate) fn container_spec(
@@ -109,13 +150,18 @@ pub(crate) fn container_spec(
     options: &StartOptions,
     host: &HostFacts,
 ) -> ContainerSpec {
-    let name = container_name(config, options, &host.hostname);
+    let name = container_name(
+        config,
+        options,
+        &host.hostname,
+        host.owner.in_container_names(),
+    );
     spec_named(
         config,
         options,
         host,
         name,
-        published_ports(config, options),
+        published_ports(config, options, &host.engine_chosen),
     )
 }
 
@@ -174,7 +220,11 @@ fn spec_named(
     } else {
         format!("/home/{}", host.user)
     };
-    let env = environment(config, options, host, &name, &home, &publish);
+    let head_alias = head_alias(config, options, host);
+    let mut env = environment(config, options, host, &name, &home, &publish);
+    if let Some(alias) = &head_alias {
+        env.insert(HEAD_ALIAS_ENV.into(), alias.clone());
+    }
     let (shm_size, shm_clamped_from) = match options.shm_size {
         Some(size) => (size, None),
         None if host.memory_bytes > 0 && DEFAULT_SHM_BYTES > host.memory_bytes / 2 => {
@@ -184,9 +234,11 @@ fn spec_named(
     };
     ContainerSpec {
         name,
+        head_alias,
         image: config.image_ref(),
         image_id: host.image_id.clone(),
         project: config.project_dir.to_string_lossy().into_owned(),
+        owner: host.owner.name.clone(),
         user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
         home,
         env_digests: dotenv_digests(&host.label_key, &env),
@@ -203,9 +255,9 @@ fn spec_named(
     }
 }
 
-/// VNC and Jupyter on `PUBLISH_ADDRESS` unless `-p` moves them, then the `-p` ports.
-fn published_ports(config: &Config, options: &StartOptions) -> Vec<Publish> {
-    let mut publish: Vec<Publish> = [VNC_PORT, JUPYTER_PORT]
+/// VNC and Jupyter on `PUBLISH_ADDRESS` unless `-p` moves them.
+pub(crate) fn default_ports(config: &Config, options: &StartOptions) -> Vec<Publish> {
+    [VNC_PORT, JUPYTER_PORT]
         .into_iter()
         .filter(|port| !options.publish.iter().any(|p| p.container_port == *port))
         .map(|port| Publish {
@@ -215,7 +267,18 @@ fn published_ports(config: &Config, options: &StartOptions) -> Vec<Publish> {
             container_port: port,
             protocol: Protocol::Tcp,
         })
-        .collect();
+        .collect()
+}
+
+/// The default ports (those in `engine_chosen` on a host port the engine chooses), then the
+/// `-p` ports.
+fn published_ports(config: &Config, options: &StartOptions, engine_chosen: &[u16]) -> Vec<Publish> {
+    let mut publish = default_ports(config, options);
+    for port in &mut publish {
+        if engine_chosen.contains(&port.container_port) {
+            port.host_port = 0;
+        }
+    }
     publish.extend(options.publish.iter().map(|p| Publish {
         host_ip: p.host_ip.or(Some(config.publish_address)),
         ..p.clone()
@@ -384,6 +447,7 @@ impl ContainerSpec {
     pub(crate) fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             labels::managed(),
+            labels::owned_by(&self.owner),
             (labels::PROJECT.to_string(), self.project.clone()),
             (labels::CONFIG_HASH.to_string(), self.config_hash()),
             (
@@ -483,7 +547,12 @@ impl ContainerSpec {
                 endpoints_config: Some(HashMap::from([(
                     network.clone(),
                     EndpointSettings {
-                        aliases: Some(vec![self.name.clone()]),
+                        aliases: Some(
+                            std::iter::once(&self.name)
+                                .chain(&self.head_alias)
+                                .cloned()
+                                .collect(),
+                        ),
                         ..Default::default()
                     },
                 )])),
@@ -581,6 +650,11 @@ mod tests {
             uid,
             gid: uid,
             user: "ada".into(),
+            owner: crate::host::User {
+                uid,
+                name: if uid == 0 { "root" } else { "ada" }.into(),
+            },
+            engine_chosen: Vec::new(),
             memory_bytes: 64 << 30,
             image_id: "sha256:aaaa".into(),
             image_path: Some("/opt/venv/bin:/usr/bin:/bin".into()),
@@ -589,22 +663,129 @@ mod tests {
     }
 
     #[test]
-    fn the_default_name_is_host_and_image() {
+    fn the_default_name_is_host_user_and_image_and_roots_has_no_user() {
         let (_d, config) = load_config("IMAGE_NAME=team/boom\n");
+        let defaults = StartOptions::default();
         assert_eq!(
-            container_name(&config, &StartOptions::default(), "gpu01.lab"),
+            container_name(&config, &defaults, "gpu01.lab", Some("ada")),
+            "gpu01.lab-ada-boom"
+        );
+        assert_eq!(
+            container_name(&config, &defaults, "gpu01.lab", None),
+            "gpu01.lab-boom"
+        );
+        assert_eq!(
+            container_spec(&config, &defaults, &host(1000)).name,
+            "gpu01.lab-ada-boom"
+        );
+        assert_eq!(
+            container_spec(&config, &defaults, &host(0)).name,
             "gpu01.lab-boom"
         );
         let (_d, named) = load_config("CONTAINER_NAME=mine\n");
-        assert_eq!(
-            container_name(&named, &StartOptions::default(), "h"),
-            "mine"
-        );
+        assert_eq!(container_name(&named, &defaults, "h", Some("ada")), "mine");
         let options = StartOptions {
             name: Some("flag".into()),
             ..Default::default()
         };
-        assert_eq!(container_name(&named, &options, "h"), "flag");
+        assert_eq!(container_name(&named, &options, "h", Some("ada")), "flag");
+    }
+
+    #[test]
+    fn the_container_is_labelled_with_its_owner() {
+        let (_d, config) = load_config("");
+        let labels = container_spec(&config, &StartOptions::default(), &host(1000)).labels();
+        assert_eq!(labels[labels::OWNER], "ada");
+        let labels = container_spec(&config, &StartOptions::default(), &host(0)).labels();
+        assert_eq!(labels[labels::OWNER], "root");
+    }
+
+    #[test]
+    fn an_old_style_cluster_head_name_names_a_users_container_on_the_network_too() {
+        let (_d, config) = load_config("IMAGE_NAME=boom\nCLUSTER_HEAD_NAME=gpu01.lab-boom\n");
+        let on_network = StartOptions {
+            network: Some("cluster".into()),
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &on_network, &host(1000));
+        assert_eq!(spec.name, "gpu01.lab-ada-boom");
+        assert_eq!(spec.head_alias.as_deref(), Some("gpu01.lab-boom"));
+        assert_eq!(spec.env[HEAD_ALIAS_ENV], "gpu01.lab-boom");
+        let body = spec.create_body();
+        let endpoint = &body.networking_config.unwrap().endpoints_config.unwrap()["cluster"];
+        assert_eq!(
+            endpoint.aliases.as_deref(),
+            Some(
+                &[
+                    "gpu01.lab-ada-boom".to_string(),
+                    "gpu01.lab-boom".to_string()
+                ][..]
+            )
+        );
+        // Root's container has that name already; a named one, another head, or no network:
+        // no second name.
+        assert_eq!(
+            container_spec(&config, &on_network, &host(0)).head_alias,
+            None
+        );
+        let named = StartOptions {
+            name: Some("mine".into()),
+            ..on_network.clone()
+        };
+        assert_eq!(
+            container_spec(&config, &named, &host(1000)).head_alias,
+            None
+        );
+        let (_d, other_head) = load_config("IMAGE_NAME=boom\nCLUSTER_HEAD_NAME=gpu02-boom\n");
+        let spec = container_spec(&other_head, &on_network, &host(1000));
+        assert_eq!(spec.head_alias, None);
+        assert!(!spec.env.contains_key(HEAD_ALIAS_ENV));
+        let alone = container_spec(&config, &StartOptions::default(), &host(1000));
+        assert_eq!(alone.head_alias, None);
+    }
+
+    #[test]
+    fn taken_default_ports_go_where_the_engine_chooses_and_the_container_is_told() {
+        let (_d, config) = load_config("");
+        let mut facts = host(1000);
+        facts.engine_chosen = vec![VNC_PORT, JUPYTER_PORT];
+        let options = StartOptions {
+            publish: parse_publish("127.0.0.1:2090:2090").unwrap(),
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &options, &facts);
+        let ports: Vec<(u16, u16)> = spec
+            .publish
+            .iter()
+            .map(|p| (p.host_port, p.container_port))
+            .collect();
+        assert_eq!(ports, vec![(0, 2059), (0, 2088), (2090, 2090)]);
+        // start-vnc and start-jupyter say that `devbox status` knows the port.
+        assert_eq!(spec.env["DEVBOX_VNC_HOST_PORT"], "0");
+        assert_eq!(spec.env["DEVBOX_JUPYTER_HOST_PORT"], "0");
+        let bindings = spec
+            .create_body()
+            .host_config
+            .unwrap()
+            .port_bindings
+            .unwrap();
+        assert_eq!(
+            bindings["2059/tcp"].as_ref().unwrap()[0]
+                .host_port
+                .as_deref(),
+            Some("")
+        );
+        // A -p for 2059 is no default: it stays as given.
+        let moved = StartOptions {
+            publish: parse_publish("127.0.0.1:3000:2059").unwrap(),
+            ..Default::default()
+        };
+        let spec = container_spec(&config, &moved, &facts);
+        assert!(
+            spec.publish
+                .iter()
+                .any(|p| (p.host_port, p.container_port) == (3000, 2059))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::ports::url_host;
 use super::spec::{JUPYTER_PORT, VNC_PORT};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::labels::{self, Owners};
 
 /// Said of a secret left out.
 const HIDDEN: &str = "hidden: --show-secrets shows it";
@@ -22,6 +23,8 @@ pub(crate) struct Status {
     /// `running`, `exited`, `created`…, or `absent`.
     pub state: String,
     pub managed: bool,
+    /// Whose devbox made it (`null` when absent or not devbox's).
+    pub owner: Option<String>,
     pub image: Option<String>,
     /// False when IMAGE_NAME:IMAGE_TAG has been rebuilt since the container started.
     pub image_current: Option<bool>,
@@ -86,6 +89,7 @@ pub(crate) fn from_inspect(
             name: name.to_string(),
             state: "absent".into(),
             managed: false,
+            owner: None,
             image: None,
             image_current: None,
             ports: Vec::new(),
@@ -105,10 +109,14 @@ pub(crate) fn from_inspect(
     let ssh_tunnel = ssh_tunnel(&ports, login);
     let gpus = gpus_of(container);
     let networks = networks_of(container);
+    let managed = super::is_managed(container);
     Status {
         name: name.to_string(),
         state,
-        managed: super::is_managed(container),
+        managed,
+        owner: managed.then(|| {
+            labels::owner(container.config.as_ref().and_then(|c| c.labels.as_ref())).to_string()
+        }),
         image: container.config.as_ref().and_then(|c| c.image.clone()),
         image_current: current_image_id.map(|id| container.image.as_deref() == Some(id)),
         ports,
@@ -121,7 +129,7 @@ pub(crate) fn from_inspect(
 }
 
 /// The published ports, in order, each with its URL where it has one.
-fn ports_of(container: &ContainerInspectResponse) -> Vec<Port> {
+pub(super) fn ports_of(container: &ContainerInspectResponse) -> Vec<Port> {
     let mut ports: Vec<Port> = container
         .network_settings
         .as_ref()
@@ -231,16 +239,27 @@ pub(crate) async fn fresh_status(
     ))
 }
 
-/// The status of the project's container, with the running Jupyter's URL and the running VNC
-/// server's; with `secrets`, Jupyter's token and the VNC password too (read from inside the
-/// container only then: a secret not shown is not fetched).
+/// The status of the project's container (another user's only when `owners` take it in),
+/// with the running Jupyter's URL and the running VNC server's; with `secrets`, Jupyter's
+/// token and the VNC password too (read from inside the container only then: a secret not
+/// shown is not fetched).
 pub(crate) async fn status(
     engine: &Engine,
     config: &Config,
     name: &str,
     secrets: bool,
+    owners: &Owners,
 ) -> Result<Status, ContainerError> {
     let mut status = fresh_status(engine, config, name).await?;
+    if let Some(owner) = &status.owner
+        && !owners.include(owner)
+    {
+        return Err(ContainerError::OtherUsers {
+            name: name.to_string(),
+            owner: owner.clone(),
+            fix: super::ALL_USERS,
+        });
+    }
     if status.state != "running" {
         return Ok(status);
     }
@@ -365,6 +384,9 @@ pub(crate) fn render(status: &Status) -> String {
     if status.state == "absent" {
         let _ = writeln!(text, "start it with `devbox start`");
         return text;
+    }
+    if let Some(owner) = &status.owner {
+        let _ = writeln!(text, "owner      {owner}");
     }
     if let Some(image) = &status.image {
         let current = match status.image_current {
@@ -493,6 +515,7 @@ mod tests {
         let status = from_inspect("h-boom", Some(&container()), Some("sha256:bbb"), "ada");
         assert_eq!(status.state, "running");
         assert!(status.managed);
+        assert_eq!(status.owner.as_deref(), Some("root"), "made before owners");
         assert_eq!(status.image_current, Some(false));
         let urls: Vec<_> = status.ports.iter().filter_map(|p| p.url.clone()).collect();
         assert_eq!(urls, vec!["vnc://127.0.0.1:2059", "http://127.0.0.1:2088/"]);
@@ -505,6 +528,7 @@ mod tests {
         );
         let text = render(&status);
         assert!(text.contains("stale"), "{text}");
+        assert!(text.contains("owner      root\n"), "{text}");
         assert!(text.contains("from a laptop: ssh -N"), "{text}");
     }
 
@@ -512,6 +536,7 @@ mod tests {
     fn an_absent_container_says_how_to_start() {
         let status = from_inspect("x", None, None, "ada");
         assert_eq!(status.state, "absent");
+        assert_eq!(status.owner, None);
         assert!(render(&status).contains("devbox start"));
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["state"], "absent");

@@ -462,6 +462,15 @@ async fn image_checks(
 }
 
 async fn port_checks(engine: &Engine, config: &Config) -> Vec<Check> {
+    let own = format!(
+        "container {}",
+        crate::container::spec::container_name(
+            config,
+            &crate::container::StartOptions::default(),
+            &crate::host::hostname(),
+            crate::host::User::current().in_container_names(),
+        )
+    );
     let mut checks = Vec::new();
     for port in [VNC_PORT, JUPYTER_PORT] {
         let publish = Publish {
@@ -479,21 +488,25 @@ async fn port_checks(engine: &Engine, config: &Config) -> Vec<Check> {
                     format!("{}:{port} is free", config.publish_address),
                     None,
                 ),
-                Ok(Some(holder))
-                    if holder.starts_with("container ") && holder.contains(&config.image_name) =>
-                {
-                    check(
-                        "port",
-                        Level::Ok,
-                        format!("{port} is published by {holder}"),
-                        None,
-                    )
-                }
+                Ok(Some(holder)) if holder == own => check(
+                    "port",
+                    Level::Ok,
+                    format!("{port} is published by {holder}"),
+                    None,
+                ),
+                // `devbox start` publishes on a port the engine chooses instead.
                 Ok(Some(holder)) => check(
                     "port",
-                    Level::Fail,
-                    format!("{}:{port} is in use by {holder}", config.publish_address),
-                    Some(format!("stop it, or start with -p HOST_PORT:{port}")),
+                    Level::Warn,
+                    format!(
+                        "{}:{port} is in use by {holder}: `devbox start` publishes {} on a \
+                         free port the engine chooses instead (`devbox status` shows it)",
+                        config.publish_address,
+                        if port == VNC_PORT { "VNC" } else { "Jupyter" }
+                    ),
+                    Some(format!(
+                        "stop it, or choose the host port with -p HOST_PORT:{port}"
+                    )),
                 ),
                 Err(error) => check("port", Level::Warn, chain(&error), None),
             },

@@ -131,11 +131,12 @@ pub(super) enum Role {
     Worker { head: String, port: u16 },
 }
 
-/// The head when asked for or when this container is the one CLUSTER_HEAD_NAME names (host
-/// names compare without regard to case); else a worker of that head (`NAME[:PORT]`).
+/// The head when asked for or when this container is the one CLUSTER_HEAD_NAME names by one
+/// of `own_names` (its hostname, and the old-convention name devbox gave it as the head's;
+/// host names compare without regard to case); else a worker of that head (`NAME[:PORT]`).
 pub(super) fn role(
     head_flag: bool,
-    hostname: &str,
+    own_names: &[&str],
     head_name: Option<&str>,
 ) -> Result<Role, AppletError> {
     if head_flag {
@@ -159,7 +160,11 @@ pub(super) fn role(
         ),
         None => (head_name, GCS_PORT),
     };
-    if name.trim_end_matches('.').eq_ignore_ascii_case(hostname) {
+    let name_part = name.trim_end_matches('.');
+    if own_names
+        .iter()
+        .any(|own| name_part.eq_ignore_ascii_case(own))
+    {
         Ok(Role::Head)
     } else {
         Ok(Role::Worker {
@@ -482,7 +487,11 @@ pub(super) fn join(args: Vec<OsString>) -> Result<ExitStatus, AppletError> {
     }
     let hostname = crate::host::hostname();
     let head_name = env_value("CLUSTER_HEAD_NAME");
-    let role = role(options.head, &hostname, head_name.as_deref())?;
+    let head_alias = env_value(crate::container::spec::HEAD_ALIAS_ENV);
+    let own_names: Vec<&str> = std::iter::once(hostname.as_str())
+        .chain(head_alias.as_deref())
+        .collect();
+    let role = role(options.head, &own_names, head_name.as_deref())?;
     // Before any wait for the head: without the token there is nothing to wait for.
     let token = token_file(options.wait.min(TOKEN_WAIT))?;
     let gpus = detect_gpus();
@@ -653,32 +662,38 @@ mod tests {
 
     #[test]
     fn the_head_is_named_or_asked_for() {
-        assert_eq!(role(true, "anything", None).unwrap(), Role::Head);
+        assert_eq!(role(true, &["anything"], None).unwrap(), Role::Head);
         assert_eq!(
-            role(false, "lab-1-runner", Some("lab-1-runner")).unwrap(),
+            role(false, &["lab-1-runner"], Some("lab-1-runner")).unwrap(),
             Role::Head
         );
         assert_eq!(
-            role(false, "Lab-1-Runner", Some("lab-1-runner.")).unwrap(),
+            role(false, &["Lab-1-Runner"], Some("lab-1-runner.")).unwrap(),
             Role::Head
         );
         assert_eq!(
-            role(false, "lab-2-runner", Some("lab-1-runner")).unwrap(),
+            role(false, &["lab-2-runner"], Some("lab-1-runner")).unwrap(),
             Role::Worker {
                 head: "lab-1-runner".into(),
                 port: 2099
             }
         );
         assert_eq!(
-            role(false, "w", Some("h:6379")).unwrap(),
+            role(false, &["w"], Some("h:6379")).unwrap(),
             Role::Worker {
                 head: "h".into(),
                 port: 6379
             }
         );
-        let error = role(false, "w", None).unwrap_err().to_string();
+        // CLUSTER_HEAD_NAME written before devbox put the user in the name: the head answers
+        // to it too.
+        assert_eq!(
+            role(false, &["gpu01-ada-boom", "gpu01-boom"], Some("gpu01-boom")).unwrap(),
+            Role::Head
+        );
+        let error = role(false, &["w"], None).unwrap_err().to_string();
         assert!(error.contains("CLUSTER_HEAD_NAME"), "{error}");
-        assert!(role(false, "w", Some("h:port")).is_err());
+        assert!(role(false, &["w"], Some("h:port")).is_err());
     }
 
     /// Every port number among the arguments: inside the container's open ranges.

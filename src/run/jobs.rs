@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use super::RunError;
 use super::record::Record;
 use crate::engine::Engine;
-use crate::labels;
+use crate::labels::{self, Owners};
 
 /// A run and its container's id.
 #[derive(Debug, Clone)]
@@ -16,8 +16,13 @@ pub(crate) struct Found {
     pub record: Record,
 }
 
-/// The runs of the project `project` (its IMAGE_NAME), or of every project; newest first.
-pub(crate) async fn list(engine: &Engine, project: Option<&str>) -> Result<Vec<Found>, RunError> {
+/// The runs of `owners` of the project `project` (its IMAGE_NAME), or of every project;
+/// newest first.
+pub(crate) async fn list(
+    engine: &Engine,
+    project: Option<&str>,
+    owners: &Owners,
+) -> Result<Vec<Found>, RunError> {
     let mut wanted = vec![
         format!("{}=true", labels::MANAGED),
         labels::RUN_ID.to_string(),
@@ -29,6 +34,8 @@ pub(crate) async fn list(engine: &Engine, project: Option<&str>) -> Result<Vec<F
     let inspected = futures_util::future::try_join_all(
         summaries
             .iter()
+            // Only these owners' runs are inspected.
+            .filter(|s| owners.include(labels::owner(s.labels.as_ref())))
             .filter_map(|s| s.id.as_deref())
             .map(|id| engine.inspect_container(id)),
     )
@@ -48,9 +55,25 @@ pub(crate) async fn list(engine: &Engine, project: Option<&str>) -> Result<Vec<F
     Ok(found)
 }
 
-/// The run `given` names: its id, its name, or a prefix of one id alone.
-pub(crate) async fn find(engine: &Engine, given: &str) -> Result<Found, RunError> {
-    let runs = list(engine, None).await?;
+/// The run of `owners` that `given` names: its id, its name, or a prefix of one id alone.
+pub(crate) async fn find(engine: &Engine, given: &str, owners: &Owners) -> Result<Found, RunError> {
+    let (theirs, others): (Vec<Found>, Vec<Found>) = list(engine, None, &Owners::All)
+        .await?
+        .into_iter()
+        .partition(|found| owners.include(&found.record.owner));
+    match named(engine, theirs, given) {
+        Err(RunError::NoSuchRun { .. }) if let Ok(other) = named(engine, others, given) => {
+            Err(RunError::OtherUsers {
+                id: other.record.id,
+                owner: other.record.owner,
+            })
+        }
+        found => found,
+    }
+}
+
+/// The one of `runs` that `given` names.
+fn named(engine: &Engine, runs: Vec<Found>, given: &str) -> Result<Found, RunError> {
     if let Some(exact) = runs
         .iter()
         .find(|f| f.record.id == given || f.record.name == given)

@@ -88,6 +88,11 @@ pub enum RunError {
     #[error("no run {given} on the engine at {host}; `devbox jobs --all` lists every run there")]
     NoSuchRun { given: String, host: String },
     #[error(
+        "run {id} is {owner}'s, not yours; devbox leaves other users' runs alone: \
+         --all-users acts on it all the same"
+    )]
+    OtherUsers { id: String, owner: String },
+    #[error(
         "{given} names more than one run: {}; give more of the id",
         .candidates.join(", ")
     )]
@@ -223,6 +228,7 @@ pub(crate) async fn run(
                 &volume,
                 HashMap::from([
                     labels::managed(),
+                    labels::owned_by(&prepared.host.owner.name),
                     (labels::RUN_ID.to_string(), id.clone()),
                     (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
                 ]),
@@ -245,6 +251,7 @@ pub(crate) async fn run(
     body.labels = Some(run_labels(
         config,
         request,
+        &spec.owner,
         &id,
         &name,
         &prepared.code,
@@ -473,6 +480,7 @@ fn progress_bar(message: String) -> indicatif::ProgressBar {
 fn run_labels(
     config: &Config,
     request: &Request,
+    owner: &str,
     id: &str,
     name: &str,
     code: &str,
@@ -480,6 +488,7 @@ fn run_labels(
 ) -> HashMap<String, String> {
     let mut labels = HashMap::from([
         labels::managed(),
+        labels::owned_by(owner),
         (
             labels::PROJECT.to_string(),
             config.project_dir.to_string_lossy().into_owned(),

@@ -29,6 +29,8 @@ pub(crate) struct Record {
     /// The project's git commit (`-dirty` with changes), when it was a checkout.
     pub commit: Option<String>,
     pub started_by: String,
+    /// Whose the run is (root's when devbox started it before it labelled the owner).
+    pub owner: String,
     /// `/mnt/out`: a folder on the engine's host, or a volume.
     pub out: String,
     pub project: String,
@@ -83,6 +85,7 @@ impl Record {
             code: label(labels::RUN_CODE).unwrap_or_default(),
             commit: label(labels::RUN_COMMIT),
             started_by: label(labels::RUN_STARTED_BY).unwrap_or_default(),
+            owner: labels::owner(Some(labels)).to_string(),
             out: label(labels::RUN_OUT).unwrap_or_default(),
             project: label(labels::RUN_PROJECT).unwrap_or_default(),
             image: config.image.clone().unwrap_or_default(),
@@ -249,6 +252,7 @@ mod tests {
         assert_eq!(record.code_short(), "1234567890-dirty");
         assert_eq!(record.environment, vec!["API_KEY", "PATH"]);
         assert!(record.is_finished());
+        assert_eq!(record.owner, "root", "started before runs had owners");
         assert!(!describe(&record).contains("hidden"));
         let table = table(&[record]);
         assert!(table.contains("exited"), "{table}");
@@ -256,8 +260,17 @@ mod tests {
     }
 
     #[test]
-    fn a_container_that_is_no_run_or_not_devboxs_is_no_record() {
+    fn a_run_is_its_owners_and_a_container_that_is_no_run_or_not_devboxs_is_no_record() {
         let now = OffsetDateTime::now_utc();
+        let owned = container(
+            &[
+                (labels::MANAGED, "true"),
+                (labels::RUN_ID, "0123456789ab"),
+                (labels::OWNER, "ada"),
+            ],
+            ContainerState::default(),
+        );
+        assert_eq!(Record::of(&owned, now).unwrap().owner, "ada");
         let dev = container(&[(labels::MANAGED, "true")], ContainerState::default());
         assert_eq!(Record::of(&dev, now), None);
         let foreign = container(&[(labels::RUN_ID, "x")], ContainerState::default());

@@ -46,6 +46,11 @@ pub enum SwarmError {
     )]
     Foreign(String),
     #[error(
+        "network {name} is {owner}'s, not yours; devbox leaves other users' things alone: \
+         --all-users removes it all the same"
+    )]
+    OtherUsers { name: String, owner: String },
+    #[error(
         "network {name} exists as a {driver} network that is not attachable: containers started by \
          devbox cannot join it. Remove it (`docker network rm {name}`) and let devbox make it, use \
          an attachable overlay network (`docker network create --driver overlay --attachable NAME`), \

@@ -3,7 +3,7 @@
 
 use super::{SwarmError, cluster_token};
 use crate::engine::{ENCRYPTED, Engine, EngineError, Refusal, SwarmRole};
-use crate::labels;
+use crate::labels::{self, Owners};
 
 /// How `network create` makes a network.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,13 @@ pub(crate) async fn create_overlay(
     shape: Shape<'_>,
 ) -> Result<(), SwarmError> {
     engine
-        .create_overlay_network(name, shape.subnet, shape.mtu, shape.encrypted)
+        .create_overlay_network(
+            name,
+            &crate::host::User::current().name,
+            shape.subnet,
+            shape.mtu,
+            shape.encrypted,
+        )
         .await
         .map_err(|e| match e {
             EngineError::Refused {
@@ -99,6 +105,7 @@ pub(crate) async fn create_overlay(
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct NetworkSummary {
     pub name: String,
+    pub owner: String,
     pub driver: String,
     pub scope: String,
     pub subnets: Vec<String>,
@@ -107,9 +114,17 @@ pub(crate) struct NetworkSummary {
     pub containers: Vec<String>,
 }
 
-pub(crate) async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmError> {
+/// devbox's networks of `owners`.
+pub(crate) async fn list(
+    engine: &Engine,
+    owners: &Owners,
+) -> Result<Vec<NetworkSummary>, SwarmError> {
     let mut summaries = Vec::new();
     for network in engine.devbox_networks().await? {
+        let owner = labels::owner(network.labels.as_ref()).to_string();
+        if !owners.include(&owner) {
+            continue;
+        }
         let name = network.name.clone().unwrap_or_default();
         let inspect = engine.inspect_network(&name).await?;
         let subnets = inspect
@@ -123,6 +138,7 @@ pub(crate) async fn list(engine: &Engine) -> Result<Vec<NetworkSummary>, SwarmEr
             .and_then(|n| n.options.as_ref())
             .is_some_and(|options| options.contains_key(ENCRYPTED));
         summaries.push(NetworkSummary {
+            owner,
             encrypted,
             driver: network.driver.unwrap_or_default(),
             scope: network.scope.unwrap_or_default(),
@@ -151,14 +167,21 @@ fn container_names(network: Option<&bollard::models::NetworkInspect>) -> Vec<Str
     names
 }
 
-/// Removes one of devbox's networks, refusing while containers use it.
-pub(crate) async fn remove(engine: &Engine, name: &str) -> Result<(), SwarmError> {
+/// Removes one of devbox's networks, one of `owners`', refusing while containers use it.
+pub(crate) async fn remove(engine: &Engine, name: &str, owners: &Owners) -> Result<(), SwarmError> {
     let network = engine
         .inspect_network(name)
         .await?
         .ok_or_else(|| SwarmError::Missing(name.to_string()))?;
     if !labels::is_managed(network.labels.as_ref()) {
         return Err(SwarmError::Foreign(name.to_string()));
+    }
+    let owner = labels::owner(network.labels.as_ref());
+    if !owners.include(owner) {
+        return Err(SwarmError::OtherUsers {
+            name: name.to_string(),
+            owner: owner.to_string(),
+        });
     }
     if network.scope.as_deref() == Some("swarm")
         && SwarmRole::of(&engine.info().await?) != SwarmRole::Manager

@@ -101,8 +101,20 @@ impl Project {
     /// `devbox ARGS` as the unprivileged user `uid` (owning the project folder), allowed to
     /// use the engine's socket.
     pub(crate) fn devbox_as(&self, uid: u32, args: &[&str]) -> Output {
+        self.devbox_as_user((uid, uid), "researcher", args)
+    }
+
+    /// `devbox ARGS` as the user `uid` named `user` (in the group `gid`, owning the project
+    /// folder), given the engine's socket group for this process alone (`setpriv --groups`):
+    /// the socket itself is left as it is.
+    pub(crate) fn devbox_as_user(
+        &self,
+        (uid, gid): (u32, u32),
+        user: &str,
+        args: &[&str],
+    ) -> Output {
         let status = Command::new("chown")
-            .args(["-R", &format!("{uid}:{uid}")])
+            .args(["-R", &format!("{uid}:{gid}")])
             .arg(self.path())
             .status()
             .expect("chown runs");
@@ -114,13 +126,13 @@ impl Project {
         command
             .args([
                 format!("--reuid={uid}"),
-                format!("--regid={uid}"),
+                format!("--regid={gid}"),
                 format!("--groups={socket_group}"),
             ])
             .arg(devbox_binary())
             .args(args)
             .current_dir(self.path())
-            .env("USER", "researcher")
+            .env("USER", user)
             .env("XDG_CACHE_HOME", self.path().join(".cache"))
             .env("XDG_CONFIG_HOME", self.path().join(".config"))
             .stdin(Stdio::null());
@@ -182,6 +194,63 @@ pub(crate) fn assert_failure(output: &Output) -> String {
     );
     assert!(!err.contains("panicked"), "{err}");
     err
+}
+
+/// A Linux user made for a test (`useradd`, a unique name, a group of its own), removed with
+/// its group when this is dropped, however the test ends.
+pub(crate) struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    pub(crate) fn new() -> TestUser {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "dbxtest{}u{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let made = Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+            ])
+            .arg(&name)
+            .output()
+            .expect("useradd runs");
+        assert_success(&made);
+        // The guard exists before anything can fail: the user goes whatever happens next.
+        let mut user = TestUser {
+            name,
+            uid: 0,
+            gid: 0,
+        };
+        let id = |option: &str| -> u32 {
+            let id = Command::new("id")
+                .args([option, &user.name])
+                .output()
+                .expect("id runs");
+            assert_success(&id);
+            stdout(&id).trim().parse().expect("a number")
+        };
+        (user.uid, user.gid) = (id("-u"), id("-g"));
+        user
+    }
+
+    /// `devbox ARGS` as this user, in `project` (which becomes the user's).
+    pub(crate) fn devbox(&self, project: &Project, args: &[&str]) -> Output {
+        project.devbox_as_user((self.uid, self.gid), &self.name, args)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+    }
 }
 
 /// Makes sure an engine answers, through the project's own script: tests fail (never skip)

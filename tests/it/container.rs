@@ -847,10 +847,10 @@ fn a_missing_network_is_explained_outside_a_swarm_and_made_on_a_manager() {
         "network",
         "inspect",
         "--format",
-        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}}",
+        "{{.Driver}} {{.Attachable}} {{index .Labels \"io.devbox.managed\"}} {{index .Labels \"io.devbox.owner\"}}",
         &network,
     ]);
-    assert_eq!(made, "overlay true true");
+    assert_eq!(made, "overlay true true root", "devbox's, and its user's");
     let status = dev.project.devbox(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
     assert_eq!(json["networks"][0]["name"], network.as_str());

@@ -20,3 +20,4 @@ mod remote;
 mod run;
 mod shell;
 mod transfer;
+mod users;

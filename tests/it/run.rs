@@ -175,11 +175,15 @@ fn live_mounts_the_folders_and_out_is_the_users_runs_folder() {
     assert_eq!(runs.len(), 1);
     let result = std::fs::metadata(runs[0].join("result")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&result), 1000);
-    let inspect = lab.project.devbox(&[
-        "jobs",
-        "inspect",
-        runs[0].file_name().unwrap().to_str().unwrap(),
-    ]);
+    // The run is that user's: theirs to inspect.
+    let inspect = lab.project.devbox_as(
+        1000,
+        &[
+            "jobs",
+            "inspect",
+            runs[0].file_name().unwrap().to_str().unwrap(),
+        ],
+    );
     assert_success(&inspect);
     let record = stdout(&inspect);
     assert!(
@@ -428,14 +432,15 @@ fn secrets_reach_the_run_and_the_command_but_not_inspect_labels_or_logs() {
     );
     assert_success(&output);
     assert_eq!(stdout(&output), "12\n400 1000\n13\n");
-    let listed = lab.project.devbox(&["jobs", "--json"]);
+    // The run is that user's: theirs to list and inspect.
+    let listed = lab.project.devbox_as(1000, &["jobs", "--json"]);
     let records: Vec<serde_json::Value> = serde_json::from_str(&stdout(&listed)).unwrap();
     let id = records[0]["id"].as_str().unwrap();
     let container = format!("devbox-run-{id}");
     for shown in [
         docker_ok(&["inspect", &container]),
         docker_ok(&["logs", &container]),
-        stdout(&lab.project.devbox(&["jobs", "inspect", id])),
+        stdout(&lab.project.devbox_as(1000, &["jobs", "inspect", id])),
         stdout(&listed),
         stderr(&output),
     ] {

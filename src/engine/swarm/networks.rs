@@ -24,11 +24,13 @@ impl Engine {
         absent_if_not_found(inspected, || format!("inspect network {name}"))
     }
 
-    /// Creates an attachable overlay network carrying devbox's label, its traffic between
-    /// machines encrypted (IPsec) unless asked otherwise: the Ray cluster's ports are open on it.
+    /// Creates an attachable overlay network carrying devbox's labels (`owner`'s), its traffic
+    /// between machines encrypted (IPsec) unless asked otherwise: the Ray cluster's ports are
+    /// open on it.
     pub(crate) async fn create_overlay_network(
         &self,
         name: &str,
+        owner: &str,
         subnet: Option<&str>,
         mtu: Option<u32>,
         encrypted: bool,
@@ -37,7 +39,7 @@ impl Engine {
             name: name.to_string(),
             driver: Some("overlay".into()),
             attachable: Some(true),
-            labels: Some(HashMap::from([labels::managed()])),
+            labels: Some(HashMap::from([labels::managed(), labels::owned_by(owner)])),
             ipam: subnet.map(|subnet| Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.to_string()),
