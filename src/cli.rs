@@ -52,6 +52,12 @@ pub enum Command {
     /// Run a command in a new container with a frozen snapshot of SRC_DIR and SCRIPTS_DIR,
     /// its output in runs/RUN-ID/ (/mnt/out); attached, devbox ends with its exit code.
     Run(RunArgs),
+    /// Run a grid of parameters, each point its own run named SWEEP-INDEX (the options of
+    /// `devbox run` apply to every point): `-p lr=0.1,0.01 -p seed=1..4 -- python train.py
+    /// --lr {lr} --seed {seed}`. Each point's values are in its command, environment and
+    /// labels; `--name` names the sweep (default sweep-ID); a table of how each point ended
+    /// comes last.
+    Sweep(SweepArgs),
     /// The runs `devbox run` started on the engine: list, logs, cancel, rm, inspect, pull.
     Jobs(JobsArgs),
     /// Docker Swarm for several machines: init, join, leave.
@@ -444,6 +450,26 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// A parameter and its values: KEY=V1,V2,… or KEY=A..B (whole numbers, both included).
+    /// Given twice or more, every combination runs, the first varying slowest.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUES")]
+    pub params: Vec<String>,
+
+    /// A CSV file whose first line names keys and whose every other line is a point (combined
+    /// with every combination of -p).
+    #[arg(long, value_name = "FILE")]
+    pub grid: Option<std::path::PathBuf>,
+
+    /// How many points run at once on the engine.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub max_concurrent: usize,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -55,6 +55,12 @@ pub(crate) const RUN_GPUS: &str = label!("run.gpus");
 pub(crate) const RUN_STARTED_BY: &str = label!("run.started-by");
 /// Where `/mnt/out` is: a folder on the engine's host, or a volume's name.
 pub(crate) const RUN_OUT: &str = label!("run.out");
+// A sweep's point (a run of `devbox sweep`): its sweep's id and name, its index, its values.
+pub(crate) const SWEEP_ID: &str = label!("sweep.id");
+pub(crate) const SWEEP_NAME: &str = label!("sweep.name");
+pub(crate) const SWEEP_POINT: &str = label!("sweep.point");
+/// The point's parameters, as a JSON object of their values.
+pub(crate) const SWEEP_PARAMS: &str = label!("sweep.params");
 
 /// The label that marks something as devbox's, to add to a set of labels.
 pub(crate) fn managed() -> (String, String) {

@@ -23,6 +23,7 @@ mod printer;
 mod ray;
 mod run;
 mod swarm;
+mod sweep;
 
 pub use cli::Cli;
 pub use commands::run as run_command;

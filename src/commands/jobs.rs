@@ -23,11 +23,12 @@ pub(super) async fn run(
     let engine = Engine::connect(target).await?;
     let project = Some(config.image_name.as_str()).filter(|_| !args.all);
     let owners = Owners::of(args.all_users);
+    // A run, or a sweep's points.
     let find = |given: &str| {
         let given = given.to_string();
         let (engine, owners) = (&engine, &owners);
         async move {
-            jobs::find(engine, &given, owners)
+            jobs::find_all(engine, &given, owners)
                 .await
                 .while_doing(|| format!("finding run {given}"))
         }
@@ -41,14 +42,27 @@ pub(super) async fn run(
             printer.result(listing.render(&records, record::table));
         }
         Some(JobsCommand::Logs { run, follow, tail }) => {
-            let found = find(run).await?;
-            container::logs(&engine, &found.container, *follow, *tail, &owners)
-                .await
-                .while_doing(|| format!("reading the logs of run {}", found.record.id))?;
+            logs(
+                &engine,
+                &owners,
+                run,
+                &find(run).await?,
+                *follow,
+                *tail,
+                printer,
+            )
+            .await?;
         }
         Some(JobsCommand::Inspect { run }) => {
             let found = find(run).await?;
-            printer.result(record::describe(&found.record));
+            let records: Vec<record::Record> = found.into_iter().map(|f| f.record).collect();
+            if let [one] = records.as_slice()
+                && one.sweep.is_none()
+            {
+                printer.result(record::describe(one));
+            } else {
+                printer.result(record::points_table(&records));
+            }
         }
         Some(JobsCommand::Cancel { runs, all, time }) => {
             for found in chosen(
@@ -88,20 +102,84 @@ pub(super) async fn run(
         }
         Some(JobsCommand::Pull { run, dest, force }) => {
             let found = find(run).await?;
-            let dest = dest
-                .clone()
-                .unwrap_or_else(|| config.project_dir.join("runs").join(&found.record.id));
-            jobs::pull(&engine, &found, &dest, *force)
-                .await
-                .while_doing(|| format!("pulling the output of run {}", found.record.id))?;
-            printer.result(format!(
-                "pulled the output of run {} into {}",
-                found.record.id,
-                dest.display()
-            ));
+            pull(
+                &engine,
+                config,
+                run,
+                &found,
+                dest.as_deref(),
+                *force,
+                printer,
+            )
+            .await?;
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Copies a run's output (or each of a sweep's points') into runs/RUN-ID/, or `dest`.
+async fn pull(
+    engine: &Engine,
+    config: &Config,
+    given: &str,
+    found: &[Found],
+    dest: Option<&std::path::Path>,
+    force: bool,
+    printer: Printer,
+) -> Result<(), CommandError> {
+    if found.len() > 1 && dest.is_some() {
+        return Err(CommandError::Usage(format!(
+            "{given} is a sweep: each point's output goes into runs/RUN-ID/; leave out DEST"
+        )));
+    }
+    for point in found {
+        let dest = dest.map_or_else(
+            || config.project_dir.join("runs").join(&point.record.id),
+            std::path::Path::to_path_buf,
+        );
+        jobs::pull(engine, point, &dest, force)
+            .await
+            .while_doing(|| format!("pulling the output of run {}", point.record.id))?;
+        printer.result(format!(
+            "pulled the output of run {} into {}",
+            point.record.id,
+            dest.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The logs of a run, or of every point of a sweep (each after a header naming it).
+async fn logs(
+    engine: &Engine,
+    owners: &Owners,
+    given: &str,
+    found: &[Found],
+    follow: bool,
+    tail: Option<u64>,
+    printer: Printer,
+) -> Result<(), CommandError> {
+    if found.len() > 1 && follow {
+        return Err(CommandError::Usage(format!(
+            "{given} is a sweep of {} points: follow one of them (`devbox jobs logs -f {}`), or \
+             leave out -f for all of their logs",
+            found.len(),
+            found[0].record.name
+        )));
+    }
+    for point in found {
+        if let Some(sweep) = &point.record.sweep {
+            printer.result(format!(
+                "==> {} ({}) <==",
+                point.record.name,
+                crate::sweep::shown(&sweep.params)
+            ));
+        }
+        container::logs(engine, &point.container, follow, tail, owners)
+            .await
+            .while_doing(|| format!("reading the logs of run {}", point.record.id))?;
+    }
+    Ok(())
 }
 
 /// The runs named (each found first, so a wrong name changes nothing), or with `every`, this
@@ -117,7 +195,7 @@ async fn chosen<F, Fut>(
 ) -> Result<Vec<Found>, CommandError>
 where
     F: Fn(&str) -> Fut,
-    Fut: std::future::Future<Output = Result<Found, CommandError>>,
+    Fut: std::future::Future<Output = Result<Vec<Found>, CommandError>>,
 {
     if every {
         let runs = jobs::list(engine, project, owners)
@@ -127,7 +205,7 @@ where
     }
     let mut found = Vec::new();
     for run in given {
-        found.push(find(run).await?);
+        found.extend(find(run).await?);
     }
     Ok(found)
 }

@@ -12,6 +12,7 @@ mod run;
 mod shell;
 mod show_config;
 mod swarm;
+mod sweep;
 
 use std::path::PathBuf;
 
@@ -67,6 +68,8 @@ pub enum DomainError {
     Run(#[from] RunError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Sweep(#[from] crate::sweep::SweepError),
 }
 
 impl CommandError {
@@ -94,6 +97,7 @@ impl DomainError {
                         | RunError::Transfer(crate::image::transfer::TransferError::Interrupted)
                 )
                 | DomainError::Transfer(TransferError::Interrupted)
+                | DomainError::Sweep(crate::sweep::SweepError::Run(RunError::Interrupted))
         )
     }
 }
@@ -129,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Status(args) => container::status(&load()?, &target()?, &args).await,
         Command::Logs(args) => container::logs(&load()?, &target()?, &args).await,
         Command::Run(args) => run::run(&load()?, &target()?, &args).await,
+        Command::Sweep(args) => sweep::run(&load()?, &target()?, &args).await,
         Command::Jobs(args) => jobs::run(&load()?, &target()?, &args).await,
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,

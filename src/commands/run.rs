@@ -10,7 +10,11 @@ use crate::exit::ExitStatus;
 use crate::printer::Printer;
 use crate::run::{self, Outcome, Request, RunError};
 
-fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, RunError> {
+pub(super) fn request(
+    config: &Config,
+    target: &Target,
+    args: &RunArgs,
+) -> Result<Request, RunError> {
     let asked = run::secrets::read(&args.secrets, &args.secret_env, &config.project_dir)?;
     Ok(Request {
         options: container_options(
@@ -28,6 +32,7 @@ fn request(config: &Config, target: &Target, args: &RunArgs) -> Result<Request, 
         detach: args.detach,
         remove: args.rm,
         grace: args.time,
+        extra_labels: Vec::new(),
     })
 }
 

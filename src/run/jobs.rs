@@ -72,6 +72,30 @@ pub(crate) async fn find(engine: &Engine, given: &str, owners: &Owners) -> Resul
     }
 }
 
+/// The runs of `owners` that `given` names: a sweep's points, in order, when it is a sweep's
+/// id or name; else the one run `find` finds.
+pub(crate) async fn find_all(
+    engine: &Engine,
+    given: &str,
+    owners: &Owners,
+) -> Result<Vec<Found>, RunError> {
+    let mut points: Vec<Found> = list(engine, None, owners)
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.record
+                .sweep
+                .as_ref()
+                .is_some_and(|sweep| sweep.id == given || sweep.name == given)
+        })
+        .collect();
+    if points.is_empty() {
+        return Ok(vec![find(engine, given, owners).await?]);
+    }
+    points.sort_by_key(|f| f.record.sweep.as_ref().map(|s| s.point));
+    Ok(points)
+}
+
 /// The one of `runs` that `given` names.
 fn named(engine: &Engine, runs: Vec<Found>, given: &str) -> Result<Found, RunError> {
     if let Some(exact) = runs

@@ -157,6 +157,8 @@ pub(crate) struct Request {
     pub secrets: Vec<secrets::Secret>,
     /// `VAR=NAME`: the secret NAME's value in VAR, for the command alone.
     pub secret_env: Vec<(String, String)>,
+    /// Labels the run carries besides a run's own (a sweep's point's).
+    pub extra_labels: Vec<(String, String)>,
 }
 
 /// How a run that devbox started went on.
@@ -178,6 +180,11 @@ struct Prepared {
 /// Runs the request: the run image (built only when the code changed), the output place,
 /// the container; attached, its output streamed until it ends.
 /// The name of a run given none (its container's too).
+/// The volume that is `/mnt/out` of the run `id` on another engine.
+pub(crate) fn out_volume(id: &str) -> String {
+    format!("devbox-run-{id}-out")
+}
+
 pub(crate) fn default_name(id: &str) -> String {
     format!("devbox-run-{id}")
 }
@@ -222,7 +229,7 @@ pub(crate) async fn run(
             .to_string_lossy()
             .into_owned()
     } else {
-        let volume = format!("devbox-run-{id}-out");
+        let volume = out_volume(&id);
         engine
             .create_volume(
                 &volume,
@@ -513,6 +520,7 @@ fn run_labels(
     if let Some(gpus) = &request.gpus {
         labels.insert(labels::RUN_GPUS.to_string(), gpus.clone());
     }
+    labels.extend(request.extra_labels.iter().cloned());
     labels
 }
 

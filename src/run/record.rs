@@ -37,6 +37,17 @@ pub(crate) struct Record {
     pub image: String,
     /// The environment's names; never its values.
     pub environment: Vec<String>,
+    /// The sweep the run is a point of.
+    pub sweep: Option<SweepPoint>,
+}
+
+/// Which sweep a run belongs to, and which of its points it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct SweepPoint {
+    pub id: String,
+    pub name: String,
+    pub point: usize,
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 impl Record {
@@ -95,6 +106,16 @@ impl Record {
                 .flatten()
                 .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
                 .collect(),
+            sweep: label(labels::SWEEP_ID).map(|id| SweepPoint {
+                id,
+                name: label(labels::SWEEP_NAME).unwrap_or_default(),
+                point: label(labels::SWEEP_POINT)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_default(),
+                params: label(labels::SWEEP_PARAMS)
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
+            }),
         })
     }
 
@@ -126,7 +147,8 @@ fn to_the_second(time: &str) -> String {
     time.get(..19).unwrap_or(time).replacen('T', " ", 1)
 }
 
-/// The table `devbox jobs` prints: one line per run.
+/// The table `devbox jobs` prints: one line per run, and one per sweep (`devbox jobs inspect
+/// SWEEP` lists its points).
 pub(crate) fn table(records: &[Record]) -> String {
     let mut rows = vec![
         [
@@ -135,51 +157,124 @@ pub(crate) fn table(records: &[Record]) -> String {
         .map(String::from)
         .to_vec(),
     ];
+    let mut sweeps_shown = std::collections::HashSet::new();
     for record in records {
-        rows.push(vec![
-            record.id.clone(),
-            record.name.clone(),
-            record.state.clone(),
-            record.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            record
-                .started
-                .as_deref()
-                .map(to_the_second)
-                .unwrap_or_default(),
-            record
-                .duration_seconds
-                .map(|s| {
-                    crate::image::progress::format_duration(std::time::Duration::from_secs(
-                        s.unsigned_abs(),
-                    ))
-                })
-                .unwrap_or_default(),
-            record.gpus.clone().unwrap_or_default(),
-            record.code_short(),
-            record.command.join(" "),
-        ]);
+        match &record.sweep {
+            None => rows.push(vec![
+                record.id.clone(),
+                record.name.clone(),
+                record.state.clone(),
+                record.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                record
+                    .started
+                    .as_deref()
+                    .map(to_the_second)
+                    .unwrap_or_default(),
+                record.duration_seconds.map(seconds).unwrap_or_default(),
+                record.gpus.clone().unwrap_or_default(),
+                record.code_short(),
+                record.command.join(" "),
+            ]),
+            Some(sweep) if sweeps_shown.insert(sweep.id.clone()) => {
+                let mut points: Vec<&Record> = records
+                    .iter()
+                    .filter(|r| r.sweep.as_ref().is_some_and(|s| s.id == sweep.id))
+                    .collect();
+                points.sort_by_key(|r| r.sweep.as_ref().map(|s| s.point));
+                rows.push(sweep_row(sweep, &points));
+            }
+            Some(_) => {}
+        }
     }
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+    crate::listing::columns(&rows)
+}
+
+/// A sweep's line: how many of its points run or failed (the exit code of the first that
+/// failed), its first start, its span.
+fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
+    let running = points.iter().filter(|r| !r.is_finished()).count();
+    let failed: Vec<i64> = points
+        .iter()
+        .filter_map(|r| r.exit_code.filter(|&c| c != 0))
         .collect();
-    let mut text = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
+    let state = if running > 0 {
+        format!("running {running}/{}", points.len())
+    } else if failed.is_empty() {
+        "exited".to_string()
+    } else {
+        format!("failed {}/{}", failed.len(), points.len())
+    };
+    let first = points.iter().min_by_key(|r| r.started.clone());
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+    };
+    let start = points.iter().filter_map(|r| time(&r.started)).min();
+    let end = if running > 0 {
+        Some(OffsetDateTime::now_utc())
+    } else {
+        points.iter().filter_map(|r| time(&r.finished)).max()
+    };
+    let span = start
+        .zip(end)
+        .map(|(start, end)| seconds((end - start).whole_seconds().max(0)));
+    vec![
+        sweep.id.clone(),
+        format!("{} ({} points)", sweep.name, points.len()),
+        state,
+        if running > 0 {
+            String::new()
+        } else {
+            failed.first().copied().unwrap_or(0).to_string()
+        },
+        first
+            .and_then(|r| r.started.as_deref())
+            .map(to_the_second)
+            .unwrap_or_default(),
+        span.unwrap_or_default(),
+        first.and_then(|r| r.gpus.clone()).unwrap_or_default(),
+        first.map(|r| r.code_short()).unwrap_or_default(),
+        first.map(|r| r.command.join(" ")).unwrap_or_default(),
+    ]
+}
+
+/// A sweep's points, for `devbox jobs inspect SWEEP`: each one's parameters, state, exit
+/// code and duration.
+pub(crate) fn points_table(points: &[Record]) -> String {
+    let keys: Vec<String> = points
+        .first()
+        .and_then(|r| r.sweep.as_ref())
+        .map(|s| s.params.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut rows: Vec<Vec<String>> = vec![
+        ["POINT", "RUN"]
             .iter()
-            .enumerate()
-            .map(|(c, cell)| {
-                if c + 1 == columns {
-                    cell.clone()
-                } else {
-                    format!("{cell:<width$}", width = widths[c])
-                }
-            })
-            .collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
+            .map(|s| (*s).to_string())
+            .chain(keys.iter().cloned())
+            .chain(
+                ["STATE", "EXIT", "DURATION"]
+                    .iter()
+                    .map(|s| (*s).to_string()),
+            )
+            .collect(),
+    ];
+    for record in points {
+        let params = record.sweep.as_ref().map(|s| &s.params);
+        let mut row = vec![record.name.clone(), record.id.clone()];
+        row.extend(
+            keys.iter()
+                .map(|k| params.and_then(|p| p.get(k)).cloned().unwrap_or_default()),
+        );
+        row.push(record.state.clone());
+        row.push(record.exit_code.map(|c| c.to_string()).unwrap_or_default());
+        row.push(record.duration_seconds.map(seconds).unwrap_or_default());
+        rows.push(row);
     }
-    text
+    crate::listing::columns(&rows)
+}
+
+fn seconds(seconds: i64) -> String {
+    crate::image::progress::format_duration(std::time::Duration::from_secs(seconds.unsigned_abs()))
 }
 
 /// The whole record, for `devbox jobs inspect`: one `key: value` a line.

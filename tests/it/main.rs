@@ -19,5 +19,6 @@ mod real_image;
 mod remote;
 mod run;
 mod shell;
+mod sweep;
 mod transfer;
 mod users;

@@ -1,0 +1,72 @@
+//! `devbox sweep`.
+
+use super::{CommandError, WhileDoing};
+use crate::cli::SweepArgs;
+use crate::config::Config;
+use crate::engine::{Engine, Target};
+use crate::exit::ExitStatus;
+use crate::printer::Printer;
+use crate::sweep::grid::Grid;
+use crate::sweep::{self, SweepError};
+
+/// The grid of `-p` and `--grid`, its placeholders checked against the command.
+fn grid(args: &SweepArgs) -> Result<Grid, SweepError> {
+    let file = args
+        .grid
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|text| (path.display().to_string(), text))
+                .map_err(|cause| SweepError::GridFile {
+                    path: path.clone(),
+                    cause,
+                })
+        })
+        .transpose()?;
+    let grid = Grid::new(
+        &args.params,
+        file.as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )?;
+    grid.check_command(&args.run.command)?;
+    if args.run.detach {
+        return Err(SweepError::DetachWithoutSwarm);
+    }
+    if args.max_concurrent == 0 {
+        return Err(SweepError::NoConcurrency);
+    }
+    Ok(grid)
+}
+
+pub(super) async fn run(
+    config: &Config,
+    target: &Target,
+    args: &SweepArgs,
+) -> Result<ExitStatus, CommandError> {
+    let printer = Printer::DEVBOX;
+    let doing = || format!("sweeping `{}`", args.run.command.join(" "));
+    let grid = grid(args).while_doing(doing)?;
+    let mut base = super::run::request(config, target, &args.run)
+        .map_err(SweepError::from)
+        .while_doing(doing)?;
+    // The sweep's name; each point is named after it.
+    base.options.name = None;
+    let engine = Engine::connect(target).await?;
+    let report = sweep::run(
+        &engine,
+        config,
+        &base,
+        &grid,
+        args.run.name.as_deref(),
+        args.max_concurrent,
+        printer,
+    )
+    .await
+    .while_doing(doing)?;
+    printer.result(report.table(grid.keys()));
+    printer.note(format!(
+        "sweep {} (id {}): `devbox jobs logs {}-N` shows point N's output",
+        report.name, report.id, report.name
+    ));
+    Ok(ExitStatus::of_program(report.exit_code()))
+}
