@@ -24,6 +24,7 @@ use crate::image::ImageError;
 use crate::image::transfer::TransferError;
 use crate::printer::Printer;
 use crate::ray::RayError;
+use crate::registry::PushError;
 use crate::run::RunError;
 use crate::swarm::SwarmError;
 
@@ -67,6 +68,8 @@ pub enum DomainError {
     Run(#[from] RunError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Push(#[from] PushError),
 }
 
 impl CommandError {
@@ -94,6 +97,7 @@ impl DomainError {
                         | RunError::Transfer(crate::image::transfer::TransferError::Interrupted)
                 )
                 | DomainError::Transfer(TransferError::Interrupted)
+                | DomainError::Push(PushError::Interrupted)
         )
     }
 }
@@ -135,6 +139,9 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
         Command::Image(crate::cli::ImageCommand::Send(args)) => {
             image::send(load, &target()?, &args).await
+        }
+        Command::Image(crate::cli::ImageCommand::Push(args)) => {
+            image::push(&load()?, &target()?, &args).await
         }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),
