@@ -296,9 +296,15 @@ pub enum NetworkCommand {
     /// Create an attachable overlay network (on a swarm manager).
     Create {
         name: String,
-        /// Address range, e.g. 10.213.0.0/24.
+        /// Address range, e.g. 10.213.0.0/24 (default: a free range in 10.128.0.0/9 sized
+        /// by --size).
         #[arg(long, value_name = "CIDR")]
         subnet: Option<String>,
+        /// Room for RUNS runs at once, each with its own service, on up to 64 machines
+        /// (default 2048: 64 machines of 8 GPUs with 4 runs each, a /19).
+        #[arg(long, value_name = "RUNS", conflicts_with = "subnet",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        size: Option<u32>,
         /// Packet size for links with a smaller MTU (VPNs, some clouds).
         #[arg(long)]
         mtu: Option<u32>,

@@ -389,8 +389,24 @@ impl Drop for Cleanup {
         remove(&["secret", "rm"], tokens.clone());
         remove(&["volume", "rm"], newest_first(Made::Volume));
         let made_tokens = !tokens.is_empty();
-        for volume in tokens {
-            // The job's tasks hold it until the engine has removed them with their service.
+        for (network, volume) in newest_first(Made::Network).iter().zip(tokens) {
+            // The job's finished tasks hold it until the engine removes them, some time after
+            // their service: as devbox removes them.
+            let tasks = docker(&[
+                "container",
+                "ls",
+                "--all",
+                "--quiet",
+                "--filter",
+                &format!("label=io.devbox.cluster-token={network}"),
+            ]);
+            remove(
+                &["container", "rm", "--force"],
+                stdout(&tasks)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+            );
             let deadline = Instant::now() + Duration::from_secs(15);
             while docker(&["volume", "inspect", &volume]).status.success()
                 && !docker(&["volume", "rm", &volume]).status.success()

@@ -15,6 +15,7 @@ mod docker_forms;
 mod doctor;
 mod faults;
 mod incontainer;
+mod network;
 mod real_image;
 mod remote;
 mod run;

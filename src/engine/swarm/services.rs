@@ -117,6 +117,22 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard(format!("remove the service {name}"), e))
     }
 
+    /// Every service of the swarm.
+    pub(crate) async fn services(&self) -> Result<Vec<Service>, EngineError> {
+        self.docker
+            .list_services(None::<bollard::query_parameters::ListServicesOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's services", e))
+    }
+
+    /// Every task of the swarm, finished ones included while the swarm keeps them.
+    pub(crate) async fn tasks(&self) -> Result<Vec<Task>, EngineError> {
+        self.docker
+            .list_tasks(None::<bollard::query_parameters::ListTasksOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's tasks", e))
+    }
+
     /// The tasks of `service` on the node `node_id`.
     pub(crate) async fn tasks_on_node(
         &self,
