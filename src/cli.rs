@@ -60,6 +60,9 @@ pub enum Command {
     /// devbox's attachable overlay networks: create, ls, rm.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Swarm secrets for runs on the swarm: create, ls, rm (values are never shown).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// The Ray cluster across machines: up, down, status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -317,6 +320,27 @@ pub enum NetworkCommand {
     Ls(ListingArgs),
     /// Remove one of devbox's networks (refused while containers use it).
     Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a value in the swarm as the secret NAME (on a manager), for `devbox run --swarm
+    /// --secret NAME`. A secret cannot be changed: `devbox secret rm NAME` first.
+    Create {
+        /// Letters, digits, '_', '.' and '-', starting and ending with a letter or digit.
+        name: String,
+        /// The file holding the value, or `-` to read it from stdin (default secrets/NAME in
+        /// the project).
+        #[arg(value_name = "FILE|-")]
+        file: Option<PathBuf>,
+    },
+    /// List devbox's secrets: names, when and from which project folder they were made.
+    Ls(ListingArgs),
+    /// Remove secrets devbox made (none when one of them is missing or not devbox's).
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

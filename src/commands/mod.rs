@@ -9,6 +9,7 @@ mod image;
 mod init;
 mod jobs;
 mod run;
+mod secret;
 mod shell;
 mod show_config;
 mod swarm;
@@ -26,6 +27,7 @@ use crate::printer::Printer;
 use crate::ray::RayError;
 use crate::run::RunError;
 use crate::swarm::SwarmError;
+use crate::swarm::secrets::SecretError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -67,6 +69,8 @@ pub enum DomainError {
     Run(#[from] RunError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 impl CommandError {
@@ -132,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Jobs(args) => jobs::run(&load()?, &target()?, &args).await,
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,
+        Command::Secret(command) => secret::run(load, &target()?, &command).await,
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
         Command::Image(crate::cli::ImageCommand::Send(args)) => {
             image::send(load, &target()?, &args).await

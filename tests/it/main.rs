@@ -19,5 +19,6 @@ mod network;
 mod real_image;
 mod remote;
 mod run;
+mod secret;
 mod shell;
 mod transfer;
