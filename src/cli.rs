@@ -66,6 +66,9 @@ pub enum Command {
     /// devbox's attachable overlay networks: create, ls, rm.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Swarm secrets for runs on the swarm: create, ls, rm (values are never shown).
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// The Ray cluster across machines: up, down, status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -316,9 +319,15 @@ pub enum NetworkCommand {
     /// Create an attachable overlay network (on a swarm manager).
     Create {
         name: String,
-        /// Address range, e.g. 10.213.0.0/24.
+        /// Address range, e.g. 10.213.0.0/24 (default: a free range in 10.128.0.0/9 sized
+        /// by --size).
         #[arg(long, value_name = "CIDR")]
         subnet: Option<String>,
+        /// Room for RUNS runs at once, each with its own service, on up to 64 machines
+        /// (default 2048: 64 machines of 8 GPUs with 4 runs each, a /19).
+        #[arg(long, value_name = "RUNS", conflicts_with = "subnet",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        size: Option<u32>,
         /// Packet size for links with a smaller MTU (VPNs, some clouds).
         #[arg(long)]
         mtu: Option<u32>,
@@ -341,6 +350,27 @@ pub enum NetworkCommand {
         /// Also one that another user's devbox made.
         #[arg(long)]
         all_users: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a value in the swarm as the secret NAME (on a manager), for `devbox run --swarm
+    /// --secret NAME`. A secret cannot be changed: `devbox secret rm NAME` first.
+    Create {
+        /// Letters, digits, '_', '.' and '-', starting and ending with a letter or digit.
+        name: String,
+        /// The file holding the value, or `-` to read it from stdin (default secrets/NAME in
+        /// the project).
+        #[arg(value_name = "FILE|-")]
+        file: Option<PathBuf>,
+    },
+    /// List devbox's secrets: names, when and from which project folder they were made.
+    Ls(ListingArgs),
+    /// Remove secrets devbox made (none when one of them is missing or not devbox's).
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
 }
 

@@ -9,6 +9,7 @@ mod image;
 mod init;
 mod jobs;
 mod run;
+mod secret;
 mod shell;
 mod show_config;
 mod swarm;
@@ -28,6 +29,7 @@ use crate::ray::RayError;
 use crate::registry::PushError;
 use crate::run::RunError;
 use crate::swarm::SwarmError;
+use crate::swarm::secrets::SecretError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -73,6 +75,8 @@ pub enum DomainError {
     Sweep(#[from] crate::sweep::SweepError),
     #[error(transparent)]
     Push(#[from] PushError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 impl CommandError {
@@ -141,6 +145,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Jobs(args) => jobs::run(&load()?, &target()?, &args).await,
         Command::Swarm(command) => swarm::swarm(&target()?, &command).await,
         Command::Network(command) => swarm::network(&target()?, &command).await,
+        Command::Secret(command) => secret::run(load, &target()?, &command).await,
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
         Command::Image(crate::cli::ImageCommand::Send(args)) => {
             image::send(load, &target()?, &args).await

@@ -126,20 +126,22 @@ pub(super) async fn network(
         NetworkCommand::Create {
             name,
             subnet,
+            size,
             mtu,
             unencrypted,
         } => {
             let shape = networks::Shape {
                 subnet: subnet.as_deref(),
+                runs: *size,
                 mtu: *mtu,
                 encrypted: !unencrypted,
             };
             let created = networks::create(&engine, name, shape)
                 .await
                 .while_doing(|| format!("creating network {name}"))?;
-            printer.result(if created {
+            printer.result(if let Some(range) = created {
                 format!(
-                    "created attachable{} overlay network {name}",
+                    "created attachable{} overlay network {name} in {range}",
                     if *unencrypted { "" } else { " encrypted" }
                 )
             } else {

@@ -19,6 +19,8 @@ pub enum Refusal {
     AddressOverlap,
     /// A network still has endpoints (containers, possibly on other machines).
     NetworkInUse,
+    /// A swarm secret that a service uses cannot be removed.
+    SecretInUse,
     /// The swarm needs to be told which of this machine's addresses to advertise.
     AdvertiseAddressNeeded,
     /// A swarm join token that the manager does not accept.
@@ -55,6 +57,8 @@ impl Refusal {
             304 => Refusal::AlreadyDone,
             _ if says("overlap") => Refusal::AddressOverlap,
             _ if says("active endpoints") => Refusal::NetworkInUse,
+            // Said with gRPC's InvalidArgument, which a bad join token also gets.
+            _ if says("is in use by the following service") => Refusal::SecretInUse,
             _ if says("advertise address") || says("multiple addresses") => {
                 Refusal::AdvertiseAddressNeeded
             }
@@ -327,6 +331,14 @@ mod tests {
                  Error starting userland proxy: protocol not supported"
             ),
             Refusal::ProtocolUnsupported
+        );
+        assert_eq!(
+            Refusal::of(
+                400,
+                "rpc error: code = InvalidArgument desc = secret 'aws' is in use by the \
+                 following service: sweep-1"
+            ),
+            Refusal::SecretInUse
         );
         assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
     }

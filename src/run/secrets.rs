@@ -17,7 +17,7 @@ pub(crate) struct Secret {
 }
 
 /// A plain name: it becomes a file name.
-fn is_plain_name(name: &str) -> bool {
+pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."

@@ -1,9 +1,12 @@
 //! Several machines: the engine's swarm (init, join, leave); in `networks`, the attachable
-//! overlay networks devbox makes on it; in `cluster_token`, the Ray cluster's token it hands
-//! to every machine. Every error a team meets in practice says what to do.
+//! overlay networks devbox makes on it, sized by `addresses`; in `cluster_token`, the Ray
+//! cluster's token it hands to every machine; in `secrets`, the secrets runs get. Every error a
+//! team meets in practice says what to do.
 
+pub(crate) mod addresses;
 pub(crate) mod cluster_token;
 pub(crate) mod networks;
+pub(crate) mod secrets;
 mod token_image;
 
 use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
@@ -75,6 +78,31 @@ pub enum SwarmError {
     #[error("there is no network {0}")]
     Missing(String),
     #[error(
+        "the network {network} holds {holds} addresses, {in_use} in use; this needs {needs}: \
+         make a larger one with `devbox network create NET2 --size {runs}` and use it \
+         (CLUSTER_NETWORK=NET2 in the .env, or --network NET2)"
+    )]
+    NetworkFull {
+        network: String,
+        holds: u64,
+        in_use: u64,
+        needs: u64,
+        /// The runs to size the new network for.
+        runs: u32,
+    },
+    #[error(
+        "--size {runs}: room for that many runs needs more addresses than devbox's range {} \
+         holds; make several networks, or give a range of your own with --subnet",
+        addresses::POOL
+    )]
+    TooLarge { runs: u32 },
+    #[error(
+        "no /{prefix} in devbox's range {} overlaps no network on this engine; give a free \
+         range with --subnet, or remove networks that are no longer used",
+        addresses::POOL
+    )]
+    NoFreeRange { prefix: u8 },
+    #[error(
         "this engine manages the swarm: leaving it ends the swarm for every machine in it. \
          Use `devbox swarm leave --force` if that is what you want"
     )]
@@ -102,6 +130,16 @@ pub enum SwarmError {
     OwnBinary(std::io::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// Refuses unless this engine is a swarm manager: only a manager changes what the swarm holds
+/// (and can tell what it holds).
+pub(crate) async fn require_manager(engine: &Engine) -> Result<(), SwarmError> {
+    match SwarmRole::of(&engine.info().await?) {
+        SwarmRole::Manager => Ok(()),
+        SwarmRole::Worker => Err(SwarmError::NotManager),
+        SwarmRole::None => Err(SwarmError::NoSwarm),
+    }
 }
 
 /// What `swarm init` found or made.

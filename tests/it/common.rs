@@ -355,9 +355,10 @@ pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// [`Cleanup::project`] (found by devbox's labels `io.devbox.managed=true` and
 /// `io.devbox.project=FOLDER`), the images devbox built under the names registered with
 /// [`Cleanup::built`] (by their labels too), and the containers, networks and images
-/// registered by name (made with the docker CLI, or by the engine for a `-v NAME:…`).
-/// Containers go first, then networks, volumes, images; of each kind the last registered
-/// first.
+/// registered by name (made with the docker CLI, or by the engine for a `-v NAME:…`), and
+/// swarm services and secrets by name.
+/// Containers go first, then services, networks, secrets, volumes, images; of each kind the
+/// last registered first.
 #[derive(Default)]
 pub(crate) struct Cleanup {
     made: RefCell<Vec<(Made, String)>>,
@@ -371,6 +372,8 @@ enum Made {
     Volume,
     Image,
     Built,
+    Service,
+    Secret,
 }
 
 impl Cleanup {
@@ -394,6 +397,16 @@ impl Cleanup {
     /// A named volume.
     pub(crate) fn volume(&self, name: impl Into<String>) -> &Cleanup {
         self.add(Made::Volume, name.into())
+    }
+
+    /// A swarm service (made with the docker CLI).
+    pub(crate) fn service(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Service, name.into())
+    }
+
+    /// A swarm secret, by name (made by devbox or the docker CLI).
+    pub(crate) fn secret(&self, name: impl Into<String>) -> &Cleanup {
+        self.add(Made::Secret, name.into())
     }
 
     /// An image, by name:tag or id.
@@ -453,13 +466,33 @@ impl Drop for Cleanup {
             .iter()
             .map(|network| format!("devbox-cluster-token-{network}"))
             .collect();
-        remove(&["service", "rm"], tokens.clone());
+        let mut services = newest_first(Made::Service);
+        services.extend(tokens.iter().cloned());
+        remove(&["service", "rm"], services);
         remove(&["network", "rm"], newest_first(Made::Network));
-        remove(&["secret", "rm"], tokens.clone());
+        let mut secrets = newest_first(Made::Secret);
+        secrets.extend(tokens.iter().cloned());
+        remove(&["secret", "rm"], secrets);
         remove(&["volume", "rm"], newest_first(Made::Volume));
         let made_tokens = !tokens.is_empty();
-        for volume in tokens {
-            // The job's tasks hold it until the engine has removed them with their service.
+        for (network, volume) in newest_first(Made::Network).iter().zip(tokens) {
+            // The job's finished tasks hold it until the engine removes them, some time after
+            // their service: as devbox removes them.
+            let tasks = docker(&[
+                "container",
+                "ls",
+                "--all",
+                "--quiet",
+                "--filter",
+                &format!("label=io.devbox.cluster-token={network}"),
+            ]);
+            remove(
+                &["container", "rm", "--force"],
+                stdout(&tasks)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect(),
+            );
             let deadline = Instant::now() + Duration::from_secs(15);
             while docker(&["volume", "inspect", &volume]).status.success()
                 && !docker(&["volume", "rm", &volume]).status.success()

@@ -1,13 +1,13 @@
 //! The engine's swarm, in one place: this node's role, init, join, leave and the join
-//! tokens here; its overlay networks in `networks`. Secrets, services and their tasks
-//! in `services`.
+//! tokens and its machines here; its overlay networks in `networks`. Secrets, services and
+//! their tasks in `services`.
 
 mod networks;
 mod services;
 
 pub(crate) use networks::ENCRYPTED;
 
-use bollard::models::{LocalNodeState, SwarmInitRequest, SwarmJoinRequest, SystemInfo};
+use bollard::models::{LocalNodeState, Node, SwarmInitRequest, SwarmJoinRequest, SystemInfo};
 use bollard::query_parameters::LeaveSwarmOptionsBuilder;
 
 use super::{Engine, EngineError};
@@ -83,6 +83,14 @@ impl Engine {
             .join_swarm(request)
             .await
             .map_err(|e| EngineError::from_bollard(format!("join the swarm of {manager}"), e))
+    }
+
+    /// The machines of the swarm (only a manager can tell).
+    pub(crate) async fn nodes(&self) -> Result<Vec<Node>, EngineError> {
+        self.docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's machines", e))
     }
 
     pub(crate) async fn leave_swarm(&self, force: bool) -> Result<(), EngineError> {

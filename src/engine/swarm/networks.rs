@@ -31,7 +31,7 @@ impl Engine {
         &self,
         name: &str,
         owner: &str,
-        subnet: Option<&str>,
+        subnet: &str,
         mtu: Option<u32>,
         encrypted: bool,
     ) -> Result<(), EngineError> {
@@ -40,7 +40,7 @@ impl Engine {
             driver: Some("overlay".into()),
             attachable: Some(true),
             labels: Some(HashMap::from([labels::managed(), labels::owned_by(owner)])),
-            ipam: subnet.map(|subnet| Ipam {
+            ipam: Some(Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet.to_string()),
                     ..Default::default()
@@ -59,9 +59,20 @@ impl Engine {
 
     /// The networks devbox made.
     pub(crate) async fn devbox_networks(&self) -> Result<Vec<Network>, EngineError> {
-        let filters = labels::managed_filter();
+        self.list_networks(&labels::managed_filter()).await
+    }
+
+    /// Every network the engine knows (on a swarm manager, the swarm's too), with its ranges.
+    pub(crate) async fn networks(&self) -> Result<Vec<Network>, EngineError> {
+        self.list_networks(&HashMap::new()).await
+    }
+
+    async fn list_networks(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<Network>, EngineError> {
         let options = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
+            .filters(filters)
             .build();
         self.docker
             .list_networks(Some(options))

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use bollard::models::{SecretSpec, Service, ServiceSpec, Task};
+use bollard::models::{Secret, SecretSpec, Service, ServiceSpec, Task};
 use bollard::query_parameters::{
     ListSecretsOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
 };
@@ -13,21 +13,44 @@ use crate::engine::{Engine, EngineError, absent_if_not_found};
 impl Engine {
     /// The id of the swarm secret named `name` (only a manager can tell).
     pub(crate) async fn secret_id(&self, name: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.secret(name).await?.and_then(|secret| secret.id))
+    }
+
+    /// The swarm secret named `name`: its id, name and labels, never its value (only a
+    /// manager can tell).
+    pub(crate) async fn secret(&self, name: &str) -> Result<Option<Secret>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let options = ListSecretsOptionsBuilder::default()
-            .filters(&filters)
-            .build();
         let secrets = self
-            .docker
+            .list_secrets(&filters, || format!("look for the secret {name}"))
+            .await?;
+        // The filter matches names by prefix.
+        Ok(secrets
+            .into_iter()
+            .find(|secret| secret.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
+    }
+
+    /// The swarm secrets whose labels match `labels` (`KEY` or `KEY=VALUE`, all of them).
+    pub(crate) async fn secrets_labelled(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<Secret>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        self.list_secrets(&filters, || "list the swarm's secrets".into())
+            .await
+    }
+
+    async fn list_secrets(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+        operation: impl FnOnce() -> String,
+    ) -> Result<Vec<Secret>, EngineError> {
+        let options = ListSecretsOptionsBuilder::default()
+            .filters(filters)
+            .build();
+        self.docker
             .list_secrets(Some(options))
             .await
-            .map_err(|e| EngineError::from_bollard(format!("look for the secret {name}"), e))?;
-        // The filter matches names by prefix.
-        Ok(secrets.into_iter().find_map(|secret| {
-            (secret.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
-                .then_some(secret.id)
-                .flatten()
-        }))
+            .map_err(|e| EngineError::from_bollard(operation(), e))
     }
 
     /// Stores `data` in the swarm as the secret `name`; returns its id.
@@ -115,6 +138,22 @@ impl Engine {
             .delete_service(name)
             .await
             .map_err(|e| EngineError::from_bollard(format!("remove the service {name}"), e))
+    }
+
+    /// Every service of the swarm.
+    pub(crate) async fn services(&self) -> Result<Vec<Service>, EngineError> {
+        self.docker
+            .list_services(None::<bollard::query_parameters::ListServicesOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's services", e))
+    }
+
+    /// Every task of the swarm, finished ones included while the swarm keeps them.
+    pub(crate) async fn tasks(&self) -> Result<Vec<Task>, EngineError> {
+        self.docker
+            .list_tasks(None::<bollard::query_parameters::ListTasksOptions>)
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's tasks", e))
     }
 
     /// The tasks of `service` on the node `node_id`.
