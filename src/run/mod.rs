@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
 use bollard::models::ContainerCreateBody;
@@ -21,7 +21,7 @@ use bollard::models::ContainerCreateBody;
 use self::image::RunImage;
 use crate::container::spec::{self, ContainerSpec, HostFacts, RunPlacement, StartOptions};
 use crate::container::{self, ContainerError};
-use crate::engine::{Engine, EngineError, LogOutput, Target};
+use crate::engine::{Engine, EngineError, LogOutput, Refusal, Target};
 use crate::labels;
 use crate::printer::Printer;
 
@@ -173,8 +173,8 @@ pub(crate) enum Outcome {
     Ended(i64),
 }
 
-/// The facts a run is made of before anything is created.
-struct Prepared {
+/// The facts a run is made of before anything is created: the run image is on the engine.
+pub(crate) struct Prepared {
     host: HostFacts,
     image: String,
     code: String,
@@ -198,6 +198,22 @@ pub(crate) async fn run(
     request: &Request,
     printer: Printer,
 ) -> Result<Outcome, RunError> {
+    // Caught from here on: a Ctrl-C before the run starts leaves nothing half-made, one
+    // while it runs stops it.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let prepared = prepare_for(engine, config, request, &mut interrupt, printer).await?;
+    launch(engine, config, request, &prepared, &mut interrupt, printer).await
+}
+
+/// The run image on `engine` (made when the code changed), and the facts a run is made of;
+/// nothing half-made on Ctrl-C.
+pub(crate) async fn prepare_for(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    interrupt: &mut Signal,
+    printer: Printer,
+) -> Result<Prepared, RunError> {
     let local = engine.target().is_local();
     if request.live && !local {
         return Err(RunError::LiveElsewhere(engine.target().host.clone()));
@@ -209,14 +225,24 @@ pub(crate) async fn run(
     } else {
         Engine::connect(&Target::this_machine()).await?
     };
-    // Caught from here on: a Ctrl-C before the run starts leaves nothing half-made, one
-    // while it runs stops it.
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
-    let prepared = tokio::select! {
-        // A build whose request is dropped is cancelled by the engine: nothing is tagged.
-        prepared = prepare(&source, engine, config, request, printer) => prepared?,
-        _ = interrupt.recv() => return Err(RunError::Interrupted),
-    };
+    tokio::select! {
+        // A load whose request is dropped is dropped by the engine: nothing is tagged.
+        prepared = prepare(&source, engine, config, request, printer) => prepared,
+        _ = interrupt.recv() => Err(RunError::Interrupted),
+    }
+}
+
+/// Creates and starts the run of `request` from `prepared`: detached, its id; attached, its
+/// exit code once it has ended.
+pub(crate) async fn launch(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    prepared: &Prepared,
+    interrupt: &mut Signal,
+    printer: Printer,
+) -> Result<Outcome, RunError> {
+    let local = engine.target().is_local();
     let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
     let name = request
         .options
@@ -399,8 +425,26 @@ async fn prepare(
             ),
         ];
         let run_image = blocking({
-            let tag = tag.clone();
-            move || RunImage::describe(snapshot, &base, owner, &labels, tag)
+            let (tag, expected, src, scripts, image_id) = (
+                tag.clone(),
+                code.clone(),
+                config.mounts.src.clone(),
+                config.mounts.scripts.clone(),
+                host.image_id.clone(),
+            );
+            move || {
+                let run_image = RunImage::describe(snapshot, &base, owner, &labels, tag)?;
+                // The layer was read after the digest that names it: the same files, or the
+                // tag would name other code.
+                if snapshot::take(&src, &scripts, &image_id, owner)?.digest != expected {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the code changed while the run image was made (a file was written \
+                         to); run again once nothing writes to src/ or scripts/",
+                    ));
+                }
+                Ok(run_image)
+            }
         })
         .await?;
         if !here {
@@ -448,27 +492,44 @@ async fn send_run_image(
         engine.tag_image(&run_image.id, repo, tag).await?;
         return Ok(());
     }
-    if !crate::image::transfer::holds(&run_image.base_layers, &engine.image_layers().await?) {
+    let mut holds =
+        crate::image::transfer::holds(&run_image.base_layers, &engine.image_layers().await?);
+    loop {
+        if !holds {
+            printer.progress(format!(
+                "sending the project image to the engine at {host} (once: later runs send only \
+                 their code)"
+            ));
+            let bar = progress_bar(format!("sending {project_image}"));
+            crate::image::transfer::send(source, engine, project_image, move |progress| {
+                bar.set_length(progress.total);
+                bar.set_position(progress.read);
+            })
+            .await?;
+        }
         printer.progress(format!(
-            "sending the project image to the engine at {host} (once: later runs send only              their code)"
+            "sending the code ({}) to the engine at {host}",
+            indicatif::HumanBytes(run_image.layer_size())
         ));
-        let bar = progress_bar(format!("sending {project_image}"));
-        crate::image::transfer::send(source, engine, project_image, move |progress| {
-            bar.set_length(progress.total);
-            bar.set_position(progress.read);
-        })
-        .await?;
+        let bar = progress_bar(format!("sending {}", run_image.tag));
+        bar.set_length(run_image.layer_size());
+        match run_image
+            .load(engine, move |sent| bar.set_position(sent))
+            .await
+        {
+            // It lost a layer of the project image since devbox looked (a prune, say).
+            Err(image::LoadError::Engine(error))
+                if holds && error.refusal() == Some(Refusal::LayerMissing) =>
+            {
+                printer.note(format!(
+                    "the engine at {host} refused the code without the project image's layers \
+                     ({error}); sending the project image first"
+                ));
+                holds = false;
+            }
+            loaded => return loaded.map_err(|cause| RunError::made(engine, run_image, cause)),
+        }
     }
-    printer.progress(format!(
-        "sending the code ({}) to the engine at {host}",
-        indicatif::HumanBytes(run_image.layer_size())
-    ));
-    let bar = progress_bar(format!("sending {}", run_image.tag));
-    bar.set_length(run_image.layer_size());
-    run_image
-        .load(engine, move |sent| bar.set_position(sent))
-        .await
-        .map_err(|cause| RunError::made(engine, run_image, cause))
 }
 
 /// A bar on stderr when it is a terminal, cleared when done.
@@ -552,7 +613,7 @@ async fn attached(
     container: &str,
     id: &str,
     request: &Request,
-    mut interrupt: tokio::signal::unix::Signal,
+    interrupt: &mut Signal,
     printer: Printer,
 ) -> Result<i64, RunError> {
     let lost = |cause: EngineError| RunError::Lost {

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use self::grid::{Grid, Point};
 use crate::config::Config;
@@ -39,6 +39,38 @@ pub enum SweepError {
     DetachWithoutSwarm,
     #[error("--max-concurrent must be 1 or more")]
     NoConcurrency,
+    #[error(
+        "{key} cannot be a sweep's parameter: devbox sets it in every run's environment, so the \
+         point's value would be lost; rename the parameter (e.g. {}_)",
+        .key.to_lowercase()
+    )]
+    ReservedKey { key: String },
+    #[error(
+        "the sweep's name {name} is taken: {taken} already exists on the engine; choose \
+         another --name, or remove the old runs (`devbox jobs rm {taken}`)"
+    )]
+    NameTaken { name: String, taken: String },
+}
+
+/// Variables devbox sets in every run: a parameter of that name would not reach the command.
+const RESERVED_KEYS: [&str; 5] = [
+    "HOME",
+    "USER",
+    "PATH",
+    "PIP_USER",
+    "NVIDIA_DRIVER_CAPABILITIES",
+];
+
+/// Refuses a parameter whose variable devbox sets itself.
+pub(crate) fn check_keys(grid: &Grid) -> Result<(), SweepError> {
+    match grid
+        .keys()
+        .iter()
+        .find(|key| RESERVED_KEYS.contains(&key.as_str()) || key.starts_with("DEVBOX_"))
+    {
+        Some(key) => Err(SweepError::ReservedKey { key: key.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// How one point ended.
@@ -145,8 +177,66 @@ fn point_request(
     Ok(request)
 }
 
+/// Refuses a sweep name that names a run already (its own points' names included) or another
+/// sweep: `devbox jobs` and the points' names must find this sweep alone.
+async fn check_name(engine: &Engine, name: &str, points: usize) -> Result<(), SweepError> {
+    let runs = run::jobs::list(engine, None, &crate::labels::Owners::All).await?;
+    let point_name = |candidate: &str| {
+        candidate
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|index| index.parse::<usize>().ok())
+            .is_some_and(|index| index < points)
+    };
+    let taken = runs.iter().find_map(|found| {
+        let record = &found.record;
+        let clash = record.id == name
+            || record.name == name
+            || point_name(&record.name)
+            || record
+                .sweep
+                .as_ref()
+                .is_some_and(|s| s.name == name || s.id == name);
+        clash.then(|| record.name.clone())
+    });
+    match taken {
+        Some(taken) => Err(SweepError::NameTaken {
+            name: name.to_string(),
+            taken,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The checks before anything runs, and the run image, made once.
+async fn begin(
+    engine: &Engine,
+    config: &Config,
+    base: &Request,
+    grid: &Grid,
+    name: Option<&str>,
+    interrupt: &mut Signal,
+    printer: Printer,
+) -> Result<(Report, run::Prepared), SweepError> {
+    check_keys(grid)?;
+    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
+    let name = name.map_or_else(|| format!("sweep-{id}"), str::to_string);
+    check_name(engine, &name, grid.len()).await?;
+    let info = engine.info().await.map_err(RunError::from)?;
+    let prepared = run::prepare_for(engine, config, base, interrupt, printer).await?;
+    let report = Report {
+        id,
+        name,
+        node: info.name.unwrap_or_default(),
+        gpus: base.gpus.clone().unwrap_or_else(|| "-".to_string()),
+        ended: Vec::new(),
+        interrupted: false,
+    };
+    Ok((report, prepared))
+}
+
 /// Runs every point of `grid` on `engine`, at most `max_concurrent` at a time, and waits for
-/// them.
+/// them. The run image is made once: every point runs the code as it was at the start.
 pub(crate) async fn run(
     engine: &Engine,
     config: &Config,
@@ -156,49 +246,41 @@ pub(crate) async fn run(
     max_concurrent: usize,
     printer: Printer,
 ) -> Result<Report, SweepError> {
-    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
-    let name = name.map_or_else(|| format!("sweep-{id}"), str::to_string);
-    let info = engine.info().await.map_err(RunError::from)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
-    let mut report = Report {
-        id: id.clone(),
-        name: name.clone(),
-        node: info.name.unwrap_or_default(),
-        gpus: base.gpus.clone().unwrap_or_else(|| "-".to_string()),
-        ended: Vec::new(),
-        interrupted: false,
-    };
+    let (mut report, prepared) =
+        begin(engine, config, base, grid, name, &mut interrupt, printer).await?;
+    let (id, name) = (report.id.clone(), report.name.clone());
     printer.progress(format!(
         "sweep {name}: {} points, {} at a time",
         grid.len(),
         max_concurrent.min(grid.len())
     ));
+    let (mut failure, mut stopping) = (None, false);
     let mut points = grid.points();
     let mut running = FuturesUnordered::new();
     // Containers of the running points, to stop on Ctrl-C.
     let mut started: BTreeMap<usize, String> = BTreeMap::new();
-    let mut stopping = false;
     loop {
-        while !report.interrupted && running.len() < max_concurrent {
+        while !report.interrupted && failure.is_none() && running.len() < max_concurrent {
             let Some(point) = points.next() else { break };
             let request = point_request(base, &id, &name, point)?;
             let container = request.options.name.clone().unwrap_or_default();
-            let outcome = tokio::select! {
-                outcome = run::run(engine, config, &request, printer) => outcome,
-                _ = interrupt.recv() => Err(RunError::Interrupted),
-            };
-            let run_id = match outcome {
-                Ok(Outcome::Detached(run_id)) => run_id,
-                Ok(Outcome::Ended(_)) => unreachable!("a point is started detached"),
-                Err(RunError::Interrupted) => {
-                    report.interrupted = true;
-                    break;
-                }
-                Err(error) => {
-                    stop_all(engine, &started, base.grace).await;
-                    return Err(error.into());
-                }
-            };
+            // A Ctrl-C while the point is made is `launch`'s: it undoes what it made.
+            let run_id =
+                match run::launch(engine, config, &request, &prepared, &mut interrupt, printer)
+                    .await
+                {
+                    Ok(Outcome::Detached(run_id)) => run_id,
+                    Ok(Outcome::Ended(_)) => unreachable!("a point is started detached"),
+                    Err(RunError::Interrupted) => {
+                        report.interrupted = true;
+                        break;
+                    }
+                    Err(error) => {
+                        failure = Some(SweepError::from(error));
+                        break;
+                    }
+                };
             let params = params_of(point);
             printer.progress(format!("{container} started: {}", shown(&params)));
             started.insert(point.index, container.clone());
@@ -216,49 +298,62 @@ pub(crate) async fn run(
                 (ended, exit)
             });
         }
-        if report.interrupted && !stopping {
+        if (report.interrupted || failure.is_some()) && !stopping {
             stopping = true;
-            stop_all(engine, &started, base.grace).await;
+            if report.interrupted {
+                printer.note("stopping the sweep's running points; Ctrl-C again kills them");
+            }
+            tokio::select! {
+                () = stop_all(engine, &started, base.grace) => {}
+                _ = interrupt.recv() => kill_all(engine, &started).await,
+            }
         }
         let Some((ended, exit)) = (tokio::select! {
             ended = running.next() => ended,
             _ = interrupt.recv() => {
                 if report.interrupted {
-                    for container in started.values() {
-                        let _ = engine.kill_container(container).await;
-                    }
-                } else {
-                    report.interrupted = true;
-                    printer.note("stopping the sweep's running points; Ctrl-C again kills them");
+                    kill_all(engine, &started).await;
                 }
+                report.interrupted = true;
                 continue;
             }
         }) else {
             break;
         };
         started.remove(&ended.point);
-        let exit = exit.map_err(|cause| RunError::Lost {
-            id: ended.run.clone(),
-            cause,
-        })?;
-        report
-            .ended
-            .push(finish(engine, base, ended, exit, report.interrupted, printer).await?);
+        let cut_short = report.interrupted || failure.is_some();
+        match finish(engine, base, ended, exit, cut_short, printer).await {
+            Ok(ended) => report.ended.push(ended),
+            Err(error) => {
+                failure.get_or_insert(error.into());
+            }
+        }
     }
     report.ended.sort_by_key(|e| e.point);
-    Ok(report)
+    match failure {
+        // What ended is said before the failure.
+        Some(error) => {
+            printer.result(report.table(grid.keys()));
+            Err(error)
+        }
+        None => Ok(report),
+    }
 }
 
-/// A point that has ended with `exit`: said, removed with `--rm`; stopped when the sweep was
+/// A point that has ended with `exit` (or whose wait failed): said, removed with `--rm`; stopped when the sweep was
 /// interrupted and it did not end well.
 async fn finish(
     engine: &Engine,
     base: &Request,
     mut ended: Ended,
-    exit: i64,
+    exit: Result<i64, crate::engine::EngineError>,
     interrupted: bool,
     printer: Printer,
 ) -> Result<Ended, RunError> {
+    let exit = exit.map_err(|cause| RunError::Lost {
+        id: ended.run.clone(),
+        cause,
+    })?;
     let stopped = interrupted && exit != 0;
     printer.progress(if stopped {
         format!("{} stopped", ended.name)
@@ -289,6 +384,10 @@ pub(crate) fn shown(params: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+async fn kill_all(engine: &Engine, started: &BTreeMap<usize, String>) {
+    futures_util::future::join_all(started.values().map(|c| engine.kill_container(c))).await;
 }
 
 /// Stops the running points' containers, all at once.

@@ -129,6 +129,37 @@ fn ctrl_c_stops_the_running_point_and_starts_no_more() {
 }
 
 #[test]
+fn every_point_runs_the_code_as_it_was_when_the_sweep_began() {
+    let lab = Lab::new();
+    let src = lab.project.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("v"), "first\n").unwrap();
+    // Point 0 changes the project's code (its src/ is this machine's folder, and the sweep
+    // waits for it) before point 1 starts: point 1 still runs the first code.
+    let changer = format!(
+        "cat /mnt/src/v; [ {{n}} = 0 ] && echo second > {}/v; true",
+        src.display()
+    );
+    let swept = lab.project.devbox(&[
+        "sweep",
+        "--name",
+        "s4",
+        "-p",
+        "n=0,1",
+        "-v",
+        &format!("{}:{}", src.display(), src.display()),
+        "--",
+        "sh",
+        "-c",
+        &changer,
+    ]);
+    assert_eq!(swept.status.code(), Some(0), "{}", stderr(&swept));
+    assert_eq!(std::fs::read_to_string(src.join("v")).unwrap(), "second\n");
+    let logs = stdout(&lab.project.devbox(&["jobs", "logs", "s4"]));
+    assert_eq!(logs.matches("first").count(), 2, "{logs}");
+}
+
+#[test]
 fn bad_sweeps_are_refused_before_anything_runs() {
     let lab = Lab::new();
     for (args, expected) in [
@@ -148,5 +179,15 @@ fn bad_sweeps_are_refused_before_anything_runs() {
         let message = assert_failure(&refused);
         assert!(message.contains(expected), "{all:?}: {message}");
     }
+    assert!(points_of("s3").is_empty());
+
+    // A name whose points' names a run already has is refused before any point runs.
+    let taken = lab.project.devbox(&["run", "--name", "s3-1", "--", "true"]);
+    assert_eq!(taken.status.code(), Some(0), "{}", stderr(&taken));
+    let refused = lab
+        .project
+        .devbox(&["sweep", "--name", "s3", "-p", "a=1,2", "--", "true"]);
+    let message = assert_failure(&refused);
+    assert!(message.contains("s3-1 already exists"), "{message}");
     assert!(points_of("s3").is_empty());
 }
