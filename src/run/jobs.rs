@@ -124,8 +124,30 @@ fn named(engine: &Engine, runs: Vec<Found>, given: &str) -> Result<Found, RunErr
     }
 }
 
-/// Stops the run: SIGTERM, SIGKILL after `grace` seconds; its container stays.
+/// The volume whose presence tells a sweep waiting on one engine that `jobs cancel` cancelled
+/// it: it starts no more points.
+pub(crate) fn cancelled_mark(sweep_id: &str) -> String {
+    format!("devbox-sweep-{sweep_id}-cancelled")
+}
+
+/// Stops the run: SIGTERM, SIGKILL after `grace` seconds; its container stays. A sweep's
+/// point first marks its sweep cancelled, so that the sweep starts no more points.
 pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(), RunError> {
+    if let Some(sweep) = &run.record.sweep {
+        let mark = cancelled_mark(&sweep.id);
+        if engine.inspect_volume(&mark).await?.is_none() {
+            engine
+                .create_volume(
+                    &mark,
+                    std::collections::HashMap::from([
+                        labels::managed(),
+                        (labels::SWEEP_ID.to_string(), sweep.id.clone()),
+                        (labels::RUN_PROJECT.to_string(), run.record.project.clone()),
+                    ]),
+                )
+                .await?;
+        }
+    }
     Ok(engine.stop_container(&run.container, grace).await?)
 }
 
@@ -137,6 +159,12 @@ pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError>
     engine.remove_container(&run.container).await?;
     if run.record.out_is_volume() && engine.inspect_volume(&run.record.out).await?.is_some() {
         engine.remove_volume(&run.record.out).await?;
+    }
+    if let Some(sweep) = &run.record.sweep {
+        let mark = cancelled_mark(&sweep.id);
+        if engine.inspect_volume(&mark).await?.is_some() {
+            engine.remove_volume(&mark).await?;
+        }
     }
     Ok(())
 }

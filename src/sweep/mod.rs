@@ -262,6 +262,11 @@ pub(crate) async fn run(
     let mut started: BTreeMap<usize, String> = BTreeMap::new();
     loop {
         while !report.interrupted && failure.is_none() && running.len() < max_concurrent {
+            if cancelled(engine, &id).await? {
+                printer.note(format!("sweep {name} was cancelled: no more points start"));
+                report.interrupted = true;
+                break;
+            }
             let Some(point) = points.next() else { break };
             let request = point_request(base, &id, &name, point)?;
             let container = request.options.name.clone().unwrap_or_default();
@@ -330,6 +335,7 @@ pub(crate) async fn run(
         }
     }
     report.ended.sort_by_key(|e| e.point);
+    unmark(engine, &id).await?;
     match failure {
         // What ended is said before the failure.
         Some(error) => {
@@ -384,6 +390,22 @@ pub(crate) fn shown(params: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether `devbox jobs cancel` has cancelled the sweep `id`.
+async fn cancelled(engine: &Engine, id: &str) -> Result<bool, RunError> {
+    Ok(engine
+        .inspect_volume(&run::jobs::cancelled_mark(id))
+        .await?
+        .is_some())
+}
+
+/// Removes the sweep's cancelled mark, when `devbox jobs cancel` left one.
+async fn unmark(engine: &Engine, id: &str) -> Result<(), RunError> {
+    if cancelled(engine, id).await? {
+        engine.remove_volume(&run::jobs::cancelled_mark(id)).await?;
+    }
+    Ok(())
 }
 
 async fn kill_all(engine: &Engine, started: &BTreeMap<usize, String>) {

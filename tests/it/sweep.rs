@@ -160,6 +160,41 @@ fn every_point_runs_the_code_as_it_was_when_the_sweep_began() {
 }
 
 #[test]
+fn jobs_cancel_stops_a_sweep_waiting_on_one_engine() {
+    let lab = Lab::new();
+    let child = lab
+        .project
+        .devbox_command(&[
+            "sweep", "--name", "s5", "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::common::wait_for(
+        "the first point to run",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || (points_of("s5").len() == 1).then_some(()),
+    );
+    let cancelled = lab.project.devbox(&["jobs", "cancel", "s5"]);
+    assert_eq!(cancelled.status.code(), Some(0), "{}", stderr(&cancelled));
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("s5 was cancelled"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(points_of("s5"), ["s5-0"], "no other point started");
+    let marks = docker_ok(&["volume", "ls", "-q", "--filter", "label=io.devbox.sweep.id"]);
+    assert!(
+        !marks.contains("-cancelled"),
+        "the sweep removed its mark: {marks}"
+    );
+}
+
+#[test]
 fn bad_sweeps_are_refused_before_anything_runs() {
     let lab = Lab::new();
     for (args, expected) in [
