@@ -180,18 +180,18 @@ pub(crate) struct Prepared {
     code: String,
 }
 
-/// Runs the request: the run image (built only when the code changed), the output place,
-/// the container; attached, its output streamed until it ends.
-/// The name of a run given none (its container's too).
 /// The volume that is `/mnt/out` of the run `id` on another engine.
 pub(crate) fn out_volume(id: &str) -> String {
     format!("devbox-run-{id}-out")
 }
 
+/// The name of a run given none (its container's too).
 pub(crate) fn default_name(id: &str) -> String {
     format!("devbox-run-{id}")
 }
 
+/// Runs the request: the run image (made only when the code changed), the output place,
+/// the container; attached, its output streamed until it ends.
 pub(crate) async fn run(
     engine: &Engine,
     config: &Config,

@@ -204,7 +204,11 @@ fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
     } else {
         format!("failed {}/{}", failed.len(), points.len())
     };
-    let first = points.iter().min_by_key(|r| r.started.clone());
+    let first = points
+        .iter()
+        .filter(|r| r.started.is_some())
+        .min_by_key(|r| r.started.clone())
+        .or(points.first());
     let time = |t: &Option<String>| {
         t.as_deref()
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
@@ -220,7 +224,10 @@ fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
         .map(|(start, end)| seconds((end - start).whole_seconds().max(0)));
     vec![
         sweep.id.clone(),
-        format!("{} ({} points)", sweep.name, points.len()),
+        match points.len() {
+            1 => format!("{} (1 point)", sweep.name),
+            n => format!("{} ({n} points)", sweep.name),
+        },
         state,
         if running > 0 {
             String::new()
