@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_failure, docker_ok, stderr, stdout};
+use crate::common::{assert_failure, docker_ok, stderr, stdout, unique_name};
 use crate::run::Lab;
 
 /// The containers of the sweep named `name`, by its label.
@@ -26,13 +26,14 @@ fn points_of(name: &str) -> Vec<String> {
 #[test]
 fn every_point_runs_with_its_values_and_jobs_shows_the_sweep_as_one_line() {
     let lab = Lab::new();
+    let name = unique_name("s1");
     let grid = lab.project.path().join("grid.csv");
     std::fs::write(&grid, "opt\nsgd\n\"a,b\"\n").unwrap();
     let started = Instant::now();
     let swept = lab.project.devbox(&[
         "sweep",
         "--name",
-        "s1",
+        &name,
         "--grid",
         &grid.to_string_lossy(),
         "-p",
@@ -53,10 +54,12 @@ fn every_point_runs_with_its_values_and_jobs_shows_the_sweep_as_one_line() {
     assert_eq!(lines.len(), 5, "{table}");
     assert!(lines[0].starts_with("POINT") && lines[0].contains("opt") && lines[0].contains("seed"));
     assert!(
-        lines[1].starts_with("s1-0 ") && lines[1].contains(" sgd ") && lines[1].contains(" 0 ")
+        lines[1].starts_with(&format!("{name}-0 "))
+            && lines[1].contains(" sgd ")
+            && lines[1].contains(" 0 ")
     );
     assert!(
-        lines[4].starts_with("s1-3 ") && lines[4].contains(" a,b "),
+        lines[4].starts_with(&format!("{name}-3 ")) && lines[4].contains(" a,b "),
         "{table}"
     );
 
@@ -74,35 +77,39 @@ fn every_point_runs_with_its_values_and_jobs_shows_the_sweep_as_one_line() {
         let written =
             std::fs::read_to_string(lab.project.path().join("runs").join(id).join("v")).unwrap();
         assert_eq!(written, format!("{opt}/{seed} {opt} {seed}\n"));
-        assert_eq!(record["sweep"]["name"], "s1");
+        assert_eq!(record["sweep"]["name"], name.as_str());
     }
 
     // One line for the sweep; `inspect` opens it; `rm` takes the sweep's name.
     let table = stdout(&lab.project.devbox(&["jobs"]));
     assert_eq!(table.lines().count(), 2, "{table}");
     assert!(
-        table.contains("s1 (4 points)") && table.contains("failed 2/4"),
+        table.contains(&format!("{name} (4 points)")) && table.contains("failed 2/4"),
         "{table}"
     );
-    let inspected = stdout(&lab.project.devbox(&["jobs", "inspect", "s1"]));
+    let inspected = stdout(&lab.project.devbox(&["jobs", "inspect", &name]));
     assert_eq!(inspected.lines().count(), 5, "{inspected}");
-    let logs = stdout(&lab.project.devbox(&["jobs", "logs", "s1"]));
-    assert!(logs.contains("==> s1-2 (opt=a,b seed=0) <=="), "{logs}");
-    let followed = lab.project.devbox(&["jobs", "logs", "-f", "s1"]);
+    let logs = stdout(&lab.project.devbox(&["jobs", "logs", &name]));
+    assert!(
+        logs.contains(&format!("==> {name}-2 (opt=a,b seed=0) <==")),
+        "{logs}"
+    );
+    let followed = lab.project.devbox(&["jobs", "logs", "-f", &name]);
     assert_eq!(followed.status.code(), Some(2));
     assert!(stderr(&followed).contains("follow one of them"));
-    let removed = lab.project.devbox(&["jobs", "rm", "s1"]);
+    let removed = lab.project.devbox(&["jobs", "rm", &name]);
     assert_eq!(stdout(&removed).lines().count(), 4, "{}", stderr(&removed));
-    assert!(points_of("s1").is_empty());
+    assert!(points_of(&name).is_empty());
 }
 
 #[test]
 fn ctrl_c_stops_the_running_point_and_starts_no_more() {
     let lab = Lab::new();
+    let name = unique_name("s2");
     let child = lab
         .project
         .devbox_command(&[
-            "sweep", "--name", "s2", "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
+            "sweep", "--name", &name, "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -112,7 +119,7 @@ fn ctrl_c_stops_the_running_point_and_starts_no_more() {
         "the first point to run",
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || (points_of("s2").len() == 1).then_some(()),
+        || (points_of(&name).len() == 1).then_some(()),
     );
     std::thread::sleep(Duration::from_millis(500));
     nix::sys::signal::kill(
@@ -123,14 +130,24 @@ fn ctrl_c_stops_the_running_point_and_starts_no_more() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert!(stdout(&output).contains("stopped"), "{}", stdout(&output));
-    assert_eq!(points_of("s2"), ["s2-0"], "no other point started");
-    let running = docker_ok(&["inspect", "--format", "{{.State.Running}}", "s2-0"]);
+    assert_eq!(
+        points_of(&name),
+        [format!("{name}-0")],
+        "no other point started"
+    );
+    let running = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        &format!("{name}-0"),
+    ]);
     assert_eq!(running.trim(), "false");
 }
 
 #[test]
 fn every_point_runs_the_code_as_it_was_when_the_sweep_began() {
     let lab = Lab::new();
+    let name = unique_name("s4");
     let src = lab.project.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("v"), "first\n").unwrap();
@@ -143,7 +160,7 @@ fn every_point_runs_the_code_as_it_was_when_the_sweep_began() {
     let swept = lab.project.devbox(&[
         "sweep",
         "--name",
-        "s4",
+        &name,
         "-p",
         "n=0,1",
         "-v",
@@ -155,17 +172,18 @@ fn every_point_runs_the_code_as_it_was_when_the_sweep_began() {
     ]);
     assert_eq!(swept.status.code(), Some(0), "{}", stderr(&swept));
     assert_eq!(std::fs::read_to_string(src.join("v")).unwrap(), "second\n");
-    let logs = stdout(&lab.project.devbox(&["jobs", "logs", "s4"]));
+    let logs = stdout(&lab.project.devbox(&["jobs", "logs", &name]));
     assert_eq!(logs.matches("first").count(), 2, "{logs}");
 }
 
 #[test]
 fn jobs_cancel_stops_a_sweep_waiting_on_one_engine() {
     let lab = Lab::new();
+    let name = unique_name("s5");
     let child = lab
         .project
         .devbox_command(&[
-            "sweep", "--name", "s5", "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
+            "sweep", "--name", &name, "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -175,18 +193,22 @@ fn jobs_cancel_stops_a_sweep_waiting_on_one_engine() {
         "the first point to run",
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || (points_of("s5").len() == 1).then_some(()),
+        || (points_of(&name).len() == 1).then_some(()),
     );
-    let cancelled = lab.project.devbox(&["jobs", "cancel", "s5"]);
+    let cancelled = lab.project.devbox(&["jobs", "cancel", &name]);
     assert_eq!(cancelled.status.code(), Some(0), "{}", stderr(&cancelled));
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("s5 was cancelled"),
+        stderr(&output).contains(&format!("{name} was cancelled")),
         "{}",
         stderr(&output)
     );
-    assert_eq!(points_of("s5"), ["s5-0"], "no other point started");
+    assert_eq!(
+        points_of(&name),
+        [format!("{name}-0")],
+        "no other point started"
+    );
     let marks = docker_ok(&["volume", "ls", "-q", "--filter", "label=io.devbox.sweep.id"]);
     assert!(
         !marks.contains("-cancelled"),
@@ -197,6 +219,7 @@ fn jobs_cancel_stops_a_sweep_waiting_on_one_engine() {
 #[test]
 fn bad_sweeps_are_refused_before_anything_runs() {
     let lab = Lab::new();
+    let name = unique_name("s3");
     for (args, expected) in [
         (vec!["-p", "lr=0.1", "--", "echo", "{epochs}"], "{epochs}"),
         (vec!["-p", "lr", "--", "true"], "KEY=VALUES"),
@@ -207,22 +230,28 @@ fn bad_sweeps_are_refused_before_anything_runs() {
             vec!["-p", "a=1", "--grid", "/nonexistent.csv", "--", "true"],
             "/nonexistent.csv",
         ),
+        (vec!["-p", "HOME=1", "--", "true"], "devbox sets it"),
     ] {
-        let mut all = vec!["sweep", "--name", "s3"];
+        let mut all = vec!["sweep", "--name", &name];
         all.extend(args);
         let refused = lab.project.devbox(&all);
         let message = assert_failure(&refused);
         assert!(message.contains(expected), "{all:?}: {message}");
     }
-    assert!(points_of("s3").is_empty());
+    assert!(points_of(&name).is_empty());
 
     // A name whose points' names a run already has is refused before any point runs.
-    let taken = lab.project.devbox(&["run", "--name", "s3-1", "--", "true"]);
+    let taken = lab
+        .project
+        .devbox(&["run", "--name", &format!("{name}-1"), "--", "true"]);
     assert_eq!(taken.status.code(), Some(0), "{}", stderr(&taken));
     let refused = lab
         .project
-        .devbox(&["sweep", "--name", "s3", "-p", "a=1,2", "--", "true"]);
+        .devbox(&["sweep", "--name", &name, "-p", "a=1,2", "--", "true"]);
     let message = assert_failure(&refused);
-    assert!(message.contains("s3-1 already exists"), "{message}");
-    assert!(points_of("s3").is_empty());
+    assert!(
+        message.contains(&format!("{name}-1 already exists")),
+        "{message}"
+    );
+    assert!(points_of(&name).is_empty());
 }
