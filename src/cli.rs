@@ -69,7 +69,7 @@ pub enum Command {
     /// The Ray cluster across machines: up, down, status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Images across engines: send.
+    /// Images across engines: send, push.
     #[command(subcommand)]
     Image(ImageCommand),
     /// Check everything devbox needs (engine, disk, GPUs, swarm, .env, licenses, image, ports,
@@ -563,6 +563,22 @@ pub enum ImageCommand {
     /// Send an image from this engine to others, directly, with only the layers each one
     /// lacks; an engine that has the image already gets only its name.
     Send(ImageSendArgs),
+    /// Push an image to REGISTRY (in the .env) with the docker CLI's credentials, as
+    /// REGISTRY/NAME:TAG (a run image as REGISTRY/NAME:run-<UTC time>); prints the reference
+    /// it can be pulled by everywhere, REGISTRY/NAME@sha256:….
+    Push(ImagePushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    /// The image (default the project's, IMAGE_NAME:IMAGE_TAG; a run image by its name,
+    /// IMAGE_NAME:run-…).
+    pub image: Option<String>,
+
+    /// Push an image that carries the project's license files: they go to anyone who can pull
+    /// from the registry.
+    #[arg(long)]
+    pub with_licenses: bool,
 }
 
 #[derive(Debug, Args)]

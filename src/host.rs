@@ -1,5 +1,7 @@
 //! Facts about the machine devbox runs on, on the host or inside the container: its name,
-//! the user's login name, and its random source.
+//! the user's login name, the docker CLI's configuration folder, and its random source.
+
+use std::path::{Path, PathBuf};
 
 /// The host user devbox runs as: what devbox makes is labelled as theirs, and the default
 /// container name of a user who is not root carries their name.
@@ -55,6 +57,16 @@ pub(crate) fn login_name() -> String {
             }
             .to_string()
         })
+}
+
+/// The docker CLI's configuration folder (its contexts, `config.json` with the registries'
+/// credentials): DOCKER_CONFIG, else `~/.docker`.
+pub(crate) fn docker_config_dir() -> PathBuf {
+    let var = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    var("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| Path::new(&home).join(".docker")))
+        .unwrap_or_else(|| PathBuf::from("/root/.docker"))
 }
 
 /// `count` bytes from the kernel's random source.

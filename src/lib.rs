@@ -1,9 +1,9 @@
 //! devbox's modules, one per concept, in layers:
 //! `config` (the `.env`) → pure specs (`container::spec`, `image::spec`, `labels`) →
 //! `engine` (the only bollard client and the only reader of the engine's messages) → the
-//! domain (`image`, `container`, `swarm`, `ray`, `doctor`) → `commands`; the in-container
-//! commands (`incontainer`) stand apart. The binary (`main.rs`) only dispatches; what is
-//! public here is what it and the fuzz targets use.
+//! domain (`image`, `container`, `swarm`, `ray`, `registry`, `doctor`) → `commands`; the
+//! in-container commands (`incontainer`) stand apart. The binary (`main.rs`) only dispatches;
+//! what is public here is what it and the fuzz targets use.
 
 mod build_context;
 mod cli;
@@ -21,6 +21,7 @@ mod labels;
 mod listing;
 mod printer;
 mod ray;
+mod registry;
 mod run;
 mod swarm;
 mod sweep;

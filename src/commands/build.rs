@@ -25,8 +25,13 @@ pub(super) async fn run(
     let mut references = vec![config.image_ref()];
     references.extend(args.tags.iter().cloned());
     let licenses: Vec<String> = inputs.licenses.iter().map(|l| l.name.clone()).collect();
-    image::refuse_licenses_to_registry(&references, &licenses, args.with_licenses)
-        .map_err(|refusal| CommandError::Usage(refusal.to_string()))?;
+    image::refuse_licenses_to_registry(
+        &references,
+        &licenses,
+        args.with_licenses,
+        ", or name the image without a registry",
+    )
+    .map_err(|refusal| CommandError::Usage(refusal.to_string()))?;
     for certificate in inputs.certificates.iter().filter(|c| c.had_private_key) {
         Printer::DEVBOX.note(format!(
             "{} also holds a private key; only its certificates go into the image",

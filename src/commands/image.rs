@@ -1,18 +1,62 @@
-//! `devbox image send`.
+//! `devbox image send`, `devbox image push`.
 
 use std::io::IsTerminal;
 
 use futures_util::future::join_all;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 use super::{CommandError, WhileDoing};
-use crate::cli::ImageSendArgs;
+use crate::cli::{ImagePushArgs, ImageSendArgs};
 use crate::config::{Config, ConfigError};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::image::progress::format_size;
 use crate::image::transfer::{self, Sent, TransferError};
 use crate::printer::Printer;
+use crate::registry::{self, PushError};
+
+pub(super) async fn push(
+    config: &Config,
+    target: &Target,
+    args: &ImagePushArgs,
+) -> Result<ExitStatus, CommandError> {
+    let registry = config.registry.as_ref().ok_or(ConfigError::Unset {
+        key: "REGISTRY",
+        needed_by: "devbox image push needs a registry to push to",
+        example: "REGISTRY=HOST[:PORT][/PATH], e.g. REGISTRY=gpu01.lab:5000/team",
+    })?;
+    let image = args.image.clone().unwrap_or_else(|| config.image_ref());
+    let engine = Engine::connect(target).await?;
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    )
+    .with_style(
+        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} layers [{elapsed}]")
+            .expect("valid template"),
+    )
+    .with_message(format!("pushing {image} to {registry}"))
+    .with_finish(ProgressFinish::AndClear);
+    let pushed = registry::push(&engine, &image, registry, args.with_licenses, |progress| {
+        bar.set_length(progress.layers);
+        bar.set_position(progress.layers_done);
+    })
+    .await;
+    drop(bar);
+    match pushed {
+        Ok(pushed) => {
+            Printer::DEVBOX.result(pushed);
+            Ok(ExitStatus::Success)
+        }
+        // As `devbox build` refuses such a name: nothing is done.
+        Err(PushError::Licenses(refusal)) => Err(CommandError::Usage(refusal.to_string())),
+        Err(error) => Err(error).while_doing(|| format!("pushing {image} to {registry}")),
+    }
+}
 
 pub(super) async fn send(
     load: impl FnOnce() -> Result<Config, ConfigError>,

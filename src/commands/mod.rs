@@ -25,6 +25,7 @@ use crate::image::ImageError;
 use crate::image::transfer::TransferError;
 use crate::printer::Printer;
 use crate::ray::RayError;
+use crate::registry::PushError;
 use crate::run::RunError;
 use crate::swarm::SwarmError;
 
@@ -70,6 +71,8 @@ pub enum DomainError {
     Transfer(#[from] TransferError),
     #[error(transparent)]
     Sweep(#[from] crate::sweep::SweepError),
+    #[error(transparent)]
+    Push(#[from] PushError),
 }
 
 impl CommandError {
@@ -98,6 +101,7 @@ impl DomainError {
                 )
                 | DomainError::Transfer(TransferError::Interrupted)
                 | DomainError::Sweep(crate::sweep::SweepError::Run(RunError::Interrupted))
+                | DomainError::Push(PushError::Interrupted)
         )
     }
 }
@@ -140,6 +144,9 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
         Command::Cluster(command) => cluster::run(&load()?, &target()?, &command).await,
         Command::Image(crate::cli::ImageCommand::Send(args)) => {
             image::send(load, &target()?, &args).await
+        }
+        Command::Image(crate::cli::ImageCommand::Push(args)) => {
+            image::push(&load()?, &target()?, &args).await
         }
         Command::Doctor(args) => doctor::run(load(), &target()?, &args).await,
         Command::Config(args) => show_config::run(&load()?, &args),

@@ -87,6 +87,13 @@ fn render(config: &Config, show_secrets: bool) -> String {
                 .unwrap_or_else(|| "none".to_string()),
         ),
         ("cluster network", config.cluster_network.clone()),
+        (
+            "registry",
+            config
+                .registry
+                .as_ref()
+                .map_or("none (REGISTRY is empty)".to_string(), ToString::to_string),
+        ),
         ("publish address", config.publish_address.to_string()),
         ("Jupyter token", secret(&config.jupyter_token)),
         ("VNC password", secret(&config.vnc_password)),

@@ -35,6 +35,7 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("PUBLISH_ADDRESS", "127.0.0.1"),
     ("JUPYTER_TOKEN", ""),
     ("VNC_PASSWORD", ""),
+    ("REGISTRY", ""),
     ("SRC_DIR", "src"),
     ("SCRIPTS_DIR", "scripts"),
     ("MODELS_DIR", "models"),
@@ -87,6 +88,14 @@ pub enum ConfigError {
         origin: Origin,
         expected: String,
     },
+    #[error(
+        "{key} is not set, and {needed_by}; set it in the .env (or the environment): {example}"
+    )]
+    Unset {
+        key: &'static str,
+        needed_by: &'static str,
+        example: &'static str,
+    },
     #[error("{key}={value:?} ({origin}): {path} does not exist; {hint}")]
     MissingPath {
         key: &'static str,
@@ -123,6 +132,32 @@ pub(crate) struct Mounts {
     pub data: PathBuf,
 }
 
+/// Where images go for other machines (`REGISTRY`): a registry's host and a path in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Registry {
+    /// `gpu01.lab:5000`: what `docker login` names, and the docker CLI keeps credentials for.
+    pub host: String,
+    /// `team`, `lab/ml`, or empty: the repositories' common prefix under the host.
+    pub path: String,
+}
+
+impl Registry {
+    /// The repository for an image named `name` (`gpu01.lab:5000/team/NAME`).
+    pub(crate) fn repository(&self, name: &str) -> String {
+        format!("{self}/{name}")
+    }
+}
+
+impl std::fmt::Display for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.host)
+        } else {
+            write!(f, "{}/{}", self.host, self.path)
+        }
+    }
+}
+
 /// A project's resolved configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -136,6 +171,7 @@ pub(crate) struct Config {
     pub cluster_head_name: Option<String>,
     /// The attachable overlay network the cluster's containers share.
     pub cluster_network: String,
+    pub registry: Option<Registry>,
     pub publish_address: IpAddr,
     pub jupyter_token: Option<String>,
     pub vnc_password: Option<String>,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{Agx, Config, ConfigError, EnvFile, KNOWN_KEYS, Mounts, Origin};
+use super::{Agx, Config, ConfigError, EnvFile, KNOWN_KEYS, Mounts, Origin, Registry};
 
 /// One setting's effective value: the process environment wins over the `.env`, which wins
 /// over the default.
@@ -43,6 +43,7 @@ pub(super) fn resolve(
     let agx = resolve_agx(&setting)?;
     let extra_ca_certs = resolve_extra_ca_certs(&setting, &project_dir)?;
     let names = resolve_names(&setting)?;
+    let registry = resolve_registry(&setting)?;
     let publish_address = resolve_publish_address(&setting)?;
     let mounts = resolve_mounts(&setting, &project_dir)?;
     Ok(Config {
@@ -54,6 +55,7 @@ pub(super) fn resolve(
         container_name: names.container,
         cluster_head_name: names.cluster_head,
         cluster_network: names.cluster_network,
+        registry,
         publish_address,
         jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
         vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
@@ -177,6 +179,46 @@ fn resolve_names(setting: &Lookup) -> Result<Names, ConfigError> {
         cluster_head: cluster_head_name.non_empty().map(str::to_string),
         cluster_network: cluster_network.value,
     })
+}
+
+fn resolve_registry(setting: &Lookup) -> Result<Option<Registry>, ConfigError> {
+    let registry = setting("REGISTRY");
+    let Some(value) = registry.non_empty() else {
+        return Ok(None);
+    };
+    parse_registry(value).map(Some).ok_or_else(|| {
+        registry.invalid(if value.contains("://") {
+            "a registry without a scheme (the engine chooses https, or http for the registries \
+             it trusts as insecure): HOST[:PORT][/PATH], e.g. gpu01.lab:5000/team"
+        } else {
+            "a registry and an optional path in it: HOST[:PORT][/PATH], e.g. \
+             gpu01.lab:5000/team; the host has a '.' or a :PORT, or is localhost (Docker Hub is \
+             docker.io/USER), the path is lowercase letters, digits and separators (. _ -), no tag"
+        })
+    })
+}
+
+/// `HOST[:PORT][/PATH]`, the host written as docker's references write a registry's (a '.',
+/// a port, or `localhost`: else docker would read it as a Docker Hub user).
+fn parse_registry(value: &str) -> Option<Registry> {
+    let (host, path) = value.split_once('/').unwrap_or((value, ""));
+    let named_as_registry = host.contains(['.', ':']) || host == "localhost";
+    let path_ok = path.is_empty() || path.split('/').all(is_path_component);
+    (named_as_registry && is_registry_host(host) && path_ok).then(|| Registry {
+        host: host.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// `host[:port]` of a registry in docker's reference grammar.
+fn is_registry_host(value: &str) -> bool {
+    let (host, port) = value.split_once(':').unwrap_or((value, "0"));
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn resolve_publish_address(setting: &Lookup) -> Result<IpAddr, ConfigError> {
@@ -314,12 +356,7 @@ fn is_image_name(value: &str) -> bool {
     let mut parts: Vec<&str> = value.split('/').collect();
     let first = parts[0];
     if parts.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
-        let (host, port) = first.split_once(':').unwrap_or((first, "0"));
-        let host_ok = !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-        if !host_ok || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_registry_host(first) {
             return false;
         }
         parts.remove(0);
@@ -474,6 +511,53 @@ mod tests {
         ] {
             assert!(!is_image_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_registry_is_a_host_and_an_optional_path() {
+        for (value, host, path) in [
+            ("gpu01.lab:5000/team", "gpu01.lab:5000", "team"),
+            ("198.18.0.1:5000", "198.18.0.1:5000", ""),
+            ("localhost/a/b", "localhost", "a/b"),
+            ("docker.io/ada", "docker.io", "ada"),
+        ] {
+            let config = load(&format!("REGISTRY={value}\n"), &[]).unwrap();
+            let registry = config.registry.unwrap();
+            assert_eq!(
+                (registry.host.as_str(), registry.path.as_str()),
+                (host, path)
+            );
+            assert_eq!(registry.to_string(), value);
+        }
+        assert_eq!(
+            parse_registry("gpu01.lab:5000/team")
+                .unwrap()
+                .repository("dev"),
+            "gpu01.lab:5000/team/dev"
+        );
+        assert_eq!(load("", &[]).unwrap().registry, None);
+        for bad in [
+            "team",
+            "gpu01/team",
+            "gpu01.lab:port/team",
+            "gpu01.lab:5000/Team",
+            "gpu01.lab:5000/team/",
+            "gpu01.lab:5000/team:v1",
+            "gpu01.lab:5000//team",
+            "gpu01 lab:5000",
+        ] {
+            let err = load(&format!("REGISTRY=\"{bad}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("REGISTRY") && err.contains("HOST[:PORT][/PATH]"),
+                "{bad}: {err}"
+            );
+        }
+        let err = load("REGISTRY=https://gpu01.lab:5000/team\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a scheme"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub enum Refusal {
     ProtocolUnsupported,
     /// A loaded archive lacks a layer's contents (an empty file) that the engine does not hold.
     LayerMissing,
+    /// A registry refused the credentials of a push, or wants some.
+    RegistryUnauthorized,
+    /// The engine could not connect to a registry.
+    RegistryUnreachable,
+    /// A registry serves plain http (or a certificate the engine does not trust), and the
+    /// engine has not been told to allow it.
+    RegistryNotTrusted,
     Other,
 }
 
@@ -66,6 +73,28 @@ impl Refusal {
             _ if says("protocol not supported") => Refusal::ProtocolUnsupported,
             _ if says("invalid diffID") => Refusal::LayerMissing,
             _ => Refusal::Other,
+        }
+    }
+}
+
+impl Refusal {
+    /// A push's failure that is the registry's (its answer, or its absence), as the engine
+    /// reports it. Only for pushes: a swarm join's certificate errors (say) mean another thing.
+    fn of_push(message: &str) -> Option<Refusal> {
+        let says = |text: &str| message.contains(text);
+        if says("unauthorized") || says("no basic auth credentials") || says("denied") {
+            Some(Refusal::RegistryUnauthorized)
+        } else if says("server gave HTTP response to HTTPS client") || says("x509: ") {
+            Some(Refusal::RegistryNotTrusted)
+        } else if says("dial tcp")
+            || says("connection refused")
+            || says("no such host")
+            || says("i/o timeout")
+            || says("no route to host")
+        {
+            Some(Refusal::RegistryUnreachable)
+        } else {
+            None
         }
     }
 }
@@ -160,6 +189,19 @@ impl EngineError {
                 source: other,
             },
         }
+    }
+
+    /// As [`EngineError::from_bollard`], with a push's refusals told apart.
+    pub(super) fn from_push(operation: impl Into<String>, error: BollardError) -> Self {
+        let mut error = EngineError::from_bollard(operation, error);
+        if let EngineError::Refused {
+            refusal, message, ..
+        } = &mut error
+            && let Some(registrys) = Refusal::of_push(message)
+        {
+            *refusal = registrys;
+        }
+        error
     }
 
     /// What the engine refused, when it did.
@@ -287,6 +329,48 @@ mod tests {
             Refusal::ProtocolUnsupported
         );
         assert_eq!(Refusal::of(500, "something else"), Refusal::Other);
+    }
+
+    #[test]
+    fn a_pushs_refusals_are_the_registrys() {
+        for (message, refusal) in [
+            (
+                "unauthorized: authentication required",
+                Refusal::RegistryUnauthorized,
+            ),
+            ("no basic auth credentials", Refusal::RegistryUnauthorized),
+            (
+                "denied: requested access to the resource is denied",
+                Refusal::RegistryUnauthorized,
+            ),
+            (
+                "Get \"https://198.18.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client",
+                Refusal::RegistryNotTrusted,
+            ),
+            (
+                "Get \"https://r.lab:5000/v2/\": x509: certificate signed by unknown authority",
+                Refusal::RegistryNotTrusted,
+            ),
+            (
+                "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused",
+                Refusal::RegistryUnreachable,
+            ),
+            (
+                "Get \"https://nowhere.invalid:5000/v2/\": dial tcp: lookup nowhere.invalid: no such host",
+                Refusal::RegistryUnreachable,
+            ),
+        ] {
+            assert_eq!(Refusal::of_push(message), Some(refusal), "{message}");
+        }
+        assert_eq!(
+            Refusal::of_push("An image does not exist locally with the tag: r.io/x"),
+            None
+        );
+        // Elsewhere a certificate error is a swarm join token's.
+        assert_eq!(
+            Refusal::of(500, "x509: certificate signed by unknown authority"),
+            Refusal::InvalidJoinToken
+        );
     }
 
     fn refused(message: &str) -> super::EngineError {

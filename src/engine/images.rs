@@ -1,7 +1,11 @@
-//! Moving images between engines: export (`docker save`), load (`docker load`), and the
-//! layers an engine holds.
+//! Moving images between engines: export (`docker save`), load (`docker load`), the layers
+//! an engine holds, and pushes to a registry.
 
-use bollard::query_parameters::{ImportImageOptionsBuilder, ListImagesOptionsBuilder};
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    ImportImageOptionsBuilder, ListImagesOptionsBuilder, PushImageOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
@@ -41,6 +45,33 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Pushes `repository:tag` to its registry with `credentials` (sent as `docker push`
+    /// sends the docker CLI's): the status of each of the engine's messages, as they come.
+    /// A failure of the registry's is a `Refused` with a `Registry…` refusal.
+    pub(crate) fn push_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> impl Stream<Item = Result<String, EngineError>> + 'static {
+        let operation = format!("push {repository}:{tag}");
+        let options = PushImageOptionsBuilder::default().tag(tag).build();
+        self.long_docker
+            .push_image(repository, Some(options), credentials)
+            .map_err(move |e| EngineError::from_push(operation.clone(), e))
+            .try_filter_map(|message| std::future::ready(Ok(message.status)))
+    }
+
+    /// Removes the name `reference` from its image (the image stays under its other names).
+    pub(crate) async fn untag_image(&self, reference: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptionsBuilder::default().noprune(true).build();
+        self.docker
+            .remove_image(reference, Some(options), None)
+            .await
+            .map(drop)
+            .map_err(|e| EngineError::from_bollard(format!("remove the name {reference}"), e))
     }
 
     /// The layers (diff ids, bottom first) of each of the engine's tagged and dangling images.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
+use crate::host::docker_config_dir;
 
 pub(super) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -41,7 +42,7 @@ impl TlsFiles {
 impl Target {
     /// Resolves with the process environment and the user's docker configuration.
     pub(crate) fn resolve(context_flag: Option<&str>) -> Result<Target, EngineError> {
-        resolve(context_flag, env, &config_dir())
+        resolve(context_flag, env, &docker_config_dir())
     }
 
     /// The engine at `host`, as if DOCKER_HOST named it (with the environment's TLS files).
@@ -50,7 +51,7 @@ impl Target {
             "DOCKER_HOST" => Some(host.to_string()),
             key => env(key),
         };
-        resolve(None, env, &config_dir())
+        resolve(None, env, &docker_config_dir())
     }
 
     /// The engine on this machine's socket, where the project image is built.
@@ -70,13 +71,6 @@ impl Target {
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
-}
-
-fn config_dir() -> PathBuf {
-    env("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|home| Path::new(&home).join(".docker")))
-        .unwrap_or_else(|| PathBuf::from("/root/.docker"))
 }
 
 pub(super) fn resolve(

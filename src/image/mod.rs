@@ -464,22 +464,24 @@ pub(crate) fn registry_of(reference: &str) -> Option<&str> {
 #[error(
     "{reference} names the registry {registry}, and the image carries the lab's license files \
      ({}): pushed there, they go to anyone who can pull the image. Pass --with-licenses if only \
-     people the licenses cover can pull from {registry}, or name the image without a registry",
+     people the licenses cover can pull from {registry}{otherwise}",
     .licenses.join(", ")
 )]
-pub(crate) struct LicensesToRegistry {
+pub struct LicensesToRegistry {
     reference: String,
     registry: String,
     licenses: Vec<String>,
+    otherwise: &'static str,
 }
 
 /// Refuses image names (`references`) that name a registry for an image with `licenses` in
 /// it, unless `with_licenses`: the licenses are the lab's, and a registry serves them to
-/// everyone who may pull.
+/// everyone who may pull. `otherwise` ends the message with another way out, if any.
 pub(crate) fn refuse_licenses_to_registry(
     references: &[String],
     licenses: &[String],
     with_licenses: bool,
+    otherwise: &'static str,
 ) -> Result<(), LicensesToRegistry> {
     if with_licenses || licenses.is_empty() {
         return Ok(());
@@ -492,6 +494,7 @@ pub(crate) fn refuse_licenses_to_registry(
             reference: reference.clone(),
             registry: registry.to_string(),
             licenses: licenses.to_vec(),
+            otherwise,
         }),
         None => Ok(()),
     }
@@ -538,7 +541,7 @@ mod tests {
         let names = |refs: &[&str]| refs.iter().map(|r| (*r).to_string()).collect::<Vec<_>>();
         let licenses = names(&["site.lic"]);
         let pushed = names(&["dev:latest", "localhost:5000/dev:x"]);
-        let err = refuse_licenses_to_registry(&pushed, &licenses, false)
+        let err = refuse_licenses_to_registry(&pushed, &licenses, false, ", or not")
             .unwrap_err()
             .to_string();
         assert!(
@@ -546,13 +549,14 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("(site.lic)") && err.contains("--with-licenses"),
+            err.contains("(site.lic)") && err.ends_with("--with-licenses if only people the licenses cover can pull from localhost:5000, or not"),
             "{err}"
         );
-        assert!(refuse_licenses_to_registry(&pushed, &licenses, true).is_ok());
-        assert!(refuse_licenses_to_registry(&pushed, &[], false).is_ok());
+        assert!(refuse_licenses_to_registry(&pushed, &licenses, true, "").is_ok());
+        assert!(refuse_licenses_to_registry(&pushed, &[], false, "").is_ok());
         assert!(
-            refuse_licenses_to_registry(&names(&["dev:1", "team/dev"]), &licenses, false).is_ok()
+            refuse_licenses_to_registry(&names(&["dev:1", "team/dev"]), &licenses, false, "")
+                .is_ok()
         );
     }
 

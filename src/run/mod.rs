@@ -25,6 +25,9 @@ use crate::engine::{Engine, EngineError, LogOutput, Target};
 use crate::labels;
 use crate::printer::Printer;
 
+/// How a run image's tag starts (`IMAGE_NAME:run-<the snapshot's digest>`).
+pub(crate) const RUN_TAG_PREFIX: &str = "run-";
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -380,7 +383,7 @@ async fn prepare(
     let image_id = host.image_id.clone();
     let snapshot = blocking(move || snapshot::take(&src, &scripts, &image_id, owner)).await?;
     let code = snapshot.digest.clone();
-    let tag = format!("{}:run-{code}", config.image_name);
+    let tag = format!("{}:{RUN_TAG_PREFIX}{code}", config.image_name);
     let here = source.inspect_image(&tag).await?.is_some();
     let there = source.target() == engine.target() || engine.inspect_image(&tag).await?.is_some();
     if !(here && there) {

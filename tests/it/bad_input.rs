@@ -380,6 +380,29 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
             &["no network"],
         ),
         case("", &["cluster", "up"], &["CLUSTER_HEAD_NAME is not set"]),
+        case(
+            "REGISTRY=https://gpu01.lab:5000/team\n",
+            &["image", "push"],
+            &[
+                "REGISTRY=\"https://gpu01.lab:5000/team\"",
+                "without a scheme",
+            ],
+        ),
+        case(
+            "REGISTRY=team\n",
+            &["image", "push"],
+            &["REGISTRY=\"team\"", "HOST[:PORT][/PATH]"],
+        ),
+        case(
+            "",
+            &["image", "push"],
+            &["REGISTRY is not set", "REGISTRY=gpu01.lab:5000/team"],
+        ),
+        case(
+            "REGISTRY=198.18.0.1:5000/team\n",
+            &["image", "push", &format!("{name}:never-built")],
+            &["no image", "never-built", "devbox build"],
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
 

@@ -16,6 +16,7 @@ mod doctor;
 mod faults;
 mod incontainer;
 mod real_image;
+mod registry;
 mod remote;
 mod run;
 mod shell;
