@@ -477,9 +477,60 @@ pub struct RunArgs {
     )]
     pub time: i32,
 
+    /// Run this many copies of the command (each knows its index, 0-based, in DEVBOX_REPLICA).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "emit")]
+    pub replicas: u32,
+
+    /// Place the run on certain nodes: node.hostname==NODE (several: any of them; with
+    /// --gpus-per-run, the nodes to pack onto) or node.labels.KEY==VALUE.
+    #[arg(
+        long = "constraint",
+        value_name = "EXPR",
+        allow_hyphen_values = true,
+        requires = "emit"
+    )]
+    pub constraints: Vec<String>,
+
+    /// Start a failed run (a failed point of a sweep) again, up to N times.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "emit")]
+    pub retries: u32,
+
+    /// A share of one GPU for each run, 1/N of it (0.25 or 1/4: four runs a GPU), on the
+    /// nodes named by --constraint node.hostname==NODE, each with K8S_GPUS_PER_NODE GPUs.
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        allow_hyphen_values = true,
+        requires = "emit",
+        conflicts_with = "gpus"
+    )]
+    pub gpus_per_run: Option<String>,
+
+    /// Write the run (a sweep) as manifests instead of running it: `kubernetes`. The run image
+    /// is made and pushed to REGISTRY; nothing else is created anywhere.
+    #[arg(long, value_name = "FORMAT", conflicts_with_all = ["live", "detach", "rm"])]
+    pub emit: Option<Emit>,
+
+    /// With --emit: write one file per object into DIR (made; it must be empty) instead of
+    /// one stream on stdout.
+    #[arg(short = 'o', long = "output", value_name = "DIR", requires = "emit")]
+    pub output: Option<PathBuf>,
+
+    /// With --emit: push a run image that carries the project's license files (they go to
+    /// anyone who can pull from REGISTRY).
+    #[arg(long, requires = "emit")]
+    pub with_licenses: bool,
+
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// What `--emit` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// Kubernetes manifests: a Namespace, a PersistentVolumeClaim, Jobs, and what they need.
+    Kubernetes,
 }
 
 #[derive(Debug, Args)]
@@ -494,7 +545,8 @@ pub struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     pub grid: Option<std::path::PathBuf>,
 
-    /// How many points run at once on the engine.
+    /// How many points run at once on the engine (with --emit kubernetes: the Job's
+    /// parallelism).
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub max_concurrent: usize,
 

@@ -62,6 +62,18 @@ pub(crate) const SWEEP_POINT: &str = label!("sweep.point");
 /// The point's parameters, as a JSON object of their values.
 pub(crate) const SWEEP_PARAMS: &str = label!("sweep.params");
 
+// On Kubernetes objects (`--emit kubernetes`), besides MANAGED, RUN_PROJECT (the namespace),
+// RUN_ID and SWEEP_ID: the run's or sweep's name, which `kubectl … -l` selects by. A Kubernetes
+// label value is at most 63 letters, digits, '-', '_' and '.', so the names are made to fit.
+pub(crate) const RUN: &str = label!("run");
+pub(crate) const SWEEP: &str = label!("sweep");
+/// An annotation: the tag the run image was pushed under (the manifests name it by digest).
+pub(crate) const IMAGE_TAG: &str = label!("image-tag");
+/// Annotations of a Job of a sweep packed onto shared GPUs: its node and GPU, and its points.
+pub(crate) const NODE: &str = label!("node");
+pub(crate) const GPU: &str = label!("gpu");
+pub(crate) const POINTS: &str = label!("points");
+
 /// The label that marks something as devbox's, to add to a set of labels.
 pub(crate) fn managed() -> (String, String) {
     (MANAGED.to_string(), "true".to_string())

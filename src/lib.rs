@@ -1,7 +1,8 @@
 //! devbox's modules, one per concept, in layers:
 //! `config` (the `.env`) → pure specs (`container::spec`, `image::spec`, `labels`) →
 //! `engine` (the only bollard client and the only reader of the engine's messages) → the
-//! domain (`image`, `container`, `swarm`, `ray`, `registry`, `doctor`) → `commands`; the
+//! domain (`image`, `container`, `swarm`, `ray`, `registry`, `doctor`; `kubernetes` writes
+//! manifests instead of talking to an engine) → `commands`; the
 //! in-container commands (`incontainer`) stand apart. The binary (`main.rs`) only dispatches;
 //! what is public here is what it and the fuzz targets use.
 
@@ -17,6 +18,7 @@ mod exit;
 mod host;
 mod image;
 mod incontainer;
+mod kubernetes;
 mod labels;
 mod listing;
 mod printer;

@@ -74,8 +74,31 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `word` as a shell reads it back whole, for a command line devbox prints: as it is when it
+/// holds nothing a shell would take apart, else in single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,@+".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shell_words_are_quoted_only_when_a_shell_would_split_them() {
+        assert_eq!(super::shell_word("/home/ada/.env"), "/home/ada/.env");
+        assert_eq!(super::shell_word("--from-file=a=b"), "--from-file=a=b");
+        assert_eq!(super::shell_word("my project/.env"), "'my project/.env'");
+        assert_eq!(super::shell_word("it's"), r"'it'\''s'");
+        assert_eq!(super::shell_word(""), "''");
+    }
+
     #[derive(Debug, thiserror::Error)]
     #[error("while starting box")]
     struct Outer(#[source] Inner);

@@ -7,7 +7,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, 
 
 use super::{CommandError, WhileDoing};
 use crate::cli::{ImagePushArgs, ImageSendArgs};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Registry};
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::image::progress::format_size;
@@ -27,6 +27,25 @@ pub(super) async fn push(
     })?;
     let image = args.image.clone().unwrap_or_else(|| config.image_ref());
     let engine = Engine::connect(target).await?;
+    let pushed = push_showing_progress(&engine, &image, registry, args.with_licenses).await;
+    match pushed {
+        Ok(pushed) => {
+            Printer::DEVBOX.result(pushed);
+            Ok(ExitStatus::Success)
+        }
+        // As `devbox build` refuses such a name: nothing is done.
+        Err(PushError::Licenses(refusal)) => Err(CommandError::Usage(refusal.to_string())),
+        Err(error) => Err(error).while_doing(|| format!("pushing {image} to {registry}")),
+    }
+}
+
+/// `registry::push`, with a bar of the layers on a terminal's stderr.
+pub(super) async fn push_showing_progress(
+    engine: &Engine,
+    image: &str,
+    registry: &Registry,
+    with_licenses: bool,
+) -> Result<registry::PushedRef, PushError> {
     let bar = ProgressBar::with_draw_target(
         None,
         if std::io::stderr().is_terminal() {
@@ -41,21 +60,11 @@ pub(super) async fn push(
     )
     .with_message(format!("pushing {image} to {registry}"))
     .with_finish(ProgressFinish::AndClear);
-    let pushed = registry::push(&engine, &image, registry, args.with_licenses, |progress| {
+    registry::push(engine, image, registry, with_licenses, |progress| {
         bar.set_length(progress.layers);
         bar.set_position(progress.layers_done);
     })
-    .await;
-    drop(bar);
-    match pushed {
-        Ok(pushed) => {
-            Printer::DEVBOX.result(pushed);
-            Ok(ExitStatus::Success)
-        }
-        // As `devbox build` refuses such a name: nothing is done.
-        Err(PushError::Licenses(refusal)) => Err(CommandError::Usage(refusal.to_string())),
-        Err(error) => Err(error).while_doing(|| format!("pushing {image} to {registry}")),
-    }
+    .await
 }
 
 pub(super) async fn send(

@@ -8,6 +8,7 @@ mod doctor;
 mod image;
 mod init;
 mod jobs;
+mod kubernetes;
 mod run;
 mod secret;
 mod shell;
@@ -77,6 +78,8 @@ pub enum DomainError {
     Push(#[from] PushError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Emit(#[from] crate::kubernetes::EmitError),
 }
 
 impl CommandError {
@@ -165,12 +168,7 @@ pub async fn run(cli: Cli) -> Result<ExitStatus, CommandError> {
 fn warn_if_exposed(config: &Config) {
     if let Some(path) = &config.exposed_env_file {
         let path = path.display().to_string();
-        let quoted = if path.contains(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
-        {
-            format!("'{}'", path.replace('\'', r"'\''"))
-        } else {
-            path.clone()
-        };
+        let quoted = crate::printer::shell_word(&path);
         Printer::DEVBOX.warning(format!(
             "{path} may be read by other users of this machine, and with it the secrets it holds; \
              `chmod 600 {quoted}` keeps it yours"

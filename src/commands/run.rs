@@ -41,6 +41,9 @@ pub(super) async fn run(
     target: &Target,
     args: &RunArgs,
 ) -> Result<ExitStatus, CommandError> {
+    if args.emit.is_some() {
+        return super::kubernetes::emit(config, target, args, None).await;
+    }
     let printer = Printer::DEVBOX;
     let doing = || format!("running `{}`", args.command.join(" "));
     let request = request(config, target, args).while_doing(doing)?;

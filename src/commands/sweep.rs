@@ -46,6 +46,15 @@ pub(super) async fn run(
     let printer = Printer::DEVBOX;
     let doing = || format!("sweeping `{}`", args.run.command.join(" "));
     let grid = grid(args).while_doing(doing)?;
+    if args.run.emit.is_some() {
+        return super::kubernetes::emit(
+            config,
+            target,
+            &args.run,
+            Some((&grid, args.max_concurrent)),
+        )
+        .await;
+    }
     let mut base = super::run::request(config, target, &args.run)
         .map_err(SweepError::from)
         .while_doing(doing)?;

@@ -14,7 +14,9 @@ pub use envfile::EnvFile;
 use envfile::Malformed;
 pub(crate) use envfile::Origin;
 use interpolate::Required;
-pub(crate) use validate::{download_url_refusal, is_container_name};
+pub(crate) use validate::{
+    download_url_refusal, is_container_name, is_dns_label, is_dns_subdomain,
+};
 
 /// The keys devbox itself reads, with their defaults, in the order `env.example` documents them.
 pub const KNOWN_KEYS: &[(&str, &str)] = &[
@@ -36,6 +38,10 @@ pub const KNOWN_KEYS: &[(&str, &str)] = &[
     ("JUPYTER_TOKEN", ""),
     ("VNC_PASSWORD", ""),
     ("REGISTRY", ""),
+    ("K8S_NAMESPACE", ""),
+    ("K8S_STORAGE_SIZE", "40Gi"),
+    ("K8S_STORAGE_CLASS", ""),
+    ("K8S_GPUS_PER_NODE", ""),
     ("SRC_DIR", "src"),
     ("SCRIPTS_DIR", "scripts"),
     ("MODELS_DIR", "models"),
@@ -158,6 +164,19 @@ impl std::fmt::Display for Registry {
     }
 }
 
+/// What `--emit kubernetes` writes for the project's cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Kubernetes {
+    /// `K8S_NAMESPACE`: the namespace, when the project's name is not one.
+    pub namespace: Option<String>,
+    /// `K8S_STORAGE_SIZE`: the volume claim's size, a Kubernetes quantity (`40Gi`).
+    pub storage_size: String,
+    /// `K8S_STORAGE_CLASS`: the volume claim's storage class; the cluster's default when unset.
+    pub storage_class: Option<String>,
+    /// `K8S_GPUS_PER_NODE`: the GPUs of each node that `--gpus-per-run` packs runs onto.
+    pub gpus_per_node: Option<u32>,
+}
+
 /// A project's resolved configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -172,6 +191,7 @@ pub(crate) struct Config {
     /// The attachable overlay network the cluster's containers share.
     pub cluster_network: String,
     pub registry: Option<Registry>,
+    pub kubernetes: Kubernetes,
     pub publish_address: IpAddr,
     pub jupyter_token: Option<String>,
     pub vnc_password: Option<String>,
@@ -179,6 +199,8 @@ pub(crate) struct Config {
     /// Every key of the `.env` (known or not) with its effective value: what the container's
     /// environment gets.
     pub values: BTreeMap<String, String>,
+    /// The `.env` read.
+    pub env_file: PathBuf,
     /// The `.env` read, when its group or others may read it too.
     pub exposed_env_file: Option<PathBuf>,
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::{Agx, Config, ConfigError, EnvFile, KNOWN_KEYS, Mounts, Origin, Registry};
+use super::{Agx, Config, ConfigError, EnvFile, KNOWN_KEYS, Kubernetes, Mounts, Origin, Registry};
 
 /// One setting's effective value: the process environment wins over the `.env`, which wins
 /// over the default.
@@ -44,6 +44,7 @@ pub(super) fn resolve(
     let extra_ca_certs = resolve_extra_ca_certs(&setting, &project_dir)?;
     let names = resolve_names(&setting)?;
     let registry = resolve_registry(&setting)?;
+    let kubernetes = resolve_kubernetes(&setting)?;
     let publish_address = resolve_publish_address(&setting)?;
     let mounts = resolve_mounts(&setting, &project_dir)?;
     Ok(Config {
@@ -56,11 +57,13 @@ pub(super) fn resolve(
         cluster_head_name: names.cluster_head,
         cluster_network: names.cluster_network,
         registry,
+        kubernetes,
         publish_address,
         jupyter_token: setting("JUPYTER_TOKEN").non_empty().map(str::to_string),
         vnc_password: setting("VNC_PASSWORD").non_empty().map(str::to_string),
         mounts,
         values: container_values(file, process_env),
+        env_file: file.path.clone(),
         exposed_env_file: file.readable_by_others.then(|| file.path.clone()),
         project_dir,
     })
@@ -219,6 +222,82 @@ fn is_registry_host(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && !port.is_empty()
         && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `K8S_NAMESPACE`, `K8S_STORAGE_SIZE`, `K8S_STORAGE_CLASS`, `K8S_GPUS_PER_NODE`: names and
+/// sizes as the Kubernetes API takes them.
+fn resolve_kubernetes(setting: &Lookup) -> Result<Kubernetes, ConfigError> {
+    let namespace = setting("K8S_NAMESPACE");
+    if let Some(name) = namespace.non_empty()
+        && !is_dns_label(name)
+    {
+        return Err(namespace.invalid(
+            "a Kubernetes namespace: at most 63 lower-case letters, digits and '-', starting \
+             and ending with a letter or digit, e.g. machine-boom",
+        ));
+    }
+    let size = setting("K8S_STORAGE_SIZE");
+    if !is_quantity(&size.value) {
+        return Err(size.invalid(
+            "a size as Kubernetes writes it: a whole number and a unit of Ki, Mi, Gi, Ti, Pi \
+             (or k, M, G, T, P), e.g. 40Gi",
+        ));
+    }
+    let class = setting("K8S_STORAGE_CLASS");
+    if let Some(name) = class.non_empty()
+        && !is_dns_subdomain(name)
+    {
+        return Err(class.invalid(
+            "the name of a storage class of the cluster (`kubectl get storageclass` lists \
+             them): lower-case letters, digits, '-' and '.'; empty for the cluster's default",
+        ));
+    }
+    let gpus = setting("K8S_GPUS_PER_NODE");
+    let gpus_per_node = match gpus.non_empty() {
+        None => None,
+        Some(count) => Some(
+            count
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| gpus.invalid("the number of GPUs each node has, e.g. 8"))?,
+        ),
+    };
+    Ok(Kubernetes {
+        namespace: namespace.non_empty().map(str::to_string),
+        storage_size: size.value.clone(),
+        storage_class: class.non_empty().map(str::to_string),
+        gpus_per_node,
+    })
+}
+
+/// A DNS label as Kubernetes names namespaces and most objects (RFC 1123): 1 to 63 lower-case
+/// letters, digits and '-', starting and ending with a letter or digit.
+pub(crate) fn is_dns_label(value: &str) -> bool {
+    let edges_ok =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    value.len() <= 63
+        && edges_ok(value.chars().next())
+        && edges_ok(value.chars().last())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A DNS subdomain as Kubernetes names secrets and storage classes: DNS labels joined by '.',
+/// at most 253 characters.
+pub(crate) fn is_dns_subdomain(value: &str) -> bool {
+    value.len() <= 253 && value.split('.').all(is_dns_label)
+}
+
+/// A Kubernetes quantity of bytes, as people write one: `40Gi`, `500M`, `1073741824`.
+fn is_quantity(value: &str) -> bool {
+    let digits = value.chars().take_while(char::is_ascii_digit).count();
+    digits > 0
+        && [
+            "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+        ]
+        .contains(&&value[digits..])
 }
 
 fn resolve_publish_address(setting: &Lookup) -> Result<IpAddr, ConfigError> {
@@ -558,6 +637,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("without a scheme"), "{err}");
+    }
+
+    #[test]
+    fn kubernetes_settings_are_names_and_sizes_the_api_takes() {
+        let defaults = load("", &[]).unwrap().kubernetes;
+        assert_eq!(
+            defaults,
+            Kubernetes {
+                namespace: None,
+                storage_size: "40Gi".into(),
+                storage_class: None,
+                gpus_per_node: None,
+            }
+        );
+        let set = load(
+            "K8S_NAMESPACE=lab-2\nK8S_STORAGE_SIZE=500M\nK8S_STORAGE_CLASS=nfs.client\n\
+             K8S_GPUS_PER_NODE=8\n",
+            &[],
+        )
+        .unwrap()
+        .kubernetes;
+        assert_eq!(set.namespace.as_deref(), Some("lab-2"));
+        assert_eq!(set.storage_size, "500M");
+        assert_eq!(set.storage_class.as_deref(), Some("nfs.client"));
+        assert_eq!(set.gpus_per_node, Some(8));
+        for (key, bad, expected) in [
+            ("K8S_NAMESPACE", "Lab", "Kubernetes namespace"),
+            ("K8S_NAMESPACE", "lab_2", "Kubernetes namespace"),
+            ("K8S_NAMESPACE", &"a".repeat(64), "Kubernetes namespace"),
+            ("K8S_STORAGE_SIZE", "40GB", "e.g. 40Gi"),
+            ("K8S_STORAGE_SIZE", "Gi", "e.g. 40Gi"),
+            ("K8S_STORAGE_CLASS", "NFS", "storage class"),
+            ("K8S_GPUS_PER_NODE", "0", "e.g. 8"),
+            ("K8S_GPUS_PER_NODE", "eight", "e.g. 8"),
+        ] {
+            let err = load(&format!("{key}={bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key) && err.contains(expected), "{err}");
+        }
+        assert!(
+            is_dns_label("a") && is_dns_label("0-a") && !is_dns_label("") && !is_dns_label("a-")
+        );
+        assert!(is_dns_subdomain("a.b-c") && !is_dns_subdomain("a..b") && !is_dns_subdomain("a_b"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod process;
 mod ray;
 pub(crate) mod secrets;
 pub(crate) mod status;
+mod sweep_point;
 mod vnc;
 
 pub(crate) use ray::CURRENT_CLUSTER;
@@ -29,10 +30,11 @@ pub enum Applet {
     ClusterStatus,
     ClusterTokenStore,
     RunWithSecrets,
+    SweepPoint,
 }
 
 impl Applet {
-    pub const ALL: [(&'static str, Applet); 7] = [
+    pub const ALL: [(&'static str, Applet); 8] = [
         ("start-vnc", Applet::StartVnc),
         ("start-jupyter", Applet::StartJupyter),
         ("cluster-join", Applet::ClusterJoin),
@@ -40,6 +42,7 @@ impl Applet {
         ("cluster-status", Applet::ClusterStatus),
         ("cluster-token-store", Applet::ClusterTokenStore),
         ("run-with-secrets", Applet::RunWithSecrets),
+        ("sweep-point", Applet::SweepPoint),
     ];
 
     /// The command with this name.
@@ -109,6 +112,10 @@ pub enum Subcommand {
     /// (what `devbox run --secret-env` runs).
     #[command(disable_help_flag = true)]
     RunWithSecrets(PassedOn),
+    /// In a pod of a sweep on Kubernetes: --table FILE [--offset N] -- COMMAND: COMMAND as the
+    /// pod's point of the sweep (what `devbox sweep --emit kubernetes` runs; not for people).
+    #[command(hide = true)]
+    SweepPoint(PassedOn),
 }
 
 /// Arguments taken as they are, for the command behind.
@@ -132,6 +139,7 @@ impl Subcommand {
             Subcommand::ClusterStatus(passed) => (Applet::ClusterStatus, passed.args),
             Subcommand::ClusterTokenStore(passed) => (Applet::ClusterTokenStore, passed.args),
             Subcommand::RunWithSecrets(passed) => (Applet::RunWithSecrets, passed.args),
+            Subcommand::SweepPoint(passed) => (Applet::SweepPoint, passed.args),
         }
     }
 }
@@ -167,6 +175,7 @@ pub fn run(applet: Applet, args: Vec<OsString>) -> ExitStatus {
         Applet::ClusterStatus => status::run(args),
         Applet::ClusterTokenStore => cluster_token::store(),
         Applet::RunWithSecrets => secrets::run(args),
+        Applet::SweepPoint => sweep_point::run(args),
     };
     result.unwrap_or_else(|error| {
         Printer::new(applet.name()).error(&error);

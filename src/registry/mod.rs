@@ -22,6 +22,8 @@ use credentials::{Credentials, CredentialsError};
 pub(crate) struct PushedRef {
     pub name: String,
     pub digest: String,
+    /// The tag it was pushed under (a run image's: `run-<UTC time>`).
+    pub tag: String,
 }
 
 impl std::fmt::Display for PushedRef {
@@ -152,6 +154,7 @@ pub(crate) async fn push(
     Ok(PushedRef {
         name: repository,
         digest: pushed?,
+        tag,
     })
 }
 

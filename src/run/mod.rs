@@ -175,9 +175,12 @@ pub(crate) enum Outcome {
 
 /// The facts a run is made of before anything is created: the run image is on the engine.
 pub(crate) struct Prepared {
-    host: HostFacts,
-    image: String,
-    code: String,
+    /// This machine's user and the project image's facts.
+    pub host: HostFacts,
+    /// The run image's tag (`IMAGE_NAME:run-<code digest>`), or the project image with `--live`.
+    pub image: String,
+    /// The snapshot's digest, or `live`.
+    pub code: String,
 }
 
 /// The volume that is `/mnt/out` of the run `id` on another engine.
@@ -227,7 +230,7 @@ pub(crate) async fn prepare_for(
     };
     tokio::select! {
         // A load whose request is dropped is dropped by the engine: nothing is tagged.
-        prepared = prepare(&source, engine, config, request, printer) => prepared,
+        prepared = prepare(&source, engine, config, request.live, printer) => prepared,
         _ = interrupt.recv() => Err(RunError::Interrupted),
     }
 }
@@ -384,20 +387,35 @@ async fn make_container(
     }
 }
 
+/// The run image of the code as it is now, made on `engine` when missing, as `devbox run`
+/// makes it (for `--emit kubernetes`, which pushes it); a Ctrl-C meanwhile leaves nothing
+/// half-made.
+pub(crate) async fn make_image(
+    engine: &Engine,
+    config: &Config,
+    printer: Printer,
+) -> Result<Prepared, RunError> {
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    tokio::select! {
+        prepared = prepare(engine, engine, config, false, printer) => prepared,
+        _ = interrupt.recv() => Err(RunError::Interrupted),
+    }
+}
+
 /// The project image's facts, and the run image: the snapshot's, made when missing (on
-/// `source`, and then brought to `engine`), or the project image itself with `--live`.
+/// `source`, and then brought to `engine`), or the project image itself with `live`.
 async fn prepare(
     source: &Engine,
     engine: &Engine,
     config: &Config,
-    request: &Request,
+    live: bool,
     printer: Printer,
 ) -> Result<Prepared, RunError> {
     let mut host = container::host_facts(source, config).await?;
     if source.target() != engine.target() {
         host.memory_bytes = engine.info().await?.mem_total.unwrap_or(0);
     }
-    if request.live {
+    if live {
         return Ok(Prepared {
             host,
             image: config.image_ref(),

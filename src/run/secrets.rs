@@ -13,6 +13,8 @@ const WRAPPER: &str = "/usr/local/bin/devbox";
 #[derive(Debug, Clone)]
 pub(crate) struct Secret {
     pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
     pub contents: Vec<u8>,
 }
 
@@ -71,7 +73,11 @@ pub(crate) fn read(
     let secrets = files
         .into_iter()
         .map(|(name, path)| match std::fs::read(&path) {
-            Ok(contents) => Ok(Secret { name, contents }),
+            Ok(contents) => Ok(Secret {
+                name,
+                path,
+                contents,
+            }),
             Err(cause) => Err(RunError::SecretUnreadable { name, path, cause }),
         })
         .collect::<Result<_, _>>()?;
@@ -156,6 +162,7 @@ mod tests {
     fn the_archive_gives_the_files_to_the_user_alone() {
         let secrets = [Secret {
             name: "api".into(),
+            path: PathBuf::from("secrets/api"),
             contents: b"v".to_vec(),
         }];
         let bytes = archive(&secrets, (1000, 1001));

@@ -50,11 +50,42 @@ pub enum GridError {
     OpenBrace(String),
 }
 
-/// The points: each one's values in the order of `keys`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The points: each one's values in the order of `keys`. As JSON (`{"keys": […], "points":
+/// [[…], …]}`) it is the table a sweep's pods read on Kubernetes (`sweep-point`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Table")]
 pub(crate) struct Grid {
     keys: Vec<String>,
     points: Vec<Vec<String>>,
+}
+
+/// A grid as it was written, before it is known to have a value for every key.
+#[derive(serde::Deserialize)]
+struct Table {
+    keys: Vec<String>,
+    points: Vec<Vec<String>>,
+}
+
+impl TryFrom<Table> for Grid {
+    type Error = String;
+
+    fn try_from(table: Table) -> Result<Grid, String> {
+        match table
+            .points
+            .iter()
+            .position(|point| point.len() != table.keys.len())
+        {
+            Some(index) => Err(format!(
+                "point {index} has {} values for {} keys",
+                table.points[index].len(),
+                table.keys.len()
+            )),
+            None => Ok(Grid {
+                keys: table.keys,
+                points: table.points,
+            }),
+        }
+    }
 }
 
 /// One point of a grid: its 0-based index and its values.
@@ -108,6 +139,15 @@ impl Grid {
 
     pub(crate) fn len(&self) -> usize {
         self.points.len()
+    }
+
+    /// The point at `index`, when there is one.
+    pub(crate) fn point(&self, index: usize) -> Option<Point<'_>> {
+        self.points.get(index).map(|values| Point {
+            index,
+            keys: &self.keys,
+            values,
+        })
     }
 
     pub(crate) fn points(&self) -> impl Iterator<Item = Point<'_>> {
@@ -450,6 +490,28 @@ mod tests {
         assert!(matches!(refused(&["lr=1,1"]), GridError::NotAParameter(_)));
         let message = refused(&["seed=8..1"]).to_string();
         assert!(message.contains("1..8"), "{message}");
+    }
+
+    #[test]
+    fn the_grid_goes_as_a_json_table_and_comes_back_whole() {
+        let grid = Grid::new(&params(&["lr=0.1,0.01", "seed=1..2"]), None).unwrap();
+        let table = serde_json::to_string(&grid).unwrap();
+        assert_eq!(
+            table,
+            r#"{"keys":["lr","seed"],"points":[["0.1","1"],["0.1","2"],["0.01","1"],["0.01","2"]]}"#
+        );
+        let back: Grid = serde_json::from_str(&table).unwrap();
+        assert_eq!(back, grid);
+        assert_eq!(
+            back.point(2).unwrap().values().collect::<Vec<_>>(),
+            [("lr", "0.01"), ("seed", "1")]
+        );
+        assert!(back.point(4).is_none());
+        let short =
+            serde_json::from_str::<Grid>(r#"{"keys":["a","b"],"points":[["1","2"],["3"]]}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(short.contains("point 1 has 1 values for 2 keys"), "{short}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod docker_forms;
 mod doctor;
 mod faults;
 mod incontainer;
+mod kubernetes;
 mod network;
 mod real_image;
 mod registry;

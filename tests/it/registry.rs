@@ -19,14 +19,14 @@ use crate::common::{
 };
 
 /// The tests' registry, up: its address and the user the tests push as.
-struct Registry {
-    addr: String,
-    user: String,
-    password: String,
+pub(crate) struct Registry {
+    pub(crate) addr: String,
+    pub(crate) user: String,
+    pub(crate) password: String,
 }
 
 impl Registry {
-    fn up() -> Registry {
+    pub(crate) fn up() -> Registry {
         static UP: Once = Once::new();
         common::engine();
         UP.call_once(|| {
@@ -75,7 +75,7 @@ impl Registry {
     }
 
     /// The digest the registry keeps `repository:tag` under (its Docker-Content-Digest).
-    fn digest(&self, repository: &str, tag: &str) -> String {
+    pub(crate) fn digest(&self, repository: &str, tag: &str) -> String {
         let (status, text) = self.api("HEAD", &format!("{repository}/manifests/{tag}"));
         assert_eq!(status, "200", "{text}");
         text.lines()
@@ -101,7 +101,7 @@ impl Registry {
     }
 
     /// A DOCKER_CONFIG folder with `auths` for the registry: these credentials.
-    fn docker_config(&self, dir: &Path, user: &str, password: &str) -> PathBuf {
+    pub(crate) fn docker_config(&self, dir: &Path, user: &str, password: &str) -> PathBuf {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         write_config(
             dir,
@@ -119,13 +119,13 @@ fn write_config(dir: &Path, json: &str) -> PathBuf {
 
 /// What a test pushed, deleted from the registry when this is dropped: its manifests, by
 /// digest (the layers stay until the registry's garbage collection, shared by every test).
-struct Pushed<'a> {
+pub(crate) struct Pushed<'a> {
     registry: &'a Registry,
     manifests: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl<'a> Pushed<'a> {
-    fn new(registry: &'a Registry) -> Pushed<'a> {
+    pub(crate) fn new(registry: &'a Registry) -> Pushed<'a> {
         Pushed {
             registry,
             manifests: std::cell::RefCell::default(),
@@ -133,7 +133,7 @@ impl<'a> Pushed<'a> {
     }
 
     /// `REGISTRY/NAME@sha256:…` as devbox printed it: (repository in the registry, digest).
-    fn record(&self, printed: &str) -> (String, String) {
+    pub(crate) fn record(&self, printed: &str) -> (String, String) {
         let (name, digest) = printed
             .trim()
             .split_once('@')

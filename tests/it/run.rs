@@ -24,7 +24,7 @@ impl Lab {
         Lab::in_project(&image, Project::new(&format!("IMAGE_NAME={image}\n")))
     }
 
-    fn in_project(image: &str, project: Project) -> Lab {
+    pub(crate) fn in_project(image: &str, project: Project) -> Lab {
         common::test_image("busybox");
         let cleanup = Cleanup::new();
         cleanup.image(format!("{image}:latest"));
