@@ -106,7 +106,7 @@ fn every_point_runs_with_its_values_and_jobs_shows_the_sweep_as_one_line() {
 fn ctrl_c_stops_the_running_point_and_starts_no_more() {
     let lab = Lab::new();
     let name = unique_name("s2");
-    let child = lab
+    let mut child = lab
         .project
         .devbox_command(&[
             "sweep", "--name", &name, "-p", "n=1..3", "-t", "1", "--", "sleep", "60",
@@ -115,20 +115,32 @@ fn ctrl_c_stops_the_running_point_and_starts_no_more() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    crate::common::wait_for(
-        "the first point to run",
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        || (points_of(&name).len() == 1).then_some(()),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    // Once devbox has said the first point started (a Ctrl-C before undoes that point).
+    let (said, lines) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)) {
+            let line = line.unwrap();
+            if line.contains("-0 started") {
+                let _ = said.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first point started");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let said = reader.join().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{said}");
     assert!(stdout(&output).contains("stopped"), "{}", stdout(&output));
     assert_eq!(
         points_of(&name),
