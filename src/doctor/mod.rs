@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::container::options::{Protocol, Publish};
 use crate::container::spec::{DEFAULT_SHM_BYTES, JUPYTER_PORT, VNC_PORT};
 use crate::container::{CONFIGURE_NVIDIA_TOOLKIT, INSTALL_NVIDIA_TOOLKIT};
-use crate::engine::{Engine, SwarmRole, Target};
+use crate::engine::{Engine, EngineFacts, EngineKind, SwarmRole, Target};
 use crate::image::{self, progress::format_size};
 use crate::labels;
 use crate::printer::chain;
@@ -107,22 +107,14 @@ pub(crate) async fn run(
             return checks;
         }
     };
-    let api = engine
-        .api_version()
-        .await
-        .unwrap_or_else(|_| "unknown".into());
-    checks.push(check(
-        "engine",
-        Level::Ok,
-        format!(
-            "Docker Engine {} (API {api}) at {} ({} CPUs, {} memory)",
-            info.server_version.clone().unwrap_or_default(),
-            target.host,
-            info.ncpu.unwrap_or(0),
-            format_size(info.mem_total.unwrap_or(0))
-        ),
-        None,
-    ));
+    let facts = match engine.facts().await {
+        Ok(facts) => facts,
+        Err(error) => {
+            checks.push(check("engine", Level::Fail, chain(&error), None));
+            return checks;
+        }
+    };
+    checks.extend(engine_checks(&facts, target, &info));
     if let Some(root) = info
         .docker_root_dir
         .as_deref()
@@ -131,7 +123,7 @@ pub(crate) async fn run(
         checks.push(disk_check(root));
     }
     checks.push(gpu_check(&engine, target, &info, config.as_ref(), gpus).await);
-    checks.extend(swarm_checks(&info));
+    checks.extend(swarm_checks(&info, &facts));
     if let Some(config) = &config {
         checks.extend(
             image_checks(
@@ -146,6 +138,46 @@ pub(crate) async fn run(
         }
         checks.push(shm_check(info.mem_total.unwrap_or(0)));
     }
+    checks
+}
+
+/// What the engine is, what builds get there, and whether devbox is tested against it.
+fn engine_checks(
+    facts: &EngineFacts,
+    target: &Target,
+    info: &bollard::models::SystemInfo,
+) -> Vec<Check> {
+    let mut checks = vec![check(
+        "engine",
+        Level::Ok,
+        format!(
+            "{facts} at {} ({} CPUs, {} memory)",
+            target.host,
+            info.ncpu.unwrap_or(0),
+            format_size(info.mem_total.unwrap_or(0))
+        ),
+        None,
+    )];
+    if let Some((major, minor)) = facts.older_than_tested() {
+        checks.push(check(
+            "engine",
+            Level::Warn,
+            format!(
+                "{} {} is older than the oldest devbox is tested against ({} {major}.{minor})",
+                facts.kind, facts.version, facts.kind
+            ),
+            Some(format!(
+                "upgrade to {} {major}.{minor} or later (the README lists the tested engines)",
+                facts.kind
+            )),
+        ));
+    }
+    checks.push(check(
+        "image store",
+        Level::Info,
+        format!("{}; builds use {}", facts.image_store, facts.builder()),
+        None,
+    ));
     checks
 }
 
@@ -314,7 +346,18 @@ async fn gpu_check(
     }
 }
 
-fn swarm_checks(info: &bollard::models::SystemInfo) -> Vec<Check> {
+fn swarm_checks(info: &bollard::models::SystemInfo, facts: &EngineFacts) -> Vec<Check> {
+    if facts.kind == EngineKind::Podman {
+        return vec![check(
+            "swarm",
+            Level::Info,
+            crate::swarm::SwarmError::Podman {
+                engine: facts.to_string(),
+            }
+            .to_string(),
+            None,
+        )];
+    }
     let role = SwarmRole::of(info);
     if role == SwarmRole::None {
         return vec![check(

@@ -4,6 +4,7 @@
 mod containers;
 mod error;
 mod exec;
+mod facts;
 mod images;
 mod swarm;
 mod target;
@@ -12,6 +13,7 @@ mod volumes;
 pub(crate) use containers::LogOutput;
 pub(crate) use error::{EngineError, Refusal};
 pub(crate) use exec::Exec;
+pub(crate) use facts::{EngineFacts, EngineKind};
 pub(crate) use swarm::{ENCRYPTED, SwarmRole};
 pub(crate) use target::Target;
 
@@ -109,16 +111,6 @@ impl Engine {
             .info()
             .await
             .map_err(|e| EngineError::from_bollard("report its state", e))
-    }
-
-    /// The engine's API version (`GET /version`), for `devbox doctor`.
-    pub(crate) async fn api_version(&self) -> Result<String, EngineError> {
-        let version = self
-            .docker
-            .version()
-            .await
-            .map_err(|e| EngineError::from_bollard("report its version", e))?;
-        Ok(version.api_version.unwrap_or_default())
     }
 
     /// Starts a build with the classic builder; the context is streamed from `context`.

@@ -15,7 +15,7 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 
-use super::{SwarmError, token_image};
+use super::{SwarmError, no_swarm, token_image};
 use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
 pub(crate) use crate::incontainer::cluster_token::{RAY_ENV, TOKEN_DIR};
 use crate::incontainer::cluster_token::{SECRET_FILE, VOLUME_IN_JOB};
@@ -121,9 +121,13 @@ pub(crate) async fn hand_out(
             wait_for_job_here(engine, &name(network), &node, on_wait).await
         }
         SwarmRole::Worker => wait_for_volume(engine, network, on_wait).await,
-        SwarmRole::None => Err(SwarmError::NoSwarmForNetwork {
-            network: network.to_string(),
-        }),
+        SwarmRole::None => Err(no_swarm(
+            engine,
+            SwarmError::NoSwarmForNetwork {
+                network: network.to_string(),
+            },
+        )
+        .await),
     }
 }
 

@@ -9,7 +9,7 @@ pub(crate) mod networks;
 pub(crate) mod secrets;
 mod token_image;
 
-use crate::engine::{Engine, EngineError, Refusal, SwarmRole};
+use crate::engine::{Engine, EngineError, EngineKind, Refusal, SwarmRole};
 
 /// The ports that must be open between the machines of a swarm.
 pub(crate) const SWARM_PORTS: &str = "2377/tcp (managers), 7946/tcp and 7946/udp, 4789/udp";
@@ -24,6 +24,12 @@ pub enum SwarmError {
         "this engine is in no swarm: make one with `devbox swarm init` on one machine and `devbox swarm join …` on the others"
     )]
     NoSwarm,
+    #[error(
+        "{engine} has no swarm: `devbox swarm`, `network`, `secret`, `cluster` and `run --swarm` \
+         need a Docker Engine on each machine (20.10 or later); on this machine `devbox build`, \
+         `start` and `run` work as they are"
+    )]
+    Podman { engine: String },
     #[error(
         "the join token is not valid for the swarm at {manager}: run `devbox swarm init` on the \
          manager (it prints the current join line) and copy the token again"
@@ -138,8 +144,30 @@ pub(crate) async fn require_manager(engine: &Engine) -> Result<(), SwarmError> {
     match SwarmRole::of(&engine.info().await?) {
         SwarmRole::Manager => Ok(()),
         SwarmRole::Worker => Err(SwarmError::NotManager),
-        SwarmRole::None => Err(SwarmError::NoSwarm),
+        SwarmRole::None => Err(no_swarm(engine, SwarmError::NoSwarm).await),
     }
+}
+
+/// The refusal for an engine in no swarm: on Podman, which has none to make, that one;
+/// elsewhere `otherwise`, which says how to make one.
+pub(super) async fn no_swarm(engine: &Engine, otherwise: SwarmError) -> SwarmError {
+    match engine.facts().await {
+        Ok(facts) if facts.kind == EngineKind::Podman => SwarmError::Podman {
+            engine: facts.to_string(),
+        },
+        _ => otherwise,
+    }
+}
+
+/// Refuses Podman, which has no swarm to make or join.
+async fn require_swarm_engine(engine: &Engine) -> Result<(), SwarmError> {
+    let facts = engine.facts().await?;
+    if facts.kind == EngineKind::Podman {
+        return Err(SwarmError::Podman {
+            engine: facts.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// What `swarm init` found or made.
@@ -158,6 +186,7 @@ pub(crate) async fn init(
         SwarmRole::Manager => true,
         SwarmRole::Worker => return Err(SwarmError::NotManager),
         SwarmRole::None => {
+            require_swarm_engine(engine).await?;
             engine
                 .init_swarm(advertise_addr)
                 .await
@@ -198,6 +227,7 @@ pub(crate) async fn join(
     if SwarmRole::of(&engine.info().await?) != SwarmRole::None {
         return Ok(false);
     }
+    require_swarm_engine(engine).await?;
     let manager = if manager.contains(':') {
         manager.to_string()
     } else {

@@ -4,7 +4,7 @@
 use bollard::models::{Ipam, NetworkInspect, TaskState};
 
 use super::addresses::{self, Subnet};
-use super::{SwarmError, cluster_token, require_manager};
+use super::{SwarmError, cluster_token, no_swarm, require_manager};
 use crate::engine::{ENCRYPTED, Engine, EngineError, Refusal, SwarmRole};
 use crate::labels::{self, Owners};
 
@@ -78,9 +78,13 @@ pub(crate) async fn ensure_joinable(engine: &Engine, network: &str) -> Result<bo
             create_overlay(engine, network, DEFAULT_SHAPE).await?;
             Ok(true)
         }
-        None => Err(SwarmError::NoSwarmForNetwork {
-            network: network.to_string(),
-        }),
+        None => Err(no_swarm(
+            engine,
+            SwarmError::NoSwarmForNetwork {
+                network: network.to_string(),
+            },
+        )
+        .await),
     }
 }
 

@@ -253,11 +253,35 @@ impl Drop for TestUser {
     }
 }
 
-/// Makes sure an engine answers, through the project's own script: tests fail (never skip)
-/// when it cannot.
+/// The engine of the matrix the tests run against (`DEVBOX_TEST_ENGINE`, a kind of
+/// `scripts/engine-matrix`, with `DOCKER_HOST` its socket: `scripts/test` sets both), or
+/// `None` for the machine's own engine.
+pub(crate) fn matrix_engine() -> Option<String> {
+    std::env::var("DEVBOX_TEST_ENGINE")
+        .ok()
+        .filter(|kind| !kind.is_empty())
+}
+
+/// Whether the engine under test is Podman's Docker-compatible service.
+pub(crate) fn on_podman() -> bool {
+    matrix_engine().is_some_and(|kind| kind.starts_with("podman"))
+}
+
+/// Makes sure an engine answers: the machine's own through the project's script, a matrix
+/// engine as `scripts/test` brought it up. Tests fail (never skip) when none does.
 pub(crate) fn engine() {
     static READY: Once = Once::new();
     READY.call_once(|| {
+        if let Some(kind) = matrix_engine() {
+            let answer = docker(&["version", "--format", "{{.Server.Version}}"]);
+            assert!(
+                answer.status.success(),
+                "the matrix engine {kind} does not answer at DOCKER_HOST ({}): \
+                 `scripts/engine-matrix up {kind}` starts it",
+                stderr(&answer).trim()
+            );
+            return;
+        }
         let status = Command::new(repo_root().join("scripts/engine-up"))
             .status()
             .expect("scripts/engine-up runs");
@@ -268,16 +292,27 @@ pub(crate) fn engine() {
     });
 }
 
-/// Makes a test image with the project's script (skipped by it when present).
+/// Makes a test image with the project's script (skipped by it when present), on the
+/// machine's engine, and copies it to the matrix engine under test.
 pub(crate) fn test_image(kind: &str) {
     engine();
     script("scripts/test-images", &[kind]);
+    if let Some(engine) = matrix_engine() {
+        let image = match kind {
+            "busybox" => BUSYBOX_IMAGE,
+            "debian" => DEBIAN_IMAGE,
+            other => panic!("no test image {other}"),
+        };
+        script("scripts/engine-matrix", &["load", &engine, image]);
+    }
 }
 
-/// Runs one of the project's scripts, its output out of the way; fails when it fails.
+/// Runs one of the project's scripts, its output out of the way; fails when it fails. The
+/// scripts make test images on the machine's own engine, whatever engine is under test.
 fn script(path: &str, args: &[&str]) {
     let status = Command::new(repo_root().join(path))
         .args(args)
+        .env_remove("DOCKER_HOST")
         .stdout(Stdio::null())
         .status()
         .unwrap_or_else(|error| panic!("{path} does not run: {error}"));
