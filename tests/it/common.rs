@@ -120,7 +120,7 @@ impl Project {
             .expect("chown runs");
         assert!(status.success());
         let socket_group = std::os::unix::fs::MetadataExt::gid(
-            &std::fs::metadata("/var/run/docker.sock").expect("the engine's socket"),
+            &std::fs::metadata(engine_socket()).expect("the engine's socket"),
         );
         let mut command = Command::new("setpriv");
         command
@@ -260,6 +260,14 @@ pub(crate) fn matrix_engine() -> Option<String> {
     std::env::var("DEVBOX_TEST_ENGINE")
         .ok()
         .filter(|kind| !kind.is_empty())
+}
+
+/// The socket of the engine under test: DOCKER_HOST's, else the machine's engine's.
+pub(crate) fn engine_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
 /// Whether the engine under test is Podman's Docker-compatible service.
@@ -787,8 +795,7 @@ impl TcpEngine {
                 if dead.load(SeqCst) {
                     continue; // refused: dropped at once
                 }
-                let engine =
-                    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+                let engine = std::os::unix::net::UnixStream::connect(engine_socket()).unwrap();
                 let (mut from_client, mut to_engine) =
                     (client.try_clone().unwrap(), engine.try_clone().unwrap());
                 let cut = dead.clone();
