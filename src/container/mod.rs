@@ -74,6 +74,13 @@ pub enum ContainerError {
     )]
     NoNvidiaRuntime { message: String },
     #[error(
+        "Podman starts a container asked for --gpus without GPUs rather than refuse, so devbox \
+         does not ask it: on Podman give a container GPUs with CDI (`podman run --device \
+         nvidia.com/gpu=all …`), or run devbox's GPU work on a Docker Engine with the NVIDIA \
+         Container Toolkit; on this engine start without --gpus"
+    )]
+    GpusOnPodman,
+    #[error(
         "another `devbox start` created {0} at the same time; it is left as it is: \
          `devbox status` shows it"
     )]
@@ -289,7 +296,8 @@ pub(crate) async fn host_facts(
 ) -> Result<HostFacts, ContainerError> {
     let image_ref = config.image_ref();
     // Independent requests: one round trip's wait instead of two.
-    let (image, info) = tokio::try_join!(engine.inspect_image(&image_ref), engine.info())?;
+    let (image, (facts, info)) =
+        tokio::try_join!(engine.inspect_image(&image_ref), engine.facts_and_info())?;
     let image = image.ok_or_else(|| ContainerError::ImageMissing(image_ref.clone()))?;
     let image_path = image
         .config
@@ -307,6 +315,7 @@ pub(crate) async fn host_facts(
         owner: crate::host::User::current(),
         engine_chosen: Vec::new(),
         memory_bytes: info.mem_total.unwrap_or(0),
+        engine: facts.kind,
         image_id: image.id.unwrap_or_default(),
         image_path,
         label_key: LabelKey::load()?,
@@ -482,6 +491,7 @@ async fn create_and_start(
     spec: &ContainerSpec,
     made: &mut Made,
 ) -> Result<(), ContainerError> {
+    spec.check_engine()?;
     if engine.target().is_local() {
         make_mount_folders(spec, &mut made.folders)?;
     }

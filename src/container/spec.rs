@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::label_key::LabelKey;
 use super::options::{GpuRequest, Protocol, Publish, Volume, VolumeOption};
 use crate::config::Config;
+use crate::engine::EngineKind;
 use crate::labels;
 use crate::swarm::cluster_token;
 
@@ -52,6 +53,7 @@ pub(crate) struct HostFacts {
     pub engine_chosen: Vec<u16>,
     /// The engine host's memory, to keep /dev/shm within it.
     pub memory_bytes: i64,
+    pub engine: EngineKind,
     pub image_id: String,
     /// The image's PATH, extended with the user's own bin folder.
     pub image_path: Option<String>,
@@ -71,6 +73,8 @@ pub(crate) struct ContainerSpec {
     pub owner: String,
     pub user: Option<String>,
     pub home: String,
+    /// The engine the container is for: Podman says the home's owner its own way.
+    pub engine: EngineKind,
     pub env: BTreeMap<String, String>,
     /// Digests of `env`'s values, for the labels.
     pub env_digests: BTreeMap<String, String>,
@@ -241,6 +245,7 @@ fn spec_named(
         owner: host.owner.name.clone(),
         user: (!root).then(|| format!("{}:{}", host.uid, host.gid)),
         home,
+        engine: host.engine,
         env_digests: dotenv_digests(&host.label_key, &env),
         env,
         dotenv: dotenv_digests(&host.label_key, &config.values),
@@ -374,6 +379,14 @@ fn mounts(config: &Config, options: &StartOptions) -> Vec<Volume> {
 }
 
 impl ContainerSpec {
+    /// Refuses what the engine would not do as asked, before anything is made.
+    pub(crate) fn check_engine(&self) -> Result<(), super::ContainerError> {
+        if self.gpus.is_some() && self.engine == EngineKind::Podman {
+            return Err(super::ContainerError::GpusOnPodman);
+        }
+        Ok(())
+    }
+
     /// What the container is, facet by facet; secrets only as digests.
     pub(crate) fn facets(&self) -> BTreeMap<String, String> {
         let mut facets = BTreeMap::from([
@@ -502,9 +515,14 @@ impl ContainerSpec {
         let mounts = mounts.into_iter().map(mount_of).collect();
         let tmpfs = self.user.as_ref().map(|user| {
             let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+            // Podman refuses uid= and gid=; its U makes the container's user the owner.
+            let owner = match self.engine {
+                EngineKind::Docker => format!("uid={uid},gid={gid}"),
+                EngineKind::Podman => "U".to_string(),
+            };
             HashMap::from([(
                 self.home.clone(),
-                format!("rw,exec,nosuid,nodev,mode=0755,uid={uid},gid={gid}"),
+                format!("rw,exec,nosuid,nodev,mode=0755,{owner}"),
             )])
         });
         let device_requests = self.gpus.as_ref().map(|gpus| {
@@ -656,6 +674,7 @@ mod tests {
             },
             engine_chosen: Vec::new(),
             memory_bytes: 64 << 30,
+            engine: EngineKind::Docker,
             image_id: "sha256:aaaa".into(),
             image_path: Some("/opt/venv/bin:/usr/bin:/bin".into()),
             label_key: LabelKey::fixed(7),
@@ -834,7 +853,20 @@ mod tests {
             Some(vec![LICENSE_GROUP_ID.to_string()])
         );
         assert_eq!(host_config.privileged, Some(false));
-        assert!(host_config.tmpfs.as_ref().unwrap()["/home/ada"].contains("uid=1000"));
+        assert_eq!(
+            host_config.tmpfs.as_ref().unwrap()["/home/ada"],
+            "rw,exec,nosuid,nodev,mode=0755,uid=1000,gid=1000"
+        );
+        // Podman refuses uid= and gid= on a tmpfs; U gives it to the container's user.
+        let on_podman = ContainerSpec {
+            engine: EngineKind::Podman,
+            ..spec.clone()
+        }
+        .create_body();
+        assert_eq!(
+            on_podman.host_config.unwrap().tmpfs.unwrap()["/home/ada"],
+            "rw,exec,nosuid,nodev,mode=0755,U"
+        );
         let exposed = body.exposed_ports.as_ref().unwrap();
         assert!(
             exposed.contains(&"2099/tcp".to_string()) && exposed.contains(&"20000/tcp".to_string())

@@ -16,19 +16,45 @@ use crate::labels;
 
 pub(crate) use bollard::container::LogOutput;
 
+/// Podman calls a container that has exited but is not cleaned up yet (for a few hundred
+/// milliseconds) "stopped", a state the Docker API lacks and bollard's models refuse.
+const PODMAN_STOPPED: &str = "unknown variant `stopped`";
+/// How long an answer naming that state is asked again, 100 ms apart.
+const PODMAN_STOPPED_TRIES: u32 = 50;
+
+/// `ask`'s answer, asked again while Podman names a container "stopped".
+async fn past_podman_stopped<T, F: Future<Output = Result<T, BollardError>>>(
+    ask: impl Fn() -> F,
+) -> Result<T, BollardError> {
+    let mut tries = 1;
+    loop {
+        let answer = ask().await;
+        let stopped = match &answer {
+            Err(BollardError::JsonDataError { message, .. }) => message.contains(PODMAN_STOPPED),
+            Err(BollardError::JsonSerdeError { err }) => err.to_string().contains(PODMAN_STOPPED),
+            _ => false,
+        };
+        if !stopped || tries == PODMAN_STOPPED_TRIES {
+            return answer;
+        }
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 impl Engine {
     /// The container's details, or `None` when there is no container of that name.
     pub(crate) async fn inspect_container(
         &self,
         name: &str,
     ) -> Result<Option<ContainerInspectResponse>, EngineError> {
-        let inspected = self
-            .docker
-            .inspect_container(
+        let inspected = past_podman_stopped(|| {
+            self.docker.inspect_container(
                 name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
-            .await;
+        })
+        .await;
         absent_if_not_found(inspected, || format!("inspect container {name}"))
     }
 
@@ -100,10 +126,12 @@ impl Engine {
 
     /// The running containers, with the ports each publishes.
     pub(crate) async fn running_containers(&self) -> Result<Vec<ContainerSummary>, EngineError> {
-        self.docker
-            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
-            .await
-            .map_err(|e| EngineError::from_bollard("list containers", e))
+        past_podman_stopped(|| {
+            self.docker
+                .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+        })
+        .await
+        .map_err(|e| EngineError::from_bollard("list containers", e))
     }
 
     /// Every container, running or not, that carries the label `key=value`.
@@ -126,8 +154,7 @@ impl Engine {
             .all(true)
             .filters(&filters)
             .build();
-        self.docker
-            .list_containers(Some(options))
+        past_podman_stopped(|| self.docker.list_containers(Some(options.clone())))
             .await
             .map_err(|e| EngineError::from_bollard("list containers", e))
     }

@@ -71,6 +71,8 @@ impl Refusal {
             {
                 Refusal::NoGpuRuntime
             }
+            // Podman says a taken container name so, with status 500.
+            _ if says("that name is already in use") => Refusal::Conflict,
             _ if says("port is already allocated") => Refusal::PortAllocated,
             _ if says("address already in use") => Refusal::PortInUse,
             _ if says(MOUNT_SOURCE_MISSING) => Refusal::MountSourceMissing,
@@ -295,6 +297,15 @@ mod tests {
     #[test]
     fn refusals_are_told_apart_by_status_then_message() {
         assert_eq!(Refusal::of(404, "network x not found"), Refusal::NotFound);
+        assert_eq!(
+            Refusal::of(
+                500,
+                "container create: creating container storage: the container name \"a\" is \
+                 already in use by 0a23. You have to remove that container to be able to reuse \
+                 that name: that name is already in use"
+            ),
+            Refusal::Conflict
+        );
         assert_eq!(
             Refusal::of(409, "Conflict. The container name"),
             Refusal::Conflict

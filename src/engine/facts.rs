@@ -91,6 +91,13 @@ impl EngineFacts {
         }
     }
 
+    /// Whether a `docker load` archive may leave out (as empty files) the layers the engine
+    /// holds: Docker's own layer store looks each up by its chain id and never reads it; the
+    /// containerd image store and Podman check every layer's contents.
+    pub(crate) fn loads_partial_archives(&self) -> bool {
+        self.kind == EngineKind::Docker && matches!(self.image_store, ImageStore::Graph { .. })
+    }
+
     /// The oldest version of this kind devbox is tested against, when this one is older.
     pub(crate) fn older_than_tested(&self) -> Option<(u32, u32)> {
         let oldest = match self.kind {
@@ -153,6 +160,11 @@ impl fmt::Display for EngineFacts {
 impl Engine {
     /// The engine's kind, version and image store (`GET /version` and `GET /info`).
     pub(crate) async fn facts(&self) -> Result<EngineFacts, EngineError> {
+        Ok(self.facts_and_info().await?.0)
+    }
+
+    /// The engine's facts, and the whole of what `GET /info` answered.
+    pub(crate) async fn facts_and_info(&self) -> Result<(EngineFacts, SystemInfo), EngineError> {
         let (version, info) = futures_util::try_join!(
             async {
                 self.docker
@@ -162,7 +174,7 @@ impl Engine {
             },
             self.info()
         )?;
-        Ok(EngineFacts::from_answers(&version, &info))
+        Ok((EngineFacts::from_answers(&version, &info), info))
     }
 }
 
@@ -227,6 +239,8 @@ mod tests {
         );
         assert_eq!(docker.kind, EngineKind::Docker);
         assert_eq!(docker.builder(), Builder::Classic);
+        assert!(docker.loads_partial_archives());
+        assert!(!podman.loads_partial_archives());
         assert_eq!(
             docker.image_store,
             ImageStore::Graph {
@@ -247,6 +261,7 @@ mod tests {
             docker.image_store.to_string(),
             "containerd image store (overlayfs snapshotter)"
         );
+        assert!(!docker.loads_partial_archives());
     }
 
     #[test]

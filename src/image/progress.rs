@@ -25,10 +25,13 @@ pub struct Step {
     pub instruction: String,
 }
 
-/// `Step 3/12 : RUN apt-get …` → the step.
+/// `Step 3/12 : RUN apt-get …` (Docker's classic builder) or `STEP 3/12: RUN apt-get …`
+/// (buildah, Podman's) → the step.
 pub(crate) fn parse_step(line: &str) -> Option<Step> {
-    let rest = line.strip_prefix("Step ")?;
-    let (counts, instruction) = rest.split_once(" : ")?;
+    let (counts, instruction) = match line.strip_prefix("Step ") {
+        Some(rest) => rest.split_once(" : ")?,
+        None => line.strip_prefix("STEP ")?.split_once(": ")?,
+    };
     let (number, total) = counts.split_once('/')?;
     Some(Step {
         number: number.parse().ok()?,
@@ -192,6 +195,20 @@ mod tests {
             stream: Some(text.to_string()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn buildahs_steps_are_parsed() {
+        assert_eq!(
+            parse_step("STEP 2/3: RUN echo first-step-output && sleep 2"),
+            Some(Step {
+                number: 2,
+                total: 3,
+                instruction: "RUN echo first-step-output && sleep 2".into()
+            })
+        );
+        assert_eq!(parse_step("STEP"), None);
+        assert_eq!(parse_step("STEPS 1/2: x"), None);
     }
 
     #[test]

@@ -7,12 +7,16 @@
 //! export of the gigabytes below it (Engine 20.10 writes a whole export out before it sends
 //! a byte of it).
 
+use std::collections::HashMap;
 use std::io::{self, Write};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bollard::models::ImageInspect;
-use futures_util::StreamExt;
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::snapshot::Snapshot;
@@ -22,6 +26,8 @@ use crate::image::archive;
 
 /// The snapshot's layer in the archive; the project image's layers are `base/<n>.tar`.
 const LAYER: &str = "layer.tar";
+/// The snapshot's layer in a build's context, beside the Dockerfile that adds it.
+const CONTEXT_LAYER: &str = "code.tar";
 
 /// A run image as devbox writes it: described (one read of the code), then loaded onto one
 /// engine or several.
@@ -34,6 +40,7 @@ pub(crate) struct RunImage {
     entries: Arc<Vec<Entry>>,
     owner: (u32, u32),
     layer: Digested,
+    labels: Vec<(String, String)>,
     config: Vec<u8>,
 }
 
@@ -70,6 +77,7 @@ impl RunImage {
             entries: Arc::new(snapshot.entries),
             owner,
             layer,
+            labels: labels.to_vec(),
             config,
         })
     }
@@ -79,50 +87,63 @@ impl RunImage {
         self.layer.size
     }
 
-    /// Loads the image onto `engine`, which must hold the project image's layers;
-    /// `on_sent` learns how many bytes have gone. The engine tags the image only once all of
-    /// it has arrived: a load dropped half-way leaves nothing.
+    /// Loads the image onto `engine`, which must hold the project image's layers and take
+    /// an archive that leaves them out (`EngineFacts::loads_partial_archives`); `on_sent`
+    /// learns how many bytes have gone. The engine tags the image only once all of it has
+    /// arrived: a load dropped half-way leaves nothing.
     pub(crate) async fn load(
         &self,
         engine: &Engine,
         on_sent: impl Fn(u64) + Send + 'static,
     ) -> Result<(), LoadError> {
-        // The archive's own failure (a file changed since it was described) is the cause of
-        // the load's.
-        let failure = Arc::new(Mutex::new(None));
         let stream = self.archive();
-        let sent = stream.sent;
-        let body = stream.body.map({
-            let failure = failure.clone();
-            move |chunk| {
-                match &chunk {
-                    Ok(_) => on_sent(sent.load(Ordering::Relaxed)),
-                    Err(error) => {
-                        *failure.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(io::Error::new(error.kind(), error.to_string()));
-                    }
-                }
-                chunk
-            }
-        });
-        let loaded = engine.load_image(body).await;
-        if let Some(error) = failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            return Err(LoadError::Archive(error));
-        }
-        loaded.map_err(LoadError::Engine)
+        let sent = stream.sent.clone();
+        sending(
+            stream,
+            move || on_sent(sent.load(Ordering::Relaxed)),
+            |body| engine.load_image(body),
+        )
+        .await
     }
 
-    /// The archive, written on a blocking task as the engine reads it: the snapshot's layer
-    /// (made again from the files, and checked against its description), the project image's
-    /// layers as empty files, the config, the manifest.
+    /// Builds the image on `engine`, which must hold the project image `base`: for engines
+    /// that read every layer of a load (the containerd image store, Podman). The context is
+    /// the snapshot's layer beside a Dockerfile that adds it to `base`: the same files,
+    /// owners and labels as a load gives, under another id.
+    pub(crate) async fn build(&self, engine: &Engine, base: &str) -> Result<(), LoadError> {
+        let dockerfile = format!("FROM {base}\nADD {CONTEXT_LAYER} /\n");
+        let labels: HashMap<&str, &str> = self
+            .labels
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(&self.tag)
+            .labels(&labels)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let stream = self.written(CONTEXT_LAYER, move |out| {
+            out.write_all(&archive::small_entry("Dockerfile", dockerfile.as_bytes())?)?;
+            out.write_all(&archive::end())
+        });
+        sending(
+            stream,
+            || {},
+            |body| async move {
+                engine
+                    .build(options, body)
+                    .try_for_each(|_| async { Ok(()) })
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// The archive, written on a blocking task as the engine reads it: the snapshot's layer,
+    /// the project image's layers as empty files, the config, the manifest.
     fn archive(&self) -> build_context::ContextStream {
-        let entries = self.entries.clone();
-        let owner = self.owner;
-        let layer = self.layer.clone();
         let config_name = format!("{}.json", self.id.trim_start_matches("sha256:"));
         let config = self.config.clone();
         let mut layers: Vec<String> = (0..self.base_layers.len())
@@ -131,8 +152,29 @@ impl RunImage {
         let empty = layers.clone();
         layers.push(LAYER.to_string());
         let manifest = archive::manifest(&config_name, std::slice::from_ref(&self.tag), &layers);
+        self.written(LAYER, move |out| {
+            for name in &empty {
+                out.write_all(&archive::entry_header(name, 0, 0o644)?)?;
+            }
+            out.write_all(&archive::small_entry(&config_name, &config)?)?;
+            out.write_all(&archive::small_entry("manifest.json", &manifest)?)?;
+            out.write_all(&archive::end())
+        })
+    }
+
+    /// A tar written on a blocking task as the engine reads it: the snapshot's layer as the
+    /// entry `name` (made again from the files, and checked against its description), then
+    /// what `rest` writes.
+    fn written(
+        &self,
+        name: &'static str,
+        rest: impl FnOnce(&mut build_context::ChunkWriter) -> io::Result<()> + Send + 'static,
+    ) -> build_context::ContextStream {
+        let entries = self.entries.clone();
+        let owner = self.owner;
+        let layer = self.layer.clone();
         build_context::written_on_blocking_task(move |mut out| {
-            out.write_all(&archive::entry_header(LAYER, layer.size, 0o644)?)?;
+            out.write_all(&archive::entry_header(name, layer.size, 0o644)?)?;
             let mut counted = Counted::new(&mut out);
             build_context::write_tar_owned(&entries, owner, &mut counted)?;
             if counted.digested() != layer {
@@ -143,15 +185,42 @@ impl RunImage {
                 ));
             }
             out.write_all(&vec![0; archive::padding(layer.size)])?;
-            for name in &empty {
-                out.write_all(&archive::entry_header(name, 0, 0o644)?)?;
-            }
-            out.write_all(&archive::small_entry(&config_name, &config)?)?;
-            out.write_all(&archive::small_entry("manifest.json", &manifest)?)?;
-            out.write_all(&archive::end())?;
+            rest(&mut out)?;
             out.flush()
         })
     }
+}
+
+/// Sends `stream` with `send`, telling `on_sent` of each chunk. The archive's own failure (a
+/// file changed since it was described) is the cause of the engine's.
+async fn sending<F: Future<Output = Result<(), EngineError>>>(
+    stream: build_context::ContextStream,
+    on_sent: impl Fn() + Send + 'static,
+    send: impl FnOnce(Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>) -> F,
+) -> Result<(), LoadError> {
+    let failure = Arc::new(Mutex::new(None));
+    let body = stream.body.map({
+        let failure = failure.clone();
+        move |chunk| {
+            match &chunk {
+                Ok(_) => on_sent(),
+                Err(error) => {
+                    *failure.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(io::Error::new(error.kind(), error.to_string()));
+                }
+            }
+            chunk
+        }
+    });
+    let sent = send(Box::pin(body)).await;
+    if let Some(error) = failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
+        return Err(LoadError::Archive(error));
+    }
+    sent.map_err(LoadError::Engine)
 }
 
 #[derive(Debug, thiserror::Error)]

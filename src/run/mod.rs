@@ -344,6 +344,7 @@ async fn make_container(
     request: &Request,
     out: &str,
 ) -> Result<String, RunError> {
+    spec.check_engine()?;
     let local = engine.target().is_local();
     let mut made = Vec::new();
     let created = async {
@@ -413,7 +414,9 @@ async fn prepare(
 ) -> Result<Prepared, RunError> {
     let mut host = container::host_facts(source, config).await?;
     if source.target() != engine.target() {
-        host.memory_bytes = engine.info().await?.mem_total.unwrap_or(0);
+        let (facts, info) = engine.facts_and_info().await?;
+        host.memory_bytes = info.mem_total.unwrap_or(0);
+        host.engine = facts.kind;
     }
     if live {
         return Ok(Prepared {
@@ -467,8 +470,7 @@ async fn prepare(
         .await?;
         if !here {
             printer.progress(format!("making the run image {tag} (the code changed)"));
-            run_image
-                .load(source, |_| {})
+            make_run_image(source, &run_image, &host.image_id, |_| {})
                 .await
                 .map_err(|cause| RunError::made(source, &run_image, cause))?;
         }
@@ -531,9 +533,10 @@ async fn send_run_image(
         ));
         let bar = progress_bar(format!("sending {}", run_image.tag));
         bar.set_length(run_image.layer_size());
-        match run_image
-            .load(engine, move |sent| bar.set_position(sent))
-            .await
+        match make_run_image(engine, run_image, project_image, move |sent| {
+            bar.set_position(sent);
+        })
+        .await
         {
             // It lost a layer of the project image since devbox looked (a prune, say).
             Err(image::LoadError::Engine(error))
@@ -545,8 +548,25 @@ async fn send_run_image(
                 ));
                 holds = false;
             }
-            loaded => return loaded.map_err(|cause| RunError::made(engine, run_image, cause)),
+            made => return made.map_err(|cause| RunError::made(engine, run_image, cause)),
         }
+    }
+}
+
+/// Makes `run_image` on `engine`, which holds the project image: loaded where the engine
+/// takes an archive without the project image's layers, built (on `project_image`) where it
+/// reads every layer of a load.
+async fn make_run_image(
+    engine: &Engine,
+    run_image: &RunImage,
+    project_image: &str,
+    on_sent: impl Fn(u64) + Send + 'static,
+) -> Result<(), image::LoadError> {
+    let facts = engine.facts().await.map_err(image::LoadError::Engine)?;
+    if facts.loads_partial_archives() {
+        run_image.load(engine, on_sent).await
+    } else {
+        run_image.build(engine, project_image).await
     }
 }
 

@@ -349,7 +349,12 @@ fn every_bad_input_is_refused_clearly_and_leaves_nothing_behind() {
         case(
             "",
             &start(&["--gpus", "all"])[..],
-            &["NVIDIA Container Toolkit", "nvidia-ctk"],
+            if common::on_podman() {
+                // Podman would start it without GPUs: devbox refuses first.
+                &["Podman", "nvidia.com/gpu=all", "without --gpus"][..]
+            } else {
+                &["NVIDIA Container Toolkit", "nvidia-ctk"]
+            },
         ),
         case(
             "IMAGE_TAG=never-built\n",

@@ -1,7 +1,7 @@
 //! `devbox run` and `devbox jobs` against the real engine, with the busybox image tagged as
 //! each test's project image.
 
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -16,6 +16,26 @@ pub(crate) struct Lab {
     _cleanup: Cleanup,
     pub(crate) project: Project,
     pub(crate) image: String,
+}
+
+/// The project image's repository on this machine's engine: its images (the project image
+/// and the run images made there) go when this is dropped.
+pub(crate) struct ThisMachinesImage(String);
+
+impl Drop for ThisMachinesImage {
+    fn drop(&mut self) {
+        let on_this_machine = |args: &[&str]| {
+            Command::new("docker")
+                .args(["-H", "unix:///var/run/docker.sock"])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let listed = on_this_machine(&["images", "--format", "{{.Repository}}:{{.Tag}}", &self.0]);
+        for image in common::stdout(&listed).lines() {
+            on_this_machine(&["rmi", image]);
+        }
+    }
 }
 
 impl Lab {
@@ -36,6 +56,26 @@ impl Lab {
             project,
             image: image.to_string(),
         }
+    }
+
+    /// On a matrix engine, the project image also on this machine's engine, where a run on
+    /// an engine over tcp:// (another machine's, to devbox) makes its run image; it goes when
+    /// the guard is dropped.
+    fn project_image_on_this_machine(&self) -> Option<ThisMachinesImage> {
+        common::matrix_engine()?;
+        let image = format!("{}:latest", self.image);
+        let tagged = Command::new("docker")
+            .args([
+                "-H",
+                "unix:///var/run/docker.sock",
+                "tag",
+                BUSYBOX_IMAGE,
+                &image,
+            ])
+            .output()
+            .unwrap();
+        common::assert_success(&tagged);
+        Some(ThisMachinesImage(self.image.clone()))
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
@@ -368,6 +408,7 @@ fn bad_input_is_refused_with_one_message_and_nothing_made() {
 #[test]
 fn a_lost_engine_connection_leaves_the_run_going_and_says_how_to_follow_it() {
     let lab = Lab::new();
+    let _there = lab.project_image_on_this_machine();
     let engine = common::TcpEngine::dying_after("/start");
     let output = lab
         .project
@@ -518,6 +559,7 @@ fn cancel_stops_running_runs_and_keeps_them_and_rm_refuses_a_running_one() {
 #[test]
 fn ctrl_c_while_the_run_is_being_made_leaves_nothing_behind() {
     let lab = Lab::new();
+    let _there = lab.project_image_on_this_machine();
     let engine = common::TcpEngine::holding("/containers/create".to_string());
     let child = lab
         .project
