@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, LogOutput, Refusal};
+use crate::engine::{Engine, EngineError, EngineKind, LogOutput, Refusal};
 use crate::labels::{self, Owners};
 use label_key::{LabelKey, LabelKeyError};
 use options::{OptionError, Protocol};
@@ -80,6 +80,12 @@ pub enum ContainerError {
          Container Toolkit; on this engine start without --gpus"
     )]
     GpusOnPodman,
+    #[error(
+        "Podman has no init for the container (`catatonit`, which devbox's containers run as \
+         their first process, is not installed): install it on the engine's machine \
+         (`sudo apt-get install catatonit`, or your distribution's package of that name)"
+    )]
+    NoPodmanInit,
     #[error(
         "another `devbox start` created {0} at the same time; it is left as it is: \
          `devbox status` shows it"
@@ -639,6 +645,10 @@ pub(crate) fn explain_refusal(
             message,
             ..
         } if spec.gpus.is_some() => ContainerError::NoNvidiaRuntime { message },
+        EngineError::Refused {
+            refusal: Refusal::InitMissing,
+            ..
+        } if spec.engine == EngineKind::Podman => ContainerError::NoPodmanInit,
         other => other.into(),
     }
 }

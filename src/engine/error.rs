@@ -27,6 +27,8 @@ pub enum Refusal {
     InvalidJoinToken,
     /// The engine has no runtime or device driver for GPUs (no NVIDIA Container Toolkit).
     NoGpuRuntime,
+    /// The engine has no init to run as a container's first process (Podman's `catatonit`).
+    InitMissing,
     /// A host port to publish is held by another of the engine's containers.
     PortAllocated,
     /// A host port to publish is held by a process on the engine's host.
@@ -71,6 +73,7 @@ impl Refusal {
             {
                 Refusal::NoGpuRuntime
             }
+            _ if says("lookup init binary") => Refusal::InitMissing,
             // Podman says a taken container name so, with status 500.
             _ if says("that name is already in use") => Refusal::Conflict,
             _ if says("port is already allocated") => Refusal::PortAllocated,
@@ -305,6 +308,14 @@ mod tests {
                  that name: that name is already in use"
             ),
             Refusal::Conflict
+        );
+        assert_eq!(
+            Refusal::of(
+                500,
+                "container create: lookup init binary: exec: \"catatonit\": executable file \
+                 not found in $PATH"
+            ),
+            Refusal::InitMissing
         );
         assert_eq!(
             Refusal::of(409, "Conflict. The container name"),

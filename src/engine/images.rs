@@ -74,6 +74,33 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard(format!("remove the name {reference}"), e))
     }
 
+    /// A reference to an image of the engine's with exactly these layers: a name when it has
+    /// one (the containerd store takes no other engine's image id in a `FROM`), else its id.
+    pub(crate) async fn image_with_layers(
+        &self,
+        layers: &[String],
+    ) -> Result<Option<String>, EngineError> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptionsBuilder::default().build()))
+            .await
+            .map_err(|e| EngineError::from_bollard("list images", e))?;
+        for image in images {
+            let Some(inspected) = self.inspect_image(&image.id).await? else {
+                continue;
+            };
+            if inspected
+                .root_fs
+                .and_then(|root_fs| root_fs.layers)
+                .as_deref()
+                == Some(layers)
+            {
+                return Ok(Some(image.repo_tags.into_iter().next().unwrap_or(image.id)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The layers (diff ids, bottom first) of each of the engine's tagged and dangling images.
     pub(crate) async fn image_layers(&self) -> Result<Vec<Vec<String>>, EngineError> {
         let images = self

@@ -470,7 +470,7 @@ async fn prepare(
         .await?;
         if !here {
             printer.progress(format!("making the run image {tag} (the code changed)"));
-            make_run_image(source, &run_image, &host.image_id, |_| {})
+            make_run_image(source, &run_image, &host.image_id, false, |_| {})
                 .await
                 .map_err(|cause| RunError::made(source, &run_image, cause))?;
         }
@@ -533,7 +533,7 @@ async fn send_run_image(
         ));
         let bar = progress_bar(format!("sending {}", run_image.tag));
         bar.set_length(run_image.layer_size());
-        match make_run_image(engine, run_image, project_image, move |sent| {
+        match make_run_image(engine, run_image, project_image, true, move |sent| {
             bar.set_position(sent);
         })
         .await
@@ -553,21 +553,34 @@ async fn send_run_image(
     }
 }
 
-/// Makes `run_image` on `engine`, which holds the project image: loaded where the engine
-/// takes an archive without the project image's layers, built (on `project_image`) where it
-/// reads every layer of a load.
+/// Makes `run_image` on `engine`, which holds the project image (`project_image` is its id
+/// on the engine it was built on, another than `engine` when `sent_from_elsewhere`): loaded
+/// where the engine takes an archive without the project image's layers, built on the project
+/// image where it reads every layer of a load.
 async fn make_run_image(
     engine: &Engine,
     run_image: &RunImage,
     project_image: &str,
+    sent_from_elsewhere: bool,
     on_sent: impl Fn(u64) + Send + 'static,
 ) -> Result<(), image::LoadError> {
     let facts = engine.facts().await.map_err(image::LoadError::Engine)?;
     if facts.loads_partial_archives() {
-        run_image.load(engine, on_sent).await
-    } else {
-        run_image.build(engine, project_image).await
+        return run_image.load(engine, on_sent).await;
     }
+    // The id of a project image from another engine may not be this one's (the containerd
+    // store names an image by its manifest): the image with its layers is.
+    let base = if sent_from_elsewhere {
+        engine
+            .image_with_layers(&run_image.base_layers)
+            .await
+            .map_err(image::LoadError::Engine)?
+    } else {
+        None
+    };
+    run_image
+        .build(engine, base.as_deref().unwrap_or(project_image))
+        .await
 }
 
 /// A bar on stderr when it is a terminal, cleared when done.

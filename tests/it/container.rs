@@ -167,7 +167,9 @@ fn start_gives_the_container_everything_it_was_asked_for() {
             "{port} in {ports}"
         );
     }
-    assert!(!ports.contains("2099"), "{ports}");
+    // Podman 4.3 lists exposed ports among the bindings, with none.
+    let bindings: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    assert!(bindings["2099/tcp"].is_null(), "{ports}");
     let exposed = dev.inspect("{{json .Config.ExposedPorts}}");
     for port in ["2092/tcp", "2099/tcp", "10000/tcp", "20000/tcp"] {
         assert!(exposed.contains(port), "{port} not exposed");
