@@ -312,6 +312,9 @@ pub enum SwarmCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Each node's GPUs (swarm generic resources of kind gpu), and the running tasks that hold
+    /// them (on a manager).
+    Gpus(ListingArgs),
 }
 
 #[derive(Debug, Subcommand)]

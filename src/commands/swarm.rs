@@ -9,7 +9,7 @@ use crate::exit::ExitStatus;
 use crate::labels::Owners;
 use crate::listing::Listing;
 use crate::printer::Printer;
-use crate::swarm::{self, SWARM_PORTS, networks};
+use crate::swarm::{self, SWARM_PORTS, gpus, networks};
 
 pub(super) async fn swarm(
     target: &Target,
@@ -57,6 +57,19 @@ pub(super) async fn swarm(
                 "this engine is already in a swarm (`devbox swarm leave` first to change)".into()
             });
         }
+        SwarmCommand::Gpus(listing) => {
+            let listing = Listing::of::<gpus::GpuSummary>(listing.json, listing.format.as_deref())?;
+            let gpus = gpus::list(&engine)
+                .await
+                .while_doing(|| "listing the swarm's GPUs".into())?;
+            if gpus.is_empty() && listing == Listing::Table {
+                printer.note(
+                    "no node of the swarm advertises a GPU: `devbox doctor` on each machine with \
+                     GPUs says how (node-generic-resources in its daemon.json)",
+                );
+            }
+            printer.result(listing.render(&gpus, gpu_table));
+        }
         SwarmCommand::Leave { force } => {
             let left = swarm::leave(&engine, *force)
                 .await
@@ -69,6 +82,25 @@ pub(super) async fn swarm(
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `swarm gpus`'s table.
+fn gpu_table(gpus: &[gpus::GpuSummary]) -> String {
+    let mut rows = vec![vec![
+        "NODE".to_string(),
+        "GPU".to_string(),
+        "STATE".to_string(),
+        "HELD BY".to_string(),
+    ]];
+    rows.extend(gpus.iter().map(|g| {
+        vec![
+            g.node.clone(),
+            g.gpu.clone(),
+            g.state.clone(),
+            g.held_by.join(","),
+        ]
+    }));
+    crate::listing::columns(&rows)
 }
 
 /// `network ls`'s table.

@@ -16,6 +16,7 @@ use crate::engine::{Engine, EngineFacts, EngineKind, SwarmRole, Target};
 use crate::image::{self, progress::format_size};
 use crate::labels;
 use crate::printer::chain;
+use crate::swarm::gpus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +125,9 @@ pub(crate) async fn run(
     }
     checks.push(gpu_check(&engine, target, &info, config.as_ref(), gpus).await);
     checks.extend(swarm_checks(&info, &facts));
+    if gpus && SwarmRole::of(&info) != SwarmRole::None {
+        checks.extend(swarm_gpu_checks(&engine, target, &info).await);
+    }
     if let Some(config) = &config {
         checks.extend(
             image_checks(
@@ -433,6 +437,127 @@ fn swarm_checks(info: &bollard::models::SystemInfo, facts: &EngineFacts) -> Vec<
     checks
 }
 
+/// Whether the swarm sees this machine's GPUs and hands them to tasks, and (on a manager)
+/// what each node advertises.
+async fn swarm_gpu_checks(
+    engine: &Engine,
+    target: &Target,
+    info: &bollard::models::SystemInfo,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if target.is_local() {
+        let listed = std::process::Command::new("nvidia-smi").arg("-L").output();
+        let uuids = match &listed {
+            Ok(output) if output.status.success() => {
+                gpus::uuids_of_nvidia_smi(&String::from_utf8_lossy(&output.stdout))
+            }
+            _ => Vec::new(),
+        };
+        let runtime_config = std::fs::read_to_string(NVIDIA_RUNTIME_CONFIG).ok();
+        checks.extend(gpu_advertising_checks(
+            &uuids,
+            &gpus::gpu_ids(info.generic_resources.as_ref()),
+            runtime_config.as_deref(),
+        ));
+    }
+    if SwarmRole::of(info) == SwarmRole::Manager
+        && let Ok(nodes) = engine.nodes().await
+    {
+        let mut counts: Vec<String> = nodes
+            .iter()
+            .map(|node| {
+                let advertised = gpus::advertised(node).len();
+                format!("{} {advertised}", gpus::hostname(node))
+            })
+            .collect();
+        counts.sort();
+        checks.push(check(
+            "swarm gpus",
+            Level::Info,
+            format!("GPUs each node advertises: {}", counts.join(", ")),
+            None,
+        ));
+    }
+    checks
+}
+
+/// Where the NVIDIA Container Toolkit's runtime reads its settings.
+const NVIDIA_RUNTIME_CONFIG: &str = "/etc/nvidia-container-runtime/config.toml";
+
+/// This machine's GPUs (`uuids`, from `nvidia-smi -L`) against those its engine advertises to
+/// the swarm and the runtime's `swarm-resource` setting (`runtime_config`, its config.toml).
+fn gpu_advertising_checks(
+    uuids: &[String],
+    advertised: &[String],
+    runtime_config: Option<&str>,
+) -> Vec<Check> {
+    if uuids.is_empty() {
+        return vec![check(
+            "swarm gpus",
+            Level::Info,
+            "`nvidia-smi -L` lists no GPU on this machine: it has none to give the swarm",
+            None,
+        )];
+    }
+    let missing: Vec<String> = uuids
+        .iter()
+        .filter(|uuid| !advertised.contains(uuid))
+        .cloned()
+        .collect();
+    let mut checks = vec![if missing.is_empty() {
+        check(
+            "swarm gpus",
+            Level::Ok,
+            format!("the swarm sees this machine's {} GPU(s)", uuids.len()),
+            None,
+        )
+    } else {
+        check(
+            "swarm gpus",
+            Level::Fail,
+            format!(
+                "the engine does not advertise {} of this machine's GPUs to the swarm: tasks \
+                 asking for GPUs never come here",
+                missing.join(", ")
+            ),
+            Some(format!(
+                "add to /etc/docker/daemon.json: {}, then `sudo systemctl restart docker`",
+                gpus::daemon_json_setting(uuids)
+            )),
+        )
+    }];
+    let set = runtime_config.is_some_and(|config| {
+        config.lines().any(|line| {
+            let line = line.trim();
+            line.starts_with("swarm-resource") && line.contains("\"DOCKER_RESOURCE_GPU\"")
+        })
+    });
+    checks.push(if set {
+        check(
+            "swarm gpus",
+            Level::Ok,
+            format!("{NVIDIA_RUNTIME_CONFIG} gives tasks the GPUs the swarm assigns"),
+            None,
+        )
+    } else {
+        check(
+            "swarm gpus",
+            Level::Fail,
+            format!(
+                "the NVIDIA runtime does not give a task the GPUs the swarm assigned it \
+                 ({NVIDIA_RUNTIME_CONFIG} lacks swarm-resource): it sees none or all"
+            ),
+            Some(format!(
+                "add `{}` to {NVIDIA_RUNTIME_CONFIG} (the NVIDIA Container Toolkit's), and make \
+                 nvidia the default runtime (`sudo nvidia-ctk runtime configure --runtime=docker \
+                 --set-as-default`, then `sudo systemctl restart docker`)",
+                gpus::SWARM_RESOURCE_LINE
+            )),
+        )
+    });
+    checks
+}
+
 async fn image_checks(
     engine: &Engine,
     config: &Config,
@@ -615,6 +740,48 @@ pub(crate) fn passed(checks: &[Check]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_machines_gpus_must_be_advertised_and_handed_to_tasks() {
+        let uuids = ["GPU-5a1b".to_string(), "GPU-77cd".to_string()];
+        let runtime = "[nvidia-container-runtime]\nswarm-resource = \"DOCKER_RESOURCE_GPU\"\n";
+        // Set up as the README says: two passes.
+        let checks = gpu_advertising_checks(&uuids, &uuids, Some(runtime));
+        assert!(checks.iter().all(|c| c.level == Level::Ok), "{checks:#?}");
+        // One GPU not advertised, the setting commented out: two failures, each with its
+        // exact fix.
+        let checks = gpu_advertising_checks(
+            &uuids,
+            &uuids[..1],
+            Some("#swarm-resource = \"DOCKER_RESOURCE_GPU\"\n"),
+        );
+        assert_eq!(checks[0].level, Level::Fail);
+        assert!(checks[0].detail.contains("GPU-77cd"), "{checks:#?}");
+        assert_eq!(
+            checks[0].fix.as_deref(),
+            Some(
+                r#"add to /etc/docker/daemon.json: "node-generic-resources": ["gpu=GPU-5a1b", "gpu=GPU-77cd"], then `sudo systemctl restart docker`"#
+            )
+        );
+        assert_eq!(checks[1].level, Level::Fail);
+        assert!(
+            checks[1]
+                .fix
+                .as_deref()
+                .unwrap()
+                .starts_with(r#"add `swarm-resource = "DOCKER_RESOURCE_GPU"` to /etc/nvidia-container-runtime/config.toml"#),
+            "{checks:#?}"
+        );
+        // No toolkit at all: the same failure.
+        assert_eq!(
+            gpu_advertising_checks(&uuids, &uuids, None)[1].level,
+            Level::Fail
+        );
+        // No GPU here: nothing to advertise, and nothing fails.
+        let none = gpu_advertising_checks(&[], &[], None);
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].level, Level::Info);
+    }
 
     #[test]
     fn a_report_passes_only_without_failures() {

@@ -5,6 +5,7 @@
 
 pub(crate) mod addresses;
 pub(crate) mod cluster_token;
+pub(crate) mod gpus;
 pub(crate) mod networks;
 pub(crate) mod secrets;
 mod token_image;

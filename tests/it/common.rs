@@ -875,10 +875,23 @@ pub(crate) struct Engines(HashMap<String, String>);
 
 impl Engines {
     pub(crate) fn up(count: u32) -> Engines {
+        Engines::with_gpus(count, 0)
+    }
+
+    /// `count` engines, each with `gpus` fake GPUs (swarm generic resources of kind gpu,
+    /// `GPU-fake-K-i`).
+    pub(crate) fn with_gpus(count: u32, gpus: u32) -> Engines {
         engines_script(&["down"]);
         // The guard exists before they do: an `up` that fails half-way is torn down too.
         let mut engines = Engines(HashMap::new());
-        engines_script(&["up", &count.to_string()]);
+        let status = Command::new(repo_root().join("scripts/engines"))
+            .args(["up", &count.to_string()])
+            .env_remove("DOCKER_HOST")
+            .env("DEVBOX_ENGINE_GPUS", gpus.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/engines runs");
+        assert!(status.success(), "scripts/engines up {count} failed");
         engines.0 = dotenvy::from_path_iter("/run/devbox-engines/engines.env")
             .expect("the engines file")
             .map(|item| item.expect("a KEY=VALUE line"))

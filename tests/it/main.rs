@@ -14,6 +14,7 @@ mod container;
 mod docker_forms;
 mod doctor;
 mod faults;
+mod gpus;
 mod incontainer;
 mod kubernetes;
 mod network;

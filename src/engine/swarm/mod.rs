@@ -1,9 +1,10 @@
 //! The engine's swarm, in one place: this node's role, init, join, leave and the join
 //! tokens and its machines here; its overlay networks in `networks`. Secrets, services and
-//! their tasks in `services`.
+//! their tasks in `services`; the GPUs assigned to tasks in `task_gpus`.
 
 mod networks;
 mod services;
+mod task_gpus;
 
 pub(crate) use networks::ENCRYPTED;
 

@@ -1,0 +1,279 @@
+//! The swarm's GPUs. A node advertises its GPUs as swarm generic resources of kind `gpu`, one
+//! named resource per GPU (the UUIDs `nvidia-smi -L` prints, in daemon.json's
+//! `node-generic-resources`); a task that asks for `gpu=N` gets N of them that no other
+//! running task holds, named in its assigned generic resources (and, with the NVIDIA runtime's
+//! `swarm-resource` setting, made visible in the container). `devbox swarm gpus` lists each
+//! node's GPUs and what holds them; `devbox doctor` checks this machine's setup.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{GenericResources, Node, Service, Task, TaskState};
+use serde::Serialize;
+
+use super::{SwarmError, require_manager};
+use crate::engine::Engine;
+
+/// The generic resource kind of a GPU, as the NVIDIA runtime's `swarm-resource` setting
+/// (`DOCKER_RESOURCE_GPU`) reads it.
+pub(crate) const GPU_KIND: &str = "gpu";
+
+/// The line of `/etc/nvidia-container-runtime/config.toml` that makes the runtime give a task
+/// the GPUs the swarm assigned it.
+pub(crate) const SWARM_RESOURCE_LINE: &str = "swarm-resource = \"DOCKER_RESOURCE_GPU\"";
+
+/// One GPU of one node, and what holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct GpuSummary {
+    pub node: String,
+    pub gpu: String,
+    /// `free` or `held`.
+    pub state: String,
+    /// The running tasks holding it, as `SERVICE.SLOT` (what `docker service ps` names).
+    pub held_by: Vec<String>,
+}
+
+/// The GPU ids among `resources` (an engine's or a node's advertised ones, or a task's
+/// assigned ones).
+pub(crate) fn gpu_ids(resources: Option<&GenericResources>) -> Vec<String> {
+    resources
+        .into_iter()
+        .flatten()
+        .filter_map(|resource| resource.named_resource_spec.as_ref())
+        .filter(|spec| spec.kind.as_deref() == Some(GPU_KIND))
+        .filter_map(|spec| spec.value.clone())
+        .collect()
+}
+
+/// The GPUs a node advertises.
+pub(crate) fn advertised(node: &Node) -> Vec<String> {
+    gpu_ids(
+        node.description
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.generic_resources.as_ref()),
+    )
+}
+
+pub(crate) fn hostname(node: &Node) -> String {
+    node.description
+        .as_ref()
+        .and_then(|d| d.hostname.clone())
+        .unwrap_or_else(|| node.id.clone().unwrap_or_default())
+}
+
+/// Every node's GPUs, each with the tasks that hold it now: those the swarm wants running
+/// and that are not yet done (a task holds its GPUs from its assignment to its end), with
+/// the GPUs `assigned` to each (by task id).
+pub(crate) fn summarize(
+    nodes: &[Node],
+    tasks: &[Task],
+    assigned: &HashMap<String, GenericResources>,
+    services: &[Service],
+) -> Vec<GpuSummary> {
+    let service_names: HashMap<&str, &str> = services
+        .iter()
+        .filter_map(|s| Some((s.id.as_deref()?, s.spec.as_ref()?.name.as_deref()?)))
+        .collect();
+    let mut holders: HashMap<(&str, String), Vec<String>> = HashMap::new();
+    for task in tasks {
+        let holding = task.desired_state == Some(TaskState::RUNNING)
+            && task
+                .status
+                .as_ref()
+                .and_then(|s| s.state)
+                .is_some_and(|state| {
+                    !matches!(
+                        state,
+                        TaskState::COMPLETE
+                            | TaskState::FAILED
+                            | TaskState::SHUTDOWN
+                            | TaskState::REJECTED
+                            | TaskState::ORPHANED
+                            | TaskState::REMOVE
+                    )
+                });
+        let Some(node) = task.node_id.as_deref().filter(|_| holding) else {
+            continue;
+        };
+        let service = task.service_id.as_deref().unwrap_or_default();
+        let name = format!(
+            "{}.{}",
+            service_names.get(service).copied().unwrap_or(service),
+            // A global service's tasks have no slot: docker names them by node.
+            task.slot
+                .map_or_else(|| node.to_string(), |slot| slot.to_string())
+        );
+        let resources = task.id.as_ref().and_then(|id| assigned.get(id));
+        for gpu in gpu_ids(resources) {
+            holders.entry((node, gpu)).or_default().push(name.clone());
+        }
+    }
+    let mut summaries: BTreeMap<(String, String), GpuSummary> = BTreeMap::new();
+    for node in nodes {
+        let id = node.id.as_deref().unwrap_or_default();
+        for gpu in advertised(node) {
+            let mut held_by = holders.remove(&(id, gpu.clone())).unwrap_or_default();
+            held_by.sort();
+            summaries.insert(
+                (hostname(node), gpu.clone()),
+                GpuSummary {
+                    node: hostname(node),
+                    state: if held_by.is_empty() { "free" } else { "held" }.to_string(),
+                    gpu,
+                    held_by,
+                },
+            );
+        }
+    }
+    summaries.into_values().collect()
+}
+
+/// The swarm's GPUs (on a manager).
+pub(crate) async fn list(engine: &Engine) -> Result<Vec<GpuSummary>, SwarmError> {
+    require_manager(engine).await?;
+    let (nodes, tasks, assigned, services) = tokio::try_join!(
+        engine.nodes(),
+        engine.tasks(),
+        engine.running_tasks_resources(),
+        engine.services()
+    )?;
+    Ok(summarize(&nodes, &tasks, &assigned, &services))
+}
+
+/// The GPU UUIDs in `nvidia-smi -L`'s output (`GPU 0: NVIDIA A100 (UUID: GPU-…)`).
+pub(crate) fn uuids_of_nvidia_smi(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|line| line.starts_with("GPU "))
+        .filter_map(|line| line.split("(UUID: ").nth(1)?.split(')').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// daemon.json's setting that advertises `uuids` to the swarm.
+pub(crate) fn daemon_json_setting(uuids: &[String]) -> String {
+    let resources: Vec<String> = uuids
+        .iter()
+        .map(|u| format!("\"{GPU_KIND}={u}\""))
+        .collect();
+    format!("\"node-generic-resources\": [{}]", resources.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{
+        GenericResourcesInner, GenericResourcesInnerNamedResourceSpec, NodeDescription,
+        ResourceObject, ServiceSpec, TaskStatus,
+    };
+
+    use super::*;
+
+    fn gpus(ids: &[&str]) -> GenericResources {
+        ids.iter()
+            .map(|id| GenericResourcesInner {
+                named_resource_spec: Some(GenericResourcesInnerNamedResourceSpec {
+                    kind: Some(GPU_KIND.into()),
+                    value: Some((*id).into()),
+                }),
+                discrete_resource_spec: None,
+            })
+            .collect()
+    }
+
+    fn node(id: &str, hostname: &str, ids: &[&str]) -> Node {
+        Node {
+            id: Some(id.into()),
+            description: Some(NodeDescription {
+                hostname: Some(hostname.into()),
+                resources: Some(ResourceObject {
+                    generic_resources: Some(gpus(ids)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn task(service: &str, slot: i64, node: &str, state: TaskState) -> Task {
+        Task {
+            id: Some(format!("{service}-{slot}")),
+            service_id: Some(service.into()),
+            slot: Some(slot),
+            node_id: Some(node.into()),
+            desired_state: Some(
+                if state == TaskState::RUNNING || state == TaskState::STARTING {
+                    TaskState::RUNNING
+                } else {
+                    TaskState::SHUTDOWN
+                },
+            ),
+            status: Some(TaskStatus {
+                state: Some(state),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_gpu_is_free_or_held_by_the_running_tasks_assigned_it() {
+        let nodes = [
+            node("n1", "gpu01", &["GPU-a", "GPU-b"]),
+            node("n2", "gpu02", &["GPU-c"]),
+            node("n3", "cpu01", &[]),
+        ];
+        let services = [Service {
+            id: Some("s1".into()),
+            spec: Some(ServiceSpec {
+                name: Some("train".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let tasks = [
+            task("s1", 1, "n1", TaskState::RUNNING),
+            task("s1", 2, "n2", TaskState::STARTING),
+            // Ended: its GPU is free again.
+            task("s1", 3, "n1", TaskState::COMPLETE),
+        ];
+        let assigned = HashMap::from([
+            ("s1-1".to_string(), gpus(&["GPU-b"])),
+            ("s1-2".to_string(), gpus(&["GPU-c"])),
+            ("s1-3".to_string(), gpus(&["GPU-a"])),
+        ]);
+        let summary = summarize(&nodes, &tasks, &assigned, &services);
+        let rows: Vec<(&str, &str, &str, String)> = summary
+            .iter()
+            .map(|s| {
+                (
+                    s.node.as_str(),
+                    s.gpu.as_str(),
+                    s.state.as_str(),
+                    s.held_by.join(","),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("gpu01", "GPU-a", "free", String::new()),
+                ("gpu01", "GPU-b", "held", "train.1".into()),
+                ("gpu02", "GPU-c", "held", "train.2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn nvidia_smis_uuids_become_daemon_json_lines() {
+        let output = "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5a1b)\n\
+                       GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-77cd)\n\
+                         MIG 1g.5gb Device 0: (UUID: MIG-0001)\n";
+        let uuids = uuids_of_nvidia_smi(output);
+        assert_eq!(uuids, ["GPU-5a1b", "GPU-77cd"]);
+        assert_eq!(
+            daemon_json_setting(&uuids),
+            r#""node-generic-resources": ["gpu=GPU-5a1b", "gpu=GPU-77cd"]"#
+        );
+    }
+}
