@@ -70,8 +70,10 @@ pub(crate) const SWEEP: &str = label!("sweep");
 /// An annotation: the tag the run image was pushed under (the manifests name it by digest).
 pub(crate) const IMAGE_TAG: &str = label!("image-tag");
 /// Annotations of a Job of a sweep packed onto shared GPUs: its node and GPU, and its points.
+/// GPU is also on a swarm run pinned to a shared GPU, with GPU_SHARE (k: it holds 1/k of it).
 pub(crate) const NODE: &str = label!("node");
 pub(crate) const GPU: &str = label!("gpu");
+pub(crate) const GPU_SHARE: &str = label!("gpu-share");
 pub(crate) const POINTS: &str = label!("points");
 
 /// The label that marks something as devbox's, to add to a set of labels.

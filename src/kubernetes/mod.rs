@@ -89,11 +89,8 @@ pub enum EmitError {
          the nodes)"
     )]
     Constraint(String),
-    #[error(
-        "--gpus-per-run {0:?} does not divide a GPU into a whole number of runs: give 1/N of one, \
-         e.g. 0.5, 0.25, 0.125 or 1/3"
-    )]
-    Share(String),
+    #[error(transparent)]
+    Share(#[from] crate::swarm::gpu_placement::BadShare),
     #[error(
         "--gpus-per-run packs runs onto the GPUs of nodes devbox knows: name each with \
          --constraint node.hostname==NODE"
@@ -289,7 +286,7 @@ impl<'a> Draft<'a> {
             return Err(EmitError::SecretName(name.clone()));
         }
         let gpus = match (asked.gpus, asked.gpus_per_run) {
-            (_, Some(share)) => Gpus::Shared(placement::parse_share(share)?),
+            (_, Some(share)) => Gpus::Shared(crate::swarm::gpu_placement::parse_share(share)?),
             (Some(request), None) => match u32::try_from(request.count) {
                 Ok(count) if request.device_ids.is_empty() && count > 0 => Gpus::Whole(count),
                 _ => {

@@ -31,33 +31,6 @@ pub(crate) fn parse_constraint(expr: &str) -> Result<Constraint, EmitError> {
     }
 }
 
-/// `--gpus-per-run`: how many runs share one GPU. `1/N`, or a decimal that is exactly that
-/// (`0.25`, `0.125`, `1`).
-pub(crate) fn parse_share(value: &str) -> Result<u32, EmitError> {
-    let bad = || EmitError::Share(value.to_string());
-    if let Some(n) = value.trim().strip_prefix("1/") {
-        return n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad);
-    }
-    let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
-    let digits = u32::try_from(fraction.len()).map_err(|_| bad())?;
-    if digits > 9 || !fraction.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let scale = 10_u64.pow(digits);
-    let whole: u64 = whole.parse().map_err(|_| bad())?;
-    let fraction: u64 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().map_err(|_| bad())?
-    };
-    // value = numerator / scale, and runs per GPU = scale / numerator, a whole number.
-    let numerator = whole * scale + fraction;
-    if numerator == 0 || numerator > scale || scale % numerator != 0 {
-        return Err(bad());
-    }
-    u32::try_from(scale / numerator).map_err(|_| bad())
-}
-
 /// The GPUs each run gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gpus {
@@ -216,42 +189,6 @@ mod tests {
         let of = Nodes::of(&both);
         assert_eq!(of.hostnames, ["a", "b"]);
         assert_eq!(of.labels["zone"], "x");
-    }
-
-    #[test]
-    fn a_share_is_one_over_a_whole_number() {
-        for (value, runs) in [
-            ("0.25", 4),
-            ("1/4", 4),
-            ("0.5", 2),
-            ("0.125", 8),
-            ("1", 1),
-            ("1.0", 1),
-            ("1/3", 3),
-            ("0.2", 5),
-        ] {
-            assert_eq!(parse_share(value).unwrap(), runs, "{value}");
-        }
-        for bad in [
-            "0.3",
-            "0.333",
-            "0",
-            "0.0",
-            "2",
-            "1.5",
-            "1/0",
-            "x",
-            "",
-            ".",
-            "-0.25",
-            "2/4",
-            "0.1234567891",
-        ] {
-            assert!(
-                matches!(parse_share(bad), Err(EmitError::Share(_))),
-                "{bad}"
-            );
-        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Several machines: the engine's swarm (init, join, leave); in `networks`, the attachable
 //! overlay networks devbox makes on it, sized by `addresses`; in `cluster_token`, the Ray
-//! cluster's token it hands to every machine; in `secrets`, the secrets runs get. Every error a
+//! cluster's token it hands to every machine; in `gpus` and `gpu_placement`, its GPUs and
+//! where runs that ask for them go; in `secrets`, the secrets runs get. Every error a
 //! team meets in practice says what to do.
 
 pub(crate) mod addresses;
 pub(crate) mod cluster_token;
+pub(crate) mod gpu_placement;
 pub(crate) mod gpus;
 pub(crate) mod networks;
 pub(crate) mod secrets;
