@@ -80,29 +80,27 @@ impl Engine {
         &self,
         layers: &[String],
     ) -> Result<Option<String>, EngineError> {
-        let images = self
-            .docker
-            .list_images(Some(ListImagesOptionsBuilder::default().build()))
-            .await
-            .map_err(|e| EngineError::from_bollard("list images", e))?;
-        for image in images {
-            let Some(inspected) = self.inspect_image(&image.id).await? else {
-                continue;
-            };
-            if inspected
-                .root_fs
-                .and_then(|root_fs| root_fs.layers)
-                .as_deref()
-                == Some(layers)
-            {
-                return Ok(Some(image.repo_tags.into_iter().next().unwrap_or(image.id)));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .images_and_layers()
+            .await?
+            .into_iter()
+            .find(|(_, its)| its == layers)
+            .map(|(reference, _)| reference))
     }
 
     /// The layers (diff ids, bottom first) of each of the engine's tagged and dangling images.
     pub(crate) async fn image_layers(&self) -> Result<Vec<Vec<String>>, EngineError> {
+        Ok(self
+            .images_and_layers()
+            .await?
+            .into_iter()
+            .map(|(_, layers)| layers)
+            .collect())
+    }
+
+    /// Each of the engine's tagged and dangling images: its first name (its id when it has
+    /// none) and its layers.
+    async fn images_and_layers(&self) -> Result<Vec<(String, Vec<String>)>, EngineError> {
         let images = self
             .docker
             .list_images(Some(ListImagesOptionsBuilder::default().build()))
@@ -111,12 +109,16 @@ impl Engine {
         futures_util::stream::iter(images)
             .map(|image| async move {
                 // An image removed since the listing has no layers to offer.
-                Ok(self
+                let layers = self
                     .inspect_image(&image.id)
                     .await?
                     .and_then(|inspected| inspected.root_fs)
                     .and_then(|root_fs| root_fs.layers)
-                    .unwrap_or_default())
+                    .unwrap_or_default();
+                Ok((
+                    image.repo_tags.into_iter().next().unwrap_or(image.id),
+                    layers,
+                ))
             })
             .buffer_unordered(INSPECTIONS_IN_FLIGHT)
             .try_collect()

@@ -124,6 +124,26 @@ impl Engine {
             .map_err(|e| EngineError::from_bollard("build the image", e))
     }
 
+    /// Runs a build to its end, for builds whose progress nobody watches: the engine's
+    /// failure message (a step's, sent as a message rather than an error) is the error.
+    pub(crate) async fn build_to_end(
+        &self,
+        options: BuildImageOptions,
+        context: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<(), EngineError> {
+        self.build(options, context)
+            .try_for_each(|info| async move {
+                match info.error_detail.and_then(|detail| detail.message) {
+                    Some(message) => Err(EngineError::from_bollard(
+                        "build the image",
+                        BollardError::DockerStreamError { error: message },
+                    )),
+                    None => Ok(()),
+                }
+            })
+            .await
+    }
+
     /// The image's details, or `None` when the engine has no such image.
     pub(crate) async fn inspect_image(
         &self,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bollard::models::ImageInspect;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use super::snapshot::Snapshot;
@@ -128,17 +128,7 @@ impl RunImage {
             out.write_all(&archive::small_entry("Dockerfile", dockerfile.as_bytes())?)?;
             out.write_all(&archive::end())
         });
-        sending(
-            stream,
-            || {},
-            |body| async move {
-                engine
-                    .build(options, body)
-                    .try_for_each(|_| async { Ok(()) })
-                    .await
-            },
-        )
-        .await
+        sending(stream, || {}, |body| engine.build_to_end(options, body)).await
     }
 
     /// The archive, written on a blocking task as the engine reads it: the snapshot's layer,
