@@ -131,28 +131,32 @@ pub(crate) fn check_whole(asked: u32, gpus: &[GpuUse]) -> Result<(), GpuRefusal>
     })
 }
 
+/// The part of a GPU that runs of `1/k` for each k of `shares` hold, as a reduced fraction;
+/// None when too large to count in u128.
+pub(crate) fn used_share(shares: &[u32]) -> Option<(u128, u128)> {
+    let mut used: (u128, u128) = (0, 1);
+    for &k in shares {
+        let k = u128::from(k.max(1));
+        let sum = (
+            used.0.checked_mul(k)?.checked_add(used.1)?,
+            used.1.checked_mul(k)?,
+        );
+        let divisor = gcd(sum.0, sum.1);
+        used = (sum.0 / divisor, sum.1 / divisor);
+    }
+    Some(used)
+}
+
 /// How many more runs of `1/per_gpu` fit on `gpu`: what the shares it holds leave, in
 /// `1/per_gpu`s, counted exactly (runs pinned at other shares included). None held whole.
 fn room(gpu: &GpuUse, per_gpu: u32) -> usize {
     if gpu.held_whole {
         return 0;
     }
-    // The used part as used/denominator, in u128; a sum too large to count is taken as full,
-    // so that a GPU is never over-packed.
-    let mut used: (u128, u128) = (0, 1);
-    for &k in &gpu.shares {
-        let k = u128::from(k.max(1));
-        let Some(sum) = used
-            .0
-            .checked_mul(k)
-            .and_then(|a| a.checked_add(used.1))
-            .zip(used.1.checked_mul(k))
-        else {
-            return 0;
-        };
-        let divisor = gcd(sum.0, sum.1);
-        used = (sum.0 / divisor, sum.1 / divisor);
-    }
+    // A sum too large to count is taken as full, so that a GPU is never over-packed.
+    let Some(used) = used_share(&gpu.shares) else {
+        return 0;
+    };
     if used.0 >= used.1 {
         return 0;
     }

@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::models::{GenericResources, Node, Service, Task, TaskState};
 use serde::Serialize;
 
+use super::gpu_placement::{GpuUse, used_share};
 use super::{SwarmError, require_manager};
 use crate::engine::Engine;
+use crate::labels;
 
 /// The generic resource kind of a GPU, as the NVIDIA runtime's `swarm-resource` setting
 /// (`DOCKER_RESOURCE_GPU`) reads it.
@@ -26,10 +28,32 @@ pub(crate) const SWARM_RESOURCE_LINE: &str = "swarm-resource = \"DOCKER_RESOURCE
 pub(crate) struct GpuSummary {
     pub node: String,
     pub gpu: String,
-    /// `free` or `held`.
+    /// `free`, `held` (by a task the swarm assigned it to), or `shared P/Q` (the part that
+    /// runs devbox pinned to it hold).
     pub state: String,
     /// The running tasks holding it, as `SERVICE.SLOT` (what `docker service ps` names).
     pub held_by: Vec<String>,
+    /// The shared runs among them, each by its k (it holds 1/k of the GPU).
+    pub shares: Vec<u32>,
+}
+
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "run --swarm and sweep --swarm call it (s6-swarmrun)"
+    )
+)]
+impl GpuSummary {
+    /// What placement counts of it.
+    pub(crate) fn usage(&self) -> GpuUse {
+        GpuUse {
+            node: self.node.clone(),
+            gpu: self.gpu.clone(),
+            held_whole: self.held_by.len() > self.shares.len(),
+            shares: self.shares.clone(),
+        }
+    }
 }
 
 /// The GPU ids among `resources` (an engine's or a node's advertised ones, or a task's
@@ -61,9 +85,13 @@ pub(crate) fn hostname(node: &Node) -> String {
         .unwrap_or_else(|| node.id.clone().unwrap_or_default())
 }
 
+/// (node id, GPU) → the names of the tasks holding it, each with its share's k when shared.
+type Holders<'a> = HashMap<(&'a str, String), Vec<(String, Option<u32>)>>;
+
 /// Every node's GPUs, each with the tasks that hold it now: those the swarm wants running
 /// and that are not yet done (a task holds its GPUs from its assignment to its end), with
-/// the GPUs `assigned` to each (by task id).
+/// the GPUs `assigned` to each (by task id), and the runs devbox pinned to a share of one (by
+/// their service's labels).
 pub(crate) fn summarize(
     nodes: &[Node],
     tasks: &[Task],
@@ -74,7 +102,15 @@ pub(crate) fn summarize(
         .iter()
         .filter_map(|s| Some((s.id.as_deref()?, s.spec.as_ref()?.name.as_deref()?)))
         .collect();
-    let mut holders: HashMap<(&str, String), Vec<String>> = HashMap::new();
+    let service_shares: HashMap<&str, (&str, u32)> = services
+        .iter()
+        .filter_map(|s| {
+            let labels = s.spec.as_ref()?.labels.as_ref()?;
+            let share = labels.get(labels::GPU_SHARE)?.parse().ok()?;
+            Some((s.id.as_deref()?, (labels.get(labels::GPU)?.as_str(), share)))
+        })
+        .collect();
+    let mut holders: Holders = HashMap::new();
     for task in tasks {
         let holding = task.desired_state == Some(TaskState::RUNNING)
             && task
@@ -105,22 +141,39 @@ pub(crate) fn summarize(
         );
         let resources = task.id.as_ref().and_then(|id| assigned.get(id));
         for gpu in gpu_ids(resources) {
-            holders.entry((node, gpu)).or_default().push(name.clone());
+            holders
+                .entry((node, gpu))
+                .or_default()
+                .push((name.clone(), None));
+        }
+        if let Some(&(gpu, share)) = service_shares.get(service) {
+            holders
+                .entry((node, gpu.to_string()))
+                .or_default()
+                .push((name, Some(share)));
         }
     }
     let mut summaries: BTreeMap<(String, String), GpuSummary> = BTreeMap::new();
     for node in nodes {
         let id = node.id.as_deref().unwrap_or_default();
         for gpu in advertised(node) {
-            let mut held_by = holders.remove(&(id, gpu.clone())).unwrap_or_default();
-            held_by.sort();
+            let mut holding = holders.remove(&(id, gpu.clone())).unwrap_or_default();
+            holding.sort();
+            let shares: Vec<u32> = holding.iter().filter_map(|(_, share)| *share).collect();
+            let state = match used_share(&shares) {
+                _ if holding.len() > shares.len() => "held".to_string(),
+                _ if shares.is_empty() => "free".to_string(),
+                Some((part, whole)) => format!("shared {part}/{whole}"),
+                None => "shared".to_string(),
+            };
             summaries.insert(
                 (hostname(node), gpu.clone()),
                 GpuSummary {
                     node: hostname(node),
-                    state: if held_by.is_empty() { "free" } else { "held" }.to_string(),
+                    state,
                     gpu,
-                    held_by,
+                    held_by: holding.into_iter().map(|(name, _)| name).collect(),
+                    shares,
                 },
             );
         }
@@ -262,6 +315,80 @@ mod tests {
                 ("gpu02", "GPU-c", "held", "train.2".into()),
             ]
         );
+    }
+
+    fn service(id: &str, name: &str, shared: Option<(&str, &str)>) -> Service {
+        Service {
+            id: Some(id.into()),
+            spec: Some(ServiceSpec {
+                name: Some(name.into()),
+                labels: shared.map(|(gpu, share)| {
+                    HashMap::from([
+                        (labels::GPU.to_string(), gpu.to_string()),
+                        (labels::GPU_SHARE.to_string(), share.to_string()),
+                    ])
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runs_pinned_to_a_share_count_by_their_labels_and_placement_sees_them() {
+        let nodes = [node("n1", "gpu01", &["GPU-a", "GPU-b", "GPU-c"])];
+        let services = [
+            service("w", "workers", Some(("GPU-a", "4"))),
+            service("l", "learner", Some(("GPU-a", "2"))),
+            service("t", "train", None),
+        ];
+        let tasks = [
+            task("w", 1, "n1", TaskState::RUNNING),
+            task("l", 1, "n1", TaskState::RUNNING),
+            // Ended: its share is free again.
+            task("w", 2, "n1", TaskState::COMPLETE),
+            task("t", 1, "n1", TaskState::RUNNING),
+        ];
+        let assigned = HashMap::from([("t-1".to_string(), gpus(&["GPU-b"]))]);
+        let summary = summarize(&nodes, &tasks, &assigned, &services);
+        let rows: Vec<(&str, &str, String, &[u32])> = summary
+            .iter()
+            .map(|s| {
+                (
+                    s.gpu.as_str(),
+                    s.state.as_str(),
+                    s.held_by.join(","),
+                    s.shares.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "GPU-a",
+                    "shared 3/4",
+                    "learner.1,workers.1".to_string(),
+                    &[2, 4][..]
+                ),
+                ("GPU-b", "held", "train.1".to_string(), &[][..]),
+                ("GPU-c", "free", String::new(), &[][..]),
+            ]
+        );
+        let usage: Vec<GpuUse> = summary.iter().map(GpuSummary::usage).collect();
+        assert_eq!(
+            (
+                usage[0].held_whole,
+                usage[1].held_whole,
+                usage[2].held_whole
+            ),
+            (false, true, false)
+        );
+        // A quarter left on GPU-a, none on GPU-b: five quarters fit, not six.
+        let slots = super::super::gpu_placement::place_shared(5, 4, &usage).unwrap();
+        assert_eq!(slots[0].gpu, "GPU-a");
+        assert!(slots[1..].iter().all(|slot| slot.gpu == "GPU-c"));
+        assert!(super::super::gpu_placement::place_shared(6, 4, &usage).is_err());
     }
 
     #[test]

@@ -174,6 +174,57 @@ fn swarm_gpus_lists_each_nodes_gpus_and_the_tasks_holding_them() {
         stdout(&template)
     );
 
+    // Two runs pinned by devbox to a quarter of engine 1's first GPU each (its labels, as
+    // placement writes them): that GPU shows half shared, by both tasks.
+    let shared = unique_name("gpu-shared");
+    docker_on(
+        manager,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            &shared,
+            "--replicas",
+            "2",
+            "--label",
+            "io.devbox.test=true",
+            "--label",
+            "io.devbox.gpu=GPU-fake-1-0",
+            "--label",
+            "io.devbox.gpu-share=4",
+            "--constraint",
+            "node.hostname==devbox-eng1",
+            "--restart-condition",
+            "none",
+            BUSYBOX_IMAGE,
+            "sleep",
+            "100000",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let gpu0 = loop {
+        let all = listed(manager);
+        let gpu0 = all
+            .iter()
+            .find(|g| g["gpu"] == "GPU-fake-1-0")
+            .unwrap()
+            .clone();
+        if gpu0["state"] == "shared 1/2" {
+            break gpu0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shared runs never ran: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        gpu0["held_by"],
+        serde_json::json!([format!("{shared}.1"), format!("{shared}.2")])
+    );
+    assert_eq!(gpu0["shares"], serde_json::json!([4, 4]));
+
     // doctor on the manager names what each node advertises.
     let doctor = project
         .devbox_command(&["doctor", "--json"])
@@ -192,5 +243,5 @@ fn swarm_gpus_lists_each_nodes_gpus_and_the_tasks_holding_them() {
     let err = common::assert_failure(&refused);
     assert!(err.contains("worker") && err.contains("manager"), "{err}");
 
-    docker_on(manager, &["service", "rm", &service]);
+    docker_on(manager, &["service", "rm", &service, &shared]);
 }
