@@ -431,6 +431,7 @@ pub struct DoctorArgs {
 // Each bool is a flag of `devbox run`, as docker run has them.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("elsewhere").args(["emit", "swarm"])))]
 pub struct RunArgs {
     #[command(flatten)]
     pub container: ContainerArgs,
@@ -481,7 +482,7 @@ pub struct RunArgs {
     pub time: i32,
 
     /// Run this many copies of the command (each knows its index, 0-based, in DEVBOX_REPLICA).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "emit")]
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "elsewhere")]
     pub replicas: u32,
 
     /// Place the run on certain nodes: node.hostname==NODE (several: any of them; with
@@ -490,24 +491,37 @@ pub struct RunArgs {
         long = "constraint",
         value_name = "EXPR",
         allow_hyphen_values = true,
-        requires = "emit"
+        requires = "elsewhere"
     )]
     pub constraints: Vec<String>,
 
     /// Start a failed run (a failed point of a sweep) again, up to N times.
-    #[arg(long, value_name = "N", default_value_t = 0, requires = "emit")]
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "elsewhere")]
     pub retries: u32,
 
-    /// A share of one GPU for each run, 1/N of it (0.25 or 1/4: four runs a GPU), on the
+    /// A share of one GPU for each run, 1/N of it (0.25 or 1/4: four runs a GPU): on the
+    /// swarm, on the nodes' advertised GPUs (`devbox swarm gpus`); for Kubernetes, on the
     /// nodes named by --constraint node.hostname==NODE, each with K8S_GPUS_PER_NODE GPUs.
     #[arg(
         long,
         value_name = "FRACTION",
         allow_hyphen_values = true,
-        requires = "emit",
+        requires = "elsewhere",
         conflicts_with = "gpus"
     )]
     pub gpus_per_run: Option<String>,
+
+    /// Run as a service of the engine's swarm (the engine a manager): each replica a task
+    /// on a node the constraints allow, on CLUSTER_NETWORK, reachable there by the run's name.
+    /// The run image goes to the nodes through REGISTRY, or with --send-to.
+    #[arg(long, conflicts_with_all = ["live", "rm", "emit"])]
+    pub swarm: bool,
+
+    /// With --swarm and no REGISTRY: send the run image to this node's engine (a docker CLI
+    /// context, or an address as DOCKER_HOST writes it) before the run; repeat for each node
+    /// the run may go to besides the manager.
+    #[arg(long, value_name = "CONTEXT", requires = "swarm")]
+    pub send_to: Vec<String>,
 
     /// Write the run (a sweep) as manifests instead of running it: `kubernetes`. The run image
     /// is made and pushed to REGISTRY; nothing else is created anywhere.
@@ -519,9 +533,9 @@ pub struct RunArgs {
     #[arg(short = 'o', long = "output", value_name = "DIR", requires = "emit")]
     pub output: Option<PathBuf>,
 
-    /// With --emit: push a run image that carries the project's license files (they go to
-    /// anyone who can pull from REGISTRY).
-    #[arg(long, requires = "emit")]
+    /// With --emit or --swarm: push a run image that carries the project's license files
+    /// (they go to anyone who can pull from REGISTRY).
+    #[arg(long, requires = "elsewhere")]
     pub with_licenses: bool,
 
     /// The command and its arguments.

@@ -3,7 +3,6 @@
 use super::{CommandError, WhileDoing};
 use crate::cli::{JobsArgs, JobsCommand};
 use crate::config::Config;
-use crate::container;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::labels::Owners;
@@ -42,16 +41,7 @@ pub(super) async fn run(
             printer.result(listing.render(&records, record::table));
         }
         Some(JobsCommand::Logs { run, follow, tail }) => {
-            logs(
-                &engine,
-                &owners,
-                run,
-                &find(run).await?,
-                *follow,
-                *tail,
-                printer,
-            )
-            .await?;
+            logs(&engine, run, &find(run).await?, *follow, *tail, printer).await?;
         }
         Some(JobsCommand::Inspect { run }) => {
             let found = find(run).await?;
@@ -152,7 +142,6 @@ async fn pull(
 /// The logs of a run, or of every point of a sweep (each after a header naming it).
 async fn logs(
     engine: &Engine,
-    owners: &Owners,
     given: &str,
     found: &[Found],
     follow: bool,
@@ -175,7 +164,7 @@ async fn logs(
                 crate::sweep::shown(&sweep.params)
             ));
         }
-        container::logs(engine, &point.container, follow, tail, owners)
+        jobs::logs(engine, point, follow, tail)
             .await
             .while_doing(|| format!("reading the logs of run {}", point.record.id))?;
     }

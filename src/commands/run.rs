@@ -8,14 +8,27 @@ use crate::container::ContainerError;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
+use crate::run::swarm::{self, SwarmRunError};
 use crate::run::{self, Outcome, Request, RunError};
+use crate::swarm::constraints::Constraint;
+use crate::swarm::gpu_placement::parse_share;
+use tokio::signal::unix::{SignalKind, signal};
 
 pub(super) fn request(
     config: &Config,
     target: &Target,
     args: &RunArgs,
 ) -> Result<Request, RunError> {
-    let asked = run::secrets::read(&args.secrets, &args.secret_env, &config.project_dir)?;
+    // A swarm run's secrets are the swarm's, by name: nothing is read here.
+    let asked = if args.swarm {
+        let (_, env) = run::secrets::swarm_names(&args.secrets, &args.secret_env)?;
+        run::secrets::Asked {
+            secrets: Vec::new(),
+            env,
+        }
+    } else {
+        run::secrets::read(&args.secrets, &args.secret_env, &config.project_dir)?
+    };
     Ok(Request {
         options: container_options(
             config,
@@ -48,6 +61,12 @@ pub(super) async fn run(
     let doing = || format!("running `{}`", args.command.join(" "));
     let request = request(config, target, args).while_doing(doing)?;
     let engine = Engine::connect(target).await?;
+    if args.swarm {
+        let ask = swarm_ask(args).while_doing(doing)?;
+        return on_the_swarm(&engine, config, &request, &ask, printer)
+            .await
+            .while_doing(doing);
+    }
     match run::run(&engine, config, &request, printer)
         .await
         .while_doing(doing)?
@@ -58,4 +77,72 @@ pub(super) async fn run(
         }
         Outcome::Ended(code) => Ok(ExitStatus::of_program(code)),
     }
+}
+
+/// What `--swarm` asks for beyond a run's, checked before the engine is asked anything.
+pub(super) fn swarm_ask(args: &RunArgs) -> Result<swarm::Ask, RunError> {
+    let refused = |e: SwarmRunError| RunError::from(e);
+    let constraints = args
+        .constraints
+        .iter()
+        .map(|c| Constraint::parse(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refused(e.into()))?;
+    let gpus = match (&args.container.gpus, &args.gpus_per_run) {
+        (Some(gpus), _) => match gpus.trim().parse::<u32>() {
+            Ok(n) if n > 0 => swarm::Gpus::Whole(n),
+            _ => return Err(refused(SwarmRunError::GpusForm(gpus.clone()))),
+        },
+        (None, Some(share)) => {
+            swarm::Gpus::Share(parse_share(share).map_err(|e| refused(e.into()))?)
+        }
+        (None, None) => swarm::Gpus::None,
+    };
+    let send_to = args
+        .send_to
+        .iter()
+        .map(|given| {
+            if given.contains("://") {
+                Target::at_host(given)
+            } else {
+                Target::resolve(Some(given))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (secrets, _) = run::secrets::swarm_names(&args.secrets, &args.secret_env)?;
+    Ok(swarm::Ask {
+        replicas: args.replicas,
+        constraints,
+        retries: args.retries,
+        gpus,
+        send_to,
+        secrets,
+        with_licenses: args.with_licenses,
+    })
+}
+
+/// `run --swarm`: the checks, the service, and (attached) its output until it ends.
+async fn on_the_swarm(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    ask: &swarm::Ask,
+    printer: Printer,
+) -> Result<ExitStatus, RunError> {
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let ready = swarm::ready(engine, config, request, ask, 1, printer).await?;
+    let created = swarm::create(engine, config, request, ask, &ready, ready.slots.first()).await?;
+    if request.detach {
+        printer.result(&created.id);
+        return Ok(ExitStatus::Success);
+    }
+    printer.note(format!(
+        "run {} is the swarm service {} ({} replica{})",
+        created.id,
+        created.name,
+        ask.replicas,
+        if ask.replicas == 1 { "" } else { "s" }
+    ));
+    let code = swarm::wait(engine, &created, ask, &mut interrupt, printer).await?;
+    Ok(ExitStatus::of_program(code))
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountBindOptions,
-    MountType, NetworkingConfig, PortBinding,
+    MountTmpfsOptions, MountType, NetworkingConfig, PortBinding, TaskSpecContainerSpec,
 };
 use sha2::{Digest, Sha256};
 
@@ -575,6 +575,44 @@ impl ContainerSpec {
                     },
                 )])),
             }),
+            ..Default::default()
+        }
+    }
+
+    /// The container of a swarm task, as `create_body` makes it for one engine: the same
+    /// image, user, environment, mounts, working folder, init and license group. The home
+    /// and /dev/shm are tmpfs mounts (a task has no `--tmpfs` owner or `--shm-size`): the
+    /// home writable by anyone, as the task's user may be one the image does not know.
+    pub(crate) fn task_container(&self) -> TaskSpecContainerSpec {
+        let tmpfs = |target: &str, size: Option<i64>, mode: i64| Mount {
+            typ: Some(MountType::TMPFS),
+            target: Some(target.to_string()),
+            tmpfs_options: Some(MountTmpfsOptions {
+                size_bytes: size,
+                mode: Some(mode),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut mounts: Vec<Mount> = self.mounts.iter().map(mount_of).collect();
+        if self.user.is_some() {
+            mounts.push(tmpfs(&self.home, None, 0o1777));
+        }
+        mounts.push(tmpfs("/dev/shm", Some(self.shm_size), 0o1777));
+        TaskSpecContainerSpec {
+            image: Some(self.image.clone()),
+            hostname: Some(self.name.chars().take(63).collect()),
+            user: self.user.clone(),
+            groups: self
+                .user
+                .is_some()
+                .then(|| vec![LICENSE_GROUP_ID.to_string()]),
+            env: Some(self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            args: (!self.command.is_empty()).then(|| self.command.clone()),
+            dir: Some("/mnt/src".into()),
+            labels: Some(self.labels()),
+            mounts: Some(mounts),
+            init: Some(true),
             ..Default::default()
         }
     }

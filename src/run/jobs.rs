@@ -2,22 +2,36 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use futures_util::TryStreamExt;
+use std::collections::HashMap;
+
+use bollard::models::Task;
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
 
 use super::RunError;
 use super::record::Record;
-use crate::engine::Engine;
+use crate::engine::{Engine, LogOutput, SwarmRole};
 use crate::labels::{self, Owners};
 
-/// A run and its container's id.
+/// A run and where it is.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
-    pub container: String,
+    pub place: Place,
     pub record: Record,
 }
 
+/// A run's place: a container on the engine, or a service of its swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Its id.
+    Container(String),
+    /// Its id.
+    Service(String),
+}
+
 /// The runs of `owners` of the project `project` (its IMAGE_NAME), or of every project;
-/// newest first.
+/// newest first. On a swarm manager, the swarm's runs too (one request for their services,
+/// one for all their tasks, one for the nodes, however many there are).
 pub(crate) async fn list(
     engine: &Engine,
     project: Option<&str>,
@@ -30,12 +44,17 @@ pub(crate) async fn list(
     if let Some(project) = project {
         wanted.push(format!("{}={project}", labels::RUN_PROJECT));
     }
-    let summaries = engine.containers_with_labels(wanted).await?;
+    let summaries = engine.containers_with_labels(wanted.clone()).await?;
     let inspected = futures_util::future::try_join_all(
         summaries
             .iter()
-            // Only these owners' runs are inspected.
+            // Only these owners' runs are inspected; a swarm run's tasks are its service's.
             .filter(|s| owners.include(labels::owner(s.labels.as_ref())))
+            .filter(|s| {
+                !s.labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(SWARM_SERVICE_LABEL))
+            })
             .filter_map(|s| s.id.as_deref())
             .map(|id| engine.inspect_container(id)),
     )
@@ -47,12 +66,66 @@ pub(crate) async fn list(
         .filter_map(|container| {
             Some(Found {
                 record: Record::of(&container, now)?,
-                container: container.id?,
+                place: Place::Container(container.id?),
             })
         })
         .collect();
+    if SwarmRole::of(&engine.info().await?) == SwarmRole::Manager {
+        found.extend(swarm_runs(engine, &wanted, owners, now).await?);
+    }
     found.sort_by(|a, b| b.record.started.cmp(&a.record.started));
     Ok(found)
+}
+
+/// The label the engine gives a swarm task's container.
+const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.id";
+
+/// The swarm's runs whose services carry `wanted`, of `owners`.
+async fn swarm_runs(
+    engine: &Engine,
+    wanted: &[String],
+    owners: &Owners,
+    now: time::OffsetDateTime,
+) -> Result<Vec<Found>, RunError> {
+    let services: Vec<_> = engine
+        .services_labelled(wanted)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            owners.include(labels::owner(
+                s.spec.as_ref().and_then(|spec| spec.labels.as_ref()),
+            ))
+        })
+        .collect();
+    if services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+    let (tasks, nodes) = futures_util::try_join!(engine.tasks_of(&ids), engine.nodes())?;
+    let hostnames: HashMap<String, String> = nodes
+        .iter()
+        .filter_map(|node| Some((node.id.clone()?, crate::swarm::gpus::hostname(node))))
+        .collect();
+    let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
+    for task in tasks {
+        if let Some(service) = task.service_id.clone() {
+            let key = ids.iter().find(|id| **id == service).map(String::as_str);
+            if let Some(key) = key {
+                by_service.entry(key).or_default().push(task);
+            }
+        }
+    }
+    Ok(services
+        .iter()
+        .filter_map(|service| {
+            let id = service.id.as_deref()?;
+            let tasks = by_service.get(id).map_or(&[][..], Vec::as_slice);
+            Some(Found {
+                record: Record::of_service(service, tasks, &hostnames, now)?,
+                place: Place::Service(id.to_string()),
+            })
+        })
+        .collect())
 }
 
 /// The run of `owners` that `given` names: its id, its name, or a prefix of one id alone.
@@ -131,8 +204,13 @@ pub(crate) fn cancelled_mark(sweep_id: &str) -> String {
 }
 
 /// Stops the run: SIGTERM, SIGKILL after `grace` seconds; its container stays. A sweep's
-/// point first marks its sweep cancelled, so that the sweep starts no more points.
+/// point first marks its sweep cancelled, so that the sweep starts no more points. A swarm
+/// run's service is removed: its tasks stop on every node, and none starts again.
 pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(), RunError> {
+    let container = match &run.place {
+        Place::Service(service) => return Ok(engine.remove_service(service).await?),
+        Place::Container(container) => container,
+    };
     if let Some(sweep) = &run.record.sweep {
         let mark = cancelled_mark(&sweep.id);
         if engine.inspect_volume(&mark).await?.is_none() {
@@ -148,15 +226,21 @@ pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(
                 .await?;
         }
     }
-    Ok(engine.stop_container(&run.container, grace).await?)
+    Ok(engine.stop_container(container, grace).await?)
 }
 
-/// Removes the run's container and its output volume; a folder on the host stays.
+/// Removes the run's container and its output volume; a folder on the host stays. A swarm
+/// run's service goes, and with it its tasks' containers; the volumes of its output stay on
+/// the nodes that ran them.
 pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError> {
     if !run.record.is_finished() {
         return Err(RunError::StillRunning(run.record.id.clone()));
     }
-    engine.remove_container(&run.container).await?;
+    let container = match &run.place {
+        Place::Service(service) => return Ok(engine.remove_service(service).await?),
+        Place::Container(container) => container,
+    };
+    engine.remove_container(container).await?;
     if run.record.out_is_volume() && engine.inspect_volume(&run.record.out).await?.is_some() {
         engine.remove_volume(&run.record.out).await?;
     }
@@ -165,6 +249,32 @@ pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError>
         if engine.inspect_volume(&mark).await?.is_some() {
             engine.remove_volume(&mark).await?;
         }
+    }
+    Ok(())
+}
+
+/// The run's output (stdout and stderr), followed with `follow`: a container's, or every
+/// task's of a swarm run.
+pub(crate) async fn logs(
+    engine: &Engine,
+    run: &Found,
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<(), RunError> {
+    let stream = match &run.place {
+        Place::Container(container) => engine.logs(container, follow, tail).boxed(),
+        Place::Service(service) => engine.service_logs(service, follow, tail).boxed(),
+    };
+    let mut stream = stream;
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = stream.next().await {
+        match chunk? {
+            LogOutput::StdErr { message } => stderr.write_all(&message).await,
+            other => stdout.write_all(&other.into_bytes()).await,
+        }
+        .map_err(RunError::Output)?;
+        stdout.flush().await.map_err(RunError::Output)?;
     }
     Ok(())
 }
@@ -178,6 +288,9 @@ pub(crate) async fn pull(
     dest: &Path,
     force: bool,
 ) -> Result<(), RunError> {
+    let Place::Container(container) = &run.place else {
+        return Err(RunError::SwarmPull(run.record.id.clone()));
+    };
     if !run.record.out_is_volume() {
         return Err(RunError::NothingToPull {
             id: run.record.id.clone(),
@@ -194,7 +307,7 @@ pub(crate) async fn pull(
     };
     std::fs::create_dir_all(dest).map_err(failed)?;
     let archive = engine
-        .download_archive(&run.container, crate::container::spec::RUN_OUT)
+        .download_archive(container, crate::container::spec::RUN_OUT)
         .map_err(std::io::Error::other);
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(archive));
     let into = dest.to_path_buf();

@@ -5,8 +5,10 @@
 pub(crate) mod image;
 pub(crate) mod jobs;
 pub(crate) mod record;
+pub(crate) mod replicas;
 pub(crate) mod secrets;
 pub(crate) mod snapshot;
+pub(crate) mod swarm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +63,13 @@ pub enum RunError {
          becomes the file /run/secrets/NAME)"
     )]
     SecretName(String),
+    #[error(
+        "--secret {name}={} reads a file, for a run on one engine; a swarm run gets the \
+         swarm's secret {name} on whichever node it runs: make it once with `devbox secret \
+         create {name} {}`, then give --secret {name}",
+        .file.display(), .file.display()
+    )]
+    SwarmSecretFile { name: String, file: PathBuf },
     #[error("--secret-env takes VAR=NAME (VAR a variable's name, NAME a secret's), not {0:?}")]
     SecretEnv(String),
     #[error(
@@ -110,6 +119,13 @@ pub enum RunError {
     )]
     NothingToPull { id: String, out: String },
     #[error(
+        "run {0} ran on the swarm: each replica's /mnt/out is the volume \
+         devbox-run-{0}-out-REPLICA+1 on the node it ran on (`devbox jobs inspect {0}` names \
+         the nodes); copy it from there (`docker run --rm -v VOLUME:/out …` on that node), or \
+         have the run write to shared storage"
+    )]
+    SwarmPull(String),
+    #[error(
         "{} exists; pull into another folder, or add --force to write into it",
         .0.display()
     )]
@@ -130,6 +146,8 @@ pub enum RunError {
         path: PathBuf,
         removed: bool,
     },
+    #[error(transparent)]
+    Swarm(#[from] swarm::SwarmRunError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

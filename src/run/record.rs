@@ -4,11 +4,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use bollard::models::ContainerInspectResponse;
+use std::collections::HashMap;
+
+use bollard::models::{ContainerInspectResponse, Service, Task, TaskState};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::replicas;
 use crate::labels;
+
+fn format_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
 
 // Default: `--format` learns the fields from an empty record.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -39,6 +46,11 @@ pub(crate) struct Record {
     pub environment: Vec<String>,
     /// The sweep the run is a point of.
     pub sweep: Option<SweepPoint>,
+    /// A swarm run's: how many replicas it has, the nodes they ran on, and why the first
+    /// that failed or waits did (the swarm's words).
+    pub replicas: Option<u32>,
+    pub nodes: Vec<String>,
+    pub error: Option<String>,
 }
 
 /// Which sweep a run belongs to, and which of its points it is.
@@ -51,14 +63,72 @@ pub(crate) struct SweepPoint {
 }
 
 impl Record {
+    /// The swarm run this service is, from its tasks (`hostnames`: the nodes' by id), or
+    /// `None` for a service that is not a devbox run.
+    pub(crate) fn of_service(
+        service: &Service,
+        tasks: &[Task],
+        hostnames: &HashMap<String, String>,
+        now: OffsetDateTime,
+    ) -> Option<Record> {
+        let spec = service.spec.as_ref()?;
+        let labels = spec.labels.as_ref()?;
+        let container = spec.task_template.as_ref()?.container_spec.as_ref()?;
+        let count = spec
+            .mode
+            .as_ref()
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1);
+        let retries = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.restart_policy.as_ref())
+            .and_then(|p| p.max_attempts)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0);
+        let replicas = replicas::of_tasks(tasks, count, retries);
+        let time_of = |t: Option<&String>| t.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+        let started = replicas
+            .iter()
+            .filter_map(|r| time_of(r.started.as_ref()))
+            .min();
+        let ended = replicas.iter().all(|r| r.ended);
+        let finished = replicas
+            .iter()
+            .filter_map(|r| time_of(r.finished.as_ref()))
+            .max()
+            .filter(|_| ended);
+        let mut nodes: Vec<String> = replicas
+            .iter()
+            .filter_map(|r| r.node_id.as_ref())
+            .map(|id| hostnames.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut record =
+            Record::of_labels(labels, container.env.as_deref(), container.image.clone())?;
+        record.state = replicas::state_word(&replicas).to_string();
+        record.exit_code = ended.then(|| replicas::exit_code(&replicas));
+        record.duration_seconds =
+            started.map(|start| (finished.unwrap_or(now) - start).whole_seconds().max(0));
+        record.started = started.map(format_time);
+        record.finished = finished.map(format_time);
+        record.replicas = Some(count);
+        record.nodes = nodes;
+        record.error = replicas
+            .iter()
+            .filter(|r| r.state != TaskState::COMPLETE)
+            .find_map(|r| r.error.clone());
+        Some(record)
+    }
+
     /// The run this container is, or `None` for a container that is not a devbox run.
     pub(crate) fn of(container: &ContainerInspectResponse, now: OffsetDateTime) -> Option<Record> {
         let config = container.config.as_ref()?;
         let labels = config.labels.as_ref()?;
-        if !labels::is_managed(Some(labels)) {
-            return None;
-        }
-        let label = |key: &str| labels.get(key).cloned();
+        let mut record = Record::of_labels(labels, config.env.as_deref(), config.image.clone())?;
         let state = container.state.as_ref();
         let time_of = |value: Option<&String>| {
             value
@@ -68,27 +138,39 @@ impl Record {
         let started = time_of(state.and_then(|s| s.started_at.as_ref()));
         let finished = time_of(state.and_then(|s| s.finished_at.as_ref()));
         let running = state.and_then(|s| s.running).unwrap_or(false);
-        let state_word = state
+        record.state = state
             .and_then(|s| s.status)
             .map_or_else(|| "unknown".to_string(), |s| s.to_string());
-        let format = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        record.exit_code = (!running && finished.is_some())
+            .then(|| state.and_then(|s| s.exit_code))
+            .flatten();
+        record.duration_seconds = started.map(|start| {
+            let end = if running {
+                now
+            } else {
+                finished.unwrap_or(now)
+            };
+            (end - start).whole_seconds().max(0)
+        });
+        record.started = started.map(format_time);
+        record.finished = finished.filter(|_| !running).map(format_time);
+        Some(record)
+    }
+
+    /// What a run's labels, environment and image say of it (its state comes from its
+    /// container, or its service's tasks); `None` without devbox's run labels.
+    fn of_labels(
+        labels: &HashMap<String, String>,
+        env: Option<&[String]>,
+        image: Option<String>,
+    ) -> Option<Record> {
+        if !labels::is_managed(Some(labels)) {
+            return None;
+        }
+        let label = |key: &str| labels.get(key).cloned();
         Some(Record {
             id: label(labels::RUN_ID)?,
             name: label(labels::RUN_NAME).unwrap_or_default(),
-            exit_code: (!running && finished.is_some())
-                .then(|| state.and_then(|s| s.exit_code))
-                .flatten(),
-            duration_seconds: started.map(|start| {
-                let end = if running {
-                    now
-                } else {
-                    finished.unwrap_or(now)
-                };
-                (end - start).whole_seconds().max(0)
-            }),
-            started: started.map(format),
-            finished: finished.filter(|_| !running).map(format),
-            state: state_word,
             gpus: label(labels::RUN_GPUS),
             command: label(labels::RUN_COMMAND)
                 .and_then(|json| serde_json::from_str(&json).ok())
@@ -99,10 +181,9 @@ impl Record {
             owner: labels::owner(Some(labels)).to_string(),
             out: label(labels::RUN_OUT).unwrap_or_default(),
             project: label(labels::RUN_PROJECT).unwrap_or_default(),
-            image: config.image.clone().unwrap_or_default(),
-            environment: config
-                .env
-                .iter()
+            image: image.unwrap_or_default(),
+            environment: env
+                .into_iter()
                 .flatten()
                 .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
                 .collect(),
@@ -116,6 +197,7 @@ impl Record {
                     .and_then(|json| serde_json::from_str(&json).ok())
                     .unwrap_or_default(),
             }),
+            ..Record::default()
         })
     }
 

@@ -44,17 +44,65 @@ pub(crate) fn read(
     as_env: &[String],
     project_dir: &Path,
 ) -> Result<Asked, RunError> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let (named, pairs) = parse(asked, as_env)?;
+    let secrets = named
+        .into_iter()
+        .map(|(name, file)| {
+            let path = file.unwrap_or_else(|| project_dir.join("secrets").join(&name));
+            match std::fs::read(&path) {
+                Ok(contents) => Ok(Secret {
+                    name,
+                    path,
+                    contents,
+                }),
+                Err(cause) => Err(RunError::SecretUnreadable { name, path, cause }),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Asked {
+        secrets,
+        env: pairs,
+    })
+}
+
+/// For a swarm run: the names of the swarm's secrets that `--secret NAME` and `--secret-env
+/// VAR=NAME` ask for, and the `VAR=NAME` pairs. A file (`NAME=FILE`) is refused: the
+/// swarm's secret is made once with `devbox secret create`.
+pub(crate) fn swarm_names(
+    asked: &[String],
+    as_env: &[String],
+) -> Result<(Vec<String>, VarNames), RunError> {
+    let (named, pairs) = parse(asked, as_env)?;
+    let mut names = Vec::new();
+    for (name, file) in named {
+        if let Some(file) = file {
+            return Err(RunError::SwarmSecretFile { name, file });
+        }
+        names.push(name);
+    }
+    Ok((names, pairs))
+}
+
+/// Each secret's name, with the file `NAME=FILE` gave it; and the `VAR=NAME` pairs.
+#[expect(
+    clippy::type_complexity,
+    reason = "the two lists, named once where used"
+)]
+fn parse(
+    asked: &[String],
+    as_env: &[String],
+) -> Result<(Vec<(String, Option<PathBuf>)>, Vec<(String, String)>), RunError> {
+    let mut named: Vec<(String, Option<PathBuf>)> = Vec::new();
     for spec in asked {
         let (name, file) = match spec.split_once('=') {
-            Some((name, file)) => (name, PathBuf::from(file)),
-            None => (spec.as_str(), project_dir.join("secrets").join(spec)),
+            Some((name, file)) => (name, Some(PathBuf::from(file))),
+            None => (spec.as_str(), None),
         };
         if !is_plain_name(name) {
             return Err(RunError::SecretName(name.to_string()));
         }
-        files.retain(|(known, _)| known != name);
-        files.push((name.to_string(), file));
+        named.retain(|(known, _)| known != name);
+        named.push((name.to_string(), file));
     }
     let mut pairs = Vec::new();
     for spec in as_env {
@@ -65,27 +113,16 @@ pub(crate) fn read(
         if !is_plain_name(name) {
             return Err(RunError::SecretName(name.to_string()));
         }
-        if !files.iter().any(|(known, _)| known == name) {
-            files.push((name.to_string(), project_dir.join("secrets").join(name)));
+        if !named.iter().any(|(known, _)| known == name) {
+            named.push((name.to_string(), None));
         }
         pairs.push((var.to_string(), name.to_string()));
     }
-    let secrets = files
-        .into_iter()
-        .map(|(name, path)| match std::fs::read(&path) {
-            Ok(contents) => Ok(Secret {
-                name,
-                path,
-                contents,
-            }),
-            Err(cause) => Err(RunError::SecretUnreadable { name, path, cause }),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Asked {
-        secrets,
-        env: pairs,
-    })
+    Ok((named, pairs))
 }
+
+/// `--secret-env`'s `VAR=NAME` pairs.
+pub(crate) type VarNames = Vec<(String, String)>;
 
 /// What a run's secret options ask for.
 #[derive(Debug)]

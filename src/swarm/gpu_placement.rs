@@ -59,7 +59,7 @@ pub(crate) struct GpuUse {
 
 /// What no placement can satisfy, with what the nodes do have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum GpuRefusal {
+pub enum GpuRefusal {
     #[error(
         "--gpus {asked}: no node of the swarm advertises GPUs. On each GPU machine `devbox \
          doctor` gives the daemon.json line (node-generic-resources) and the NVIDIA runtime's \
@@ -104,13 +104,6 @@ fn counts(nodes: &[(String, usize)]) -> String {
 /// Refuses `--gpus asked` when no node advertises that many GPUs: the swarm would keep such a
 /// task pending forever. GPUs held now are no reason to refuse: the task waits in the swarm's
 /// queue until they are free.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "run --swarm and sweep --swarm call it (s6-swarmrun)"
-    )
-)]
 pub(crate) fn check_whole(asked: u32, gpus: &[GpuUse]) -> Result<(), GpuRefusal> {
     let mut nodes: BTreeMap<&str, usize> = BTreeMap::new();
     for gpu in gpus {
@@ -178,13 +171,6 @@ pub(crate) struct Slot {
     pub per_gpu: u32,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "run --swarm and sweep --swarm call it (s6-swarmrun)"
-    )
-)]
 impl Slot {
     /// The service's placement constraint.
     pub(crate) fn constraint(&self) -> String {
@@ -212,13 +198,6 @@ impl Slot {
 /// Places `runs` runs of `1/per_gpu` GPU each, all at once, or refuses with the numbers. GPUs
 /// already part-shared fill first (fullest first), so whole GPUs stay free for `--gpus N`
 /// tasks; then the nodes' GPUs in order of node and id.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "run --swarm and sweep --swarm call it (s6-swarmrun)"
-    )
-)]
 pub(crate) fn place_shared(
     runs: usize,
     per_gpu: u32,

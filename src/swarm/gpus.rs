@@ -37,13 +37,6 @@ pub(crate) struct GpuSummary {
     pub shares: Vec<u32>,
 }
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "run --swarm and sweep --swarm call it (s6-swarmrun)"
-    )
-)]
 impl GpuSummary {
     /// What placement counts of it.
     pub(crate) fn usage(&self) -> GpuUse {

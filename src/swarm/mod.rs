@@ -6,6 +6,7 @@
 
 pub(crate) mod addresses;
 pub(crate) mod cluster_token;
+pub(crate) mod constraints;
 pub(crate) mod gpu_placement;
 pub(crate) mod gpus;
 pub(crate) mod networks;

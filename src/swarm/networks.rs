@@ -150,10 +150,6 @@ fn ranges(ipam: Option<&Ipam>) -> Vec<String> {
 /// `services` more services: to be asked on a manager before any of them is made, so that
 /// none fails half-way for want of an address. A network whose IPv4 range the engine does not
 /// show is not checked.
-#[expect(
-    dead_code,
-    reason = "`devbox sweep` (being built beside this) asks it before starting a sweep"
-)]
 pub(crate) async fn room_for(
     engine: &Engine,
     network: &str,

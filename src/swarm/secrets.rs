@@ -271,10 +271,6 @@ pub(crate) async fn remove(
 /// The swarm's references to devbox's secrets `names` for a run's service: each mounted at
 /// `/run/secrets/NAME`, mode 0400 and owned by the run's user `owner` (uid, gid). A name that
 /// is no secret of devbox's is refused with the command that makes it.
-#[expect(
-    dead_code,
-    reason = "`devbox run --swarm` (being built beside this) gives its services these"
-)]
 pub(crate) async fn ensure_secrets(
     engine: &Engine,
     names: &[String],

@@ -3,10 +3,14 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
 use bollard::models::{Secret, SecretSpec, Service, ServiceSpec, Task};
 use bollard::query_parameters::{
-    ListSecretsOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
+    ListSecretsOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+    LogsOptionsBuilder, UpdateServiceOptionsBuilder,
 };
+use futures_util::{Stream, TryStreamExt};
 
 use crate::engine::{Engine, EngineError, absent_if_not_found};
 
@@ -93,12 +97,67 @@ impl Engine {
     }
 
     pub(crate) async fn create_service(&self, spec: ServiceSpec) -> Result<(), EngineError> {
+        self.create_service_pulling(spec, None).await.map(drop)
+    }
+
+    /// Creates the service; its nodes pull its image with `credentials` (the registry's, as
+    /// `docker service create --with-registry-auth` hands them over). Returns its id.
+    pub(crate) async fn create_service_pulling(
+        &self,
+        spec: ServiceSpec,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
         self.docker
-            .create_service(spec, None)
+            .create_service(spec, credentials)
             .await
-            .map(drop)
+            .map(|created| created.id.unwrap_or_default())
             .map_err(|e| EngineError::from_bollard(format!("create the service {name}"), e))
+    }
+
+    /// The services whose labels match `labels` (`KEY` or `KEY=VALUE`, all of them).
+    pub(crate) async fn services_labelled(
+        &self,
+        labels: &[String],
+    ) -> Result<Vec<Service>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        let options = ListServicesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_services(Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard("list the swarm's services", e))
+    }
+
+    /// Every task of the services `services` (ids or names), finished ones included while the
+    /// swarm keeps them.
+    pub(crate) async fn tasks_of(&self, services: &[String]) -> Result<Vec<Task>, EngineError> {
+        let filters = HashMap::from([("service".to_string(), services.to_vec())]);
+        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .list_tasks(Some(options))
+            .await
+            .map_err(|e| EngineError::from_bollard("list the tasks of the runs", e))
+    }
+
+    /// The output of every task of `service`, as `docker service logs` reads it.
+    pub(crate) fn service_logs(
+        &self,
+        service: &str,
+        follow: bool,
+        tail: Option<u64>,
+    ) -> impl Stream<Item = Result<LogOutput, EngineError>> + use<> {
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
+            .build();
+        let operation = format!("read the logs of the service {service}");
+        self.long_docker
+            .service_logs(service, Some(options))
+            .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
     }
 
     /// Gives `service` the spec `spec` and runs its tasks again, as `docker service update

@@ -1,0 +1,183 @@
+//! How a swarm run's replicas are doing, read from its tasks: each replica's latest task (a
+//! retry is a new task in the same slot), and whether it has ended for good. The one reader
+//! of task states, for `run --swarm` waiting on its run and for `devbox jobs`.
+
+use bollard::models::{Task, TaskState};
+
+/// A replica: its slot's latest task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replica {
+    /// 0-based (`DEVBOX_REPLICA`).
+    pub index: u32,
+    pub state: TaskState,
+    pub node_id: Option<String>,
+    pub exit_code: Option<i64>,
+    /// The swarm's word on why it failed or waits ("no suitable node …").
+    pub error: Option<String>,
+    /// When its latest task was made (it may have waited for a node), and when it stopped
+    /// (RFC 3339).
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// Whether it has ended for good: done, or failed with no retry to come.
+    pub ended: bool,
+    /// How many of its tasks failed (each retry is one more).
+    pub failures: u32,
+}
+
+/// The states of a task that has stopped.
+pub(crate) fn has_ended(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::SHUTDOWN
+            | TaskState::ORPHANED
+            | TaskState::REMOVE
+    )
+}
+
+/// The replicas of a service of `replicas` slots whose tasks are `tasks`, by index; a slot
+/// with no task yet shows as `new`. `retries`: how many times the swarm starts a failed
+/// replica again, so that one still to be retried has not ended.
+pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Replica> {
+    (1..=replicas)
+        .map(|slot| {
+            let mine: Vec<&Task> = tasks
+                .iter()
+                .filter(|t| t.slot.and_then(|s| u32::try_from(s).ok()) == Some(slot))
+                .collect();
+            let failures = u32::try_from(
+                mine.iter()
+                    .filter(|t| {
+                        t.status
+                            .as_ref()
+                            .and_then(|s| s.state)
+                            .is_some_and(|s| has_ended(s) && s != TaskState::COMPLETE)
+                    })
+                    .count(),
+            )
+            .unwrap_or(u32::MAX);
+            let latest = mine.iter().max_by(|a, b| {
+                (
+                    a.created_at.as_deref(),
+                    a.version.as_ref().and_then(|v| v.index),
+                )
+                    .cmp(&(
+                        b.created_at.as_deref(),
+                        b.version.as_ref().and_then(|v| v.index),
+                    ))
+            });
+            let status = latest.and_then(|t| t.status.as_ref());
+            let state = status.and_then(|s| s.state).unwrap_or(TaskState::NEW);
+            let container = status.and_then(|s| s.container_status.as_ref());
+            // The swarm keeps a few old tasks a slot: past them, a replica whose latest task
+            // failed is taken to have run out of retries.
+            let retried_out = failures > retries.min(4);
+            let ended = match state {
+                TaskState::COMPLETE => true,
+                s if has_ended(s) => retries == 0 || retried_out,
+                _ => false,
+            };
+            Replica {
+                index: slot - 1,
+                state,
+                node_id: latest
+                    .and_then(|t| t.node_id.clone())
+                    .filter(|n| !n.is_empty()),
+                exit_code: container.and_then(|c| c.exit_code),
+                error: status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty()),
+                started: latest.and_then(|t| t.created_at.clone()),
+                finished: has_ended(state)
+                    .then(|| status.and_then(|s| s.timestamp.clone()))
+                    .flatten(),
+                ended,
+                failures,
+            }
+        })
+        .collect()
+}
+
+/// The exit code of replicas that have all ended: 0 when every one completed; else the
+/// first failed one's (1 when its container never ran to give one).
+pub(crate) fn exit_code(replicas: &[Replica]) -> i64 {
+    replicas
+        .iter()
+        .find(|r| r.state != TaskState::COMPLETE)
+        .map_or(0, |r| r.exit_code.filter(|&c| c != 0).unwrap_or(1))
+}
+
+/// The run's state as `devbox jobs` shows it: `exited` once every replica has ended,
+/// `running` while one runs, else `queued` (waiting for a node, a GPU, its image).
+pub(crate) fn state_word(replicas: &[Replica]) -> &'static str {
+    if replicas.iter().all(|r| r.ended) {
+        "exited"
+    } else if replicas.iter().any(|r| r.state == TaskState::RUNNING) {
+        "running"
+    } else {
+        "queued"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerStatus, ObjectVersion, TaskStatus};
+
+    fn task(slot: i64, index: u64, state: TaskState, exit: Option<i64>) -> Task {
+        Task {
+            slot: Some(slot),
+            version: Some(ObjectVersion { index: Some(index) }),
+            created_at: Some(format!("2026-12-04T10:00:{index:02}Z")),
+            node_id: Some("n1".into()),
+            status: Some(TaskStatus {
+                state: Some(state),
+                timestamp: Some(format!("2026-12-04T10:01:{index:02}Z")),
+                container_status: exit.map(|code| ContainerStatus {
+                    exit_code: Some(code),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_slot_is_its_latest_task_and_a_failure_with_retries_left_has_not_ended() {
+        let tasks = [
+            task(1, 1, TaskState::COMPLETE, Some(0)),
+            task(2, 2, TaskState::FAILED, Some(3)),
+        ];
+        let once = of_tasks(&tasks, 3, 0);
+        assert_eq!(once.len(), 3);
+        assert!(once[0].ended && once[1].ended);
+        assert_eq!(once[2].state, TaskState::NEW, "no task yet");
+        assert_eq!(state_word(&once), "queued");
+        let retried = of_tasks(&tasks, 2, 1);
+        assert!(!retried[1].ended, "one retry to come");
+        let mut again = tasks.to_vec();
+        again.push(task(2, 3, TaskState::FAILED, Some(4)));
+        let out = of_tasks(&again, 2, 1);
+        assert!(out[1].ended, "retried once, failed again");
+        assert_eq!((out[1].exit_code, out[1].failures), (Some(4), 2));
+        assert_eq!(exit_code(&out), 4);
+        assert_eq!(state_word(&out), "exited");
+    }
+
+    #[test]
+    fn a_run_is_running_while_a_replica_runs_and_ends_with_the_first_failure() {
+        let tasks = [
+            task(1, 1, TaskState::RUNNING, None),
+            task(2, 2, TaskState::PENDING, None),
+        ];
+        assert_eq!(state_word(&of_tasks(&tasks, 2, 0)), "running");
+        let done = [
+            task(1, 1, TaskState::COMPLETE, Some(0)),
+            task(2, 2, TaskState::REJECTED, None),
+        ];
+        let replicas = of_tasks(&done, 2, 0);
+        assert_eq!(exit_code(&replicas), 1, "rejected before it ran");
+        assert_eq!(exit_code(&replicas[..1]), 0);
+    }
+}

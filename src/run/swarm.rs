@@ -1,0 +1,628 @@
+//! `devbox run --swarm`: the run as a service of the engine's swarm, a task a replica, on
+//! CLUSTER_NETWORK, where every run answers to its name (a learner's workers reach it as
+//! `learner`). [`ready`] checks everything before anything is made (a manager, nodes that
+//! meet the constraints, the GPUs, the network's room, the secrets, the run image on every
+//! node the run may go to); [`create`] makes the service; [`wait`] follows it to its end.
+//!
+//! A replicated service whose tasks run once (restarted on failure up to `--retries`), not a
+//! replicated job: Engine 20.10 starts a failed task of a job again forever, whatever its
+//! restart policy. Endpoints are DNS round robin: the name resolves to the tasks themselves.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    EndpointSpec, EndpointSpecModeEnum, GenericResourcesInner,
+    GenericResourcesInnerDiscreteResourceSpec, NetworkAttachmentConfig, Node, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpecSecrets,
+    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::{Prepared, Request, RunError, replicas};
+use crate::config::Config;
+use crate::container::spec::{self, RUN_OUT, RunPlacement};
+use crate::engine::{Engine, LogOutput, Target};
+use crate::labels;
+use crate::printer::Printer;
+use crate::swarm::constraints::{self, Constraint};
+use crate::swarm::gpu_placement::{self, Slot};
+use crate::swarm::gpus::{self, GPU_KIND};
+use crate::swarm::{SwarmError, addresses, networks, require_manager};
+
+/// The GPUs each run of a swarm run asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gpus {
+    None,
+    /// N whole GPUs, which the swarm assigns from the nodes' advertised ones.
+    Whole(u32),
+    /// 1/N of one GPU, which devbox places itself.
+    Share(u32),
+}
+
+/// What a swarm run asks for beyond a run's.
+#[derive(Debug, Clone)]
+pub(crate) struct Ask {
+    pub replicas: u32,
+    pub constraints: Vec<Constraint>,
+    pub retries: u32,
+    pub gpus: Gpus,
+    /// Engines of nodes to send the run image to (no REGISTRY).
+    pub send_to: Vec<Target>,
+    /// The swarm's secrets to give each task.
+    pub secrets: Vec<String>,
+    pub with_licenses: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmRunError {
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    #[error(transparent)]
+    Secret(#[from] crate::swarm::secrets::SecretError),
+    #[error(transparent)]
+    Push(#[from] crate::registry::PushError),
+    #[error(transparent)]
+    Constraint(#[from] constraints::BadConstraint),
+    #[error(transparent)]
+    Gpus(#[from] gpu_placement::GpuRefusal),
+    #[error(transparent)]
+    Share(#[from] gpu_placement::BadShare),
+    #[error(
+        "no node of the swarm can take this run ({}): the nodes are {nodes}. Change \
+         --constraint, or bring a node up (`docker node ls` on a manager)",
+        if .constraints.is_empty() { "no node is up and active".to_string() } else { .constraints.join(", ") }
+    )]
+    NoNode {
+        constraints: Vec<String>,
+        nodes: String,
+    },
+    #[error(
+        "--gpus {0} cannot go to the swarm, which hands out GPUs by number: ask for whole GPUs \
+         (--gpus 2), or a share of one (--gpus-per-run 0.25)"
+    )]
+    GpusForm(String),
+    #[error(
+        "--replicas {0} with --gpus-per-run: each run of a shared GPU is pinned to its own \
+         node and GPU, so its replicas cannot be one service; run them as a sweep: `devbox \
+         sweep --swarm -p replica=0..{last} --gpus-per-run …`",
+        last = .0 - 1
+    )]
+    SharedReplicas(u32),
+    #[error(
+        "--privileged cannot go to the swarm: its tasks are never privileged; run it on one \
+         engine (without --swarm)"
+    )]
+    Privileged,
+    #[error(
+        "the node{} {} may get this run and {} no way to get its image: set REGISTRY in the \
+         .env (devbox pushes the run image there and the nodes pull it), or send it with \
+         --send-to CONTEXT for each node's engine, or keep the run to nodes that have it \
+         (--constraint node.hostname==NODE)",
+        if .0.len() == 1 { "" } else { "s" },
+        .0.join(", "),
+        if .0.len() == 1 { "has" } else { "have" }
+    )]
+    NoImage(Vec<String>),
+    #[error(
+        "--send-to {given}: the engine at {host} is in no swarm, or not in this one; name the \
+         engine of a node of this swarm (`docker node ls` on the manager lists them)"
+    )]
+    NotANode { given: String, host: String },
+}
+
+/// What [`create`] makes services of: every check passed, the image where the nodes get it.
+pub(crate) struct Ready {
+    pub prepared: Prepared,
+    /// What the tasks run: `REGISTRY/NAME@sha256:…`, or the run image's tag on each node.
+    image: String,
+    credentials: Option<DockerCredentials>,
+    network: String,
+    /// As the swarm takes them.
+    constraints: Vec<String>,
+    /// Where each run of shared GPUs goes, in order.
+    pub slots: Vec<Slot>,
+    secrets: Vec<TaskSpecContainerSpecSecrets>,
+}
+
+/// Checks that `runs` services of `ask.replicas` tasks each can be made on the swarm of
+/// `engine` (a manager), and brings the run image where its nodes get it. Nothing of a run is
+/// made when it refuses; a Ctrl-C meanwhile leaves nothing half-made.
+pub(crate) async fn ready(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    ask: &Ask,
+    runs: u32,
+    printer: Printer,
+) -> Result<Ready, RunError> {
+    require_manager(engine).await.map_err(refused)?;
+    if request.options.privileged {
+        return Err(refused(SwarmRunError::Privileged));
+    }
+    if let Gpus::Share(_) = ask.gpus
+        && ask.replicas > 1
+    {
+        return Err(refused(SwarmRunError::SharedReplicas(ask.replicas)));
+    }
+    let nodes = engine.nodes().await?;
+    let (going_to, slots) = placement(engine, &nodes, ask, runs).await?;
+    let network = config.cluster_network.clone();
+    network_room(
+        engine,
+        &network,
+        runs,
+        runs.saturating_mul(ask.replicas),
+        printer,
+    )
+    .await?;
+    // The nodes whose engines get the image sent: named first, so that a node without a way
+    // to the image is refused before anything is sent.
+    let mut senders = Vec::new();
+    for target in &ask.send_to {
+        senders.push(node_engine(target, &nodes).await?);
+    }
+    if config.registry.is_none() {
+        let manager = engine.info().await?.swarm.and_then(|s| s.node_id);
+        let covered: HashSet<String> = nodes
+            .iter()
+            .filter(|node| {
+                node.id.is_some()
+                    && (node.id == manager
+                        || senders.iter().any(|(id, _)| node.id.as_ref() == Some(id)))
+            })
+            .map(gpus::hostname)
+            .collect();
+        let mut lacking: Vec<String> = going_to
+            .into_iter()
+            .filter(|name| !covered.contains(name))
+            .collect();
+        lacking.sort();
+        lacking.dedup();
+        if !lacking.is_empty() {
+            return Err(refused(SwarmRunError::NoImage(lacking)));
+        }
+    }
+    let senders: Vec<Engine> = senders.into_iter().map(|(_, engine)| engine).collect();
+    let (prepared, image, credentials) =
+        image_for_nodes(engine, config, request, ask, &senders, printer).await?;
+    let owner = (prepared.host.uid, prepared.host.gid);
+    let secrets = crate::swarm::secrets::ensure_secrets(engine, &ask.secrets, owner)
+        .await
+        .map_err(refused)?;
+    Ok(Ready {
+        prepared,
+        image,
+        credentials,
+        network,
+        constraints: constraints::for_the_swarm(&ask.constraints, &nodes),
+        slots,
+        secrets,
+    })
+}
+
+fn refused(error: impl Into<SwarmRunError>) -> RunError {
+    RunError::Swarm(error.into())
+}
+
+/// The nodes the runs may go to, by hostname, and where each run of shared GPUs goes;
+/// refused when no node meets the constraints or offers the GPUs.
+async fn placement(
+    engine: &Engine,
+    nodes: &[Node],
+    ask: &Ask,
+    runs: u32,
+) -> Result<(Vec<String>, Vec<Slot>), RunError> {
+    let eligible: HashSet<String> = constraints::eligible(nodes, &ask.constraints)
+        .into_iter()
+        .map(gpus::hostname)
+        .collect();
+    if eligible.is_empty() {
+        return Err(refused(SwarmRunError::NoNode {
+            constraints: ask.constraints.iter().map(ToString::to_string).collect(),
+            nodes: constraints::describe(nodes),
+        }));
+    }
+    let (Gpus::Whole(asked) | Gpus::Share(asked)) = ask.gpus else {
+        return Ok((eligible.into_iter().collect(), Vec::new()));
+    };
+    let usage: Vec<_> = gpus::list(engine)
+        .await
+        .map_err(refused)?
+        .iter()
+        .filter(|gpu| eligible.contains(&gpu.node))
+        .map(gpus::GpuSummary::usage)
+        .collect();
+    if let Gpus::Whole(_) = ask.gpus {
+        gpu_placement::check_whole(asked, &usage).map_err(refused)?;
+        return Ok((eligible.into_iter().collect(), Vec::new()));
+    }
+    let slots = gpu_placement::place_shared(runs as usize, asked, &usage).map_err(refused)?;
+    Ok((slots.iter().map(|slot| slot.node.clone()).collect(), slots))
+}
+
+/// Makes CLUSTER_NETWORK when missing (sized for `tasks`), and refuses when it has no room for
+/// `tasks` more tasks of `services` more services.
+async fn network_room(
+    engine: &Engine,
+    network: &str,
+    services: u32,
+    tasks: u32,
+    printer: Printer,
+) -> Result<(), RunError> {
+    if engine.inspect_network(network).await?.is_none() {
+        let shape = networks::Shape {
+            subnet: None,
+            runs: Some(tasks.max(addresses::DEFAULT_RUNS)),
+            mtu: None,
+            encrypted: true,
+        };
+        networks::create(engine, network, shape)
+            .await
+            .map_err(refused)?;
+        printer.note(format!(
+            "made the overlay network {network} (CLUSTER_NETWORK)"
+        ));
+    }
+    networks::room_for(engine, network, tasks, services)
+        .await
+        .map_err(refused)
+}
+
+/// The engine of `--send-to TARGET`, and the id of its node in the swarm of `nodes`.
+async fn node_engine(target: &Target, nodes: &[Node]) -> Result<(String, Engine), RunError> {
+    let engine = Engine::connect(target).await?;
+    let node = engine
+        .info()
+        .await?
+        .swarm
+        .and_then(|s| s.node_id)
+        .filter(|id| nodes.iter().any(|n| n.id.as_deref() == Some(id)))
+        .ok_or_else(|| {
+            refused(SwarmRunError::NotANode {
+                given: target
+                    .context
+                    .clone()
+                    .unwrap_or_else(|| target.host.clone()),
+                host: target.host.clone(),
+            })
+        })?;
+    Ok((node, engine))
+}
+
+/// The run image where the nodes get it: pushed to REGISTRY (the tasks pull it by digest,
+/// with the docker CLI's credentials for it), or made on the manager and sent to `senders`.
+async fn image_for_nodes(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    ask: &Ask,
+    senders: &[Engine],
+    printer: Printer,
+) -> Result<(Prepared, String, Option<DockerCredentials>), RunError> {
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let Some(registry) = &config.registry else {
+        let prepared = super::prepare_for(engine, config, request, &mut interrupt, printer).await?;
+        let sends = senders.iter().map(|node_engine| async move {
+            let mut interrupt =
+                signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+            super::prepare_for(node_engine, config, request, &mut interrupt, printer).await
+        });
+        futures_util::future::try_join_all(sends).await?;
+        let image = prepared.image.clone();
+        return Ok((prepared, image, None));
+    };
+    let here = Engine::connect(&Target::this_machine()).await?;
+    let prepared = super::prepare_for(&here, config, request, &mut interrupt, printer).await?;
+    printer.progress(format!("pushing {} to {}", prepared.image, registry.host));
+    let pushed = crate::registry::push(&here, &prepared.image, registry, ask.with_licenses, |_| {})
+        .await
+        .map_err(refused)?;
+    let host = registry.host.clone();
+    let credentials =
+        tokio::task::spawn_blocking(move || crate::registry::credentials::find(&host))
+            .await
+            .map_err(|e| refused(crate::registry::PushError::LookupStopped(e)))?
+            .map_err(|e| refused(crate::registry::PushError::from(e)))?
+            .map(|found| found.for_engine(&registry.host));
+    Ok((prepared, pushed.to_string(), credentials))
+}
+
+/// A run made by [`create`].
+#[derive(Debug, Clone)]
+pub(crate) struct Created {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+}
+
+/// Makes the run of `request` as a service of `ready`'s swarm; `slot`: its place on a shared
+/// GPU. Returns its id and name.
+pub(crate) async fn create(
+    engine: &Engine,
+    config: &Config,
+    request: &Request,
+    ask: &Ask,
+    ready: &Ready,
+    slot: Option<&Slot>,
+) -> Result<Created, RunError> {
+    let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
+    let name = request
+        .options
+        .name
+        .clone()
+        .unwrap_or_else(|| super::default_name(&id));
+    let spec = service_spec(config, request, ask, ready, slot, &id, &name);
+    let service = engine
+        .create_service_pulling(spec, ready.credentials.clone())
+        .await?;
+    Ok(Created { id, name, service })
+}
+
+/// The `docker service create` of one run: pure, from what was asked and checked.
+fn service_spec(
+    config: &Config,
+    request: &Request,
+    ask: &Ask,
+    ready: &Ready,
+    slot: Option<&Slot>,
+    id: &str,
+    name: &str,
+) -> ServiceSpec {
+    // A volume a task, on whichever node it runs.
+    let out = format!("{}-{{{{.Task.Slot}}}}", super::out_volume(id));
+    let placement = RunPlacement {
+        name: name.to_string(),
+        image: ready.image.clone(),
+        live: false,
+        local: false,
+        out: out.clone(),
+    };
+    let host = &ready.prepared.host;
+    let mut container_spec = spec::run_spec(config, &request.options, host, &placement);
+    container_spec
+        .env
+        .insert("DEVBOX_RUN_ID".into(), id.to_string());
+    container_spec
+        .env
+        .insert(TASK_SLOT.into(), "{{.Task.Slot}}".into());
+    let mut labels = super::run_labels(
+        config,
+        request,
+        &container_spec.owner,
+        id,
+        name,
+        &ready.prepared.code,
+        &out,
+    );
+    if let Some(slot) = slot {
+        container_spec
+            .env
+            .extend(slot.env().map(|(k, v)| (k.to_string(), v)));
+        labels.extend(slot.labels().map(|(k, v)| (k.to_string(), v)));
+    }
+    let mut container = container_spec.task_container();
+    let command = if request.secret_env.is_empty() {
+        request.options.command.clone()
+    } else {
+        super::secrets::wrapped(&request.secret_env, &request.options.command)
+    };
+    container.args = Some(with_replica_index(&command));
+    for mount in container.mounts.iter_mut().flatten() {
+        if mount.target.as_deref() == Some(RUN_OUT) {
+            mount.volume_options = Some(bollard::models::MountVolumeOptions {
+                labels: Some(HashMap::from([
+                    labels::managed(),
+                    labels::owned_by(&host.owner.name),
+                    (labels::RUN_ID.to_string(), id.to_string()),
+                    (labels::RUN_PROJECT.to_string(), config.image_name.clone()),
+                ])),
+                ..Default::default()
+            });
+        }
+    }
+    container
+        .labels
+        .get_or_insert_default()
+        .extend(labels.clone());
+    container.secrets = (!ready.secrets.is_empty()).then(|| ready.secrets.clone());
+    let mut constraints = ready.constraints.clone();
+    if let Some(slot) = slot {
+        constraints.retain(|c| !c.starts_with("node.hostname=="));
+        constraints.push(slot.constraint());
+    }
+    ServiceSpec {
+        name: Some(name.to_string()),
+        labels: Some(labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: whole_gpus(ask.gpus),
+            restart_policy: Some(restart_policy(ask.retries)),
+            placement: (!constraints.is_empty()).then(|| TaskSpecPlacement {
+                constraints: Some(constraints),
+                ..Default::default()
+            }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(ready.network.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(ask.replicas)),
+            }),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The swarm's reservation of `Gpus::Whole` GPUs (shared ones devbox placed itself).
+fn whole_gpus(gpus: Gpus) -> Option<TaskSpecResources> {
+    let Gpus::Whole(n) = gpus else {
+        return None;
+    };
+    Some(TaskSpecResources {
+        reservations: Some(bollard::models::ResourceObject {
+            generic_resources: Some(vec![GenericResourcesInner {
+                discrete_resource_spec: Some(GenericResourcesInnerDiscreteResourceSpec {
+                    kind: Some(GPU_KIND.to_string()),
+                    value: Some(i64::from(n)),
+                }),
+                named_resource_spec: None,
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Each task runs once, and again after a failure up to `retries` times.
+fn restart_policy(retries: u32) -> TaskSpecRestartPolicy {
+    TaskSpecRestartPolicy {
+        condition: Some(if retries == 0 {
+            TaskSpecRestartPolicyConditionEnum::NONE
+        } else {
+            TaskSpecRestartPolicyConditionEnum::ON_FAILURE
+        }),
+        max_attempts: Some(i64::from(retries)),
+        delay: Some(RETRY_DELAY.as_nanos().try_into().unwrap_or(i64::MAX)),
+        window: None,
+    }
+}
+
+/// The task's slot (1-based), which the swarm fills in.
+const TASK_SLOT: &str = "DEVBOX_TASK_SLOT";
+
+/// How long the swarm waits before it starts a failed task again.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// `command` with `DEVBOX_REPLICA` (0-based) set from the task's slot (the swarm's
+/// placeholders hold no arithmetic).
+fn with_replica_index(command: &[String]) -> Vec<String> {
+    let mut wrapped = vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        format!("DEVBOX_REPLICA=$(({TASK_SLOT} - 1)); export DEVBOX_REPLICA; exec \"$@\""),
+        "devbox-replica".to_string(),
+    ];
+    wrapped.extend(command.iter().cloned());
+    wrapped
+}
+
+/// Follows the run's output until every replica has ended: its exit code (the first failed
+/// replica's). A replica that waits (for a node, a GPU, its image) is said once on stderr.
+/// Ctrl-C leaves the run going, as `docker service create` does, and says how to stop it.
+pub(crate) async fn wait(
+    engine: &Engine,
+    created: &Created,
+    ask: &Ask,
+    interrupt: &mut Signal,
+    printer: Printer,
+) -> Result<i64, RunError> {
+    let mut output = std::pin::pin!(engine.service_logs(&created.service, true, None));
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut ticks = tokio::time::interval(Duration::from_millis(500));
+    let mut said: HashSet<(u32, String)> = HashSet::new();
+    let mut ended_at: Option<tokio::time::Instant> = None;
+    let mut code = 0;
+    loop {
+        tokio::select! {
+            chunk = output.next() => match chunk {
+                None => break,
+                Some(Err(error)) => return Err(lost(created, error)),
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    stderr.write_all(&message).await.map_err(RunError::Output)?;
+                }
+                Some(Ok(other)) => {
+                    stdout.write_all(&other.into_bytes()).await.map_err(RunError::Output)?;
+                    stdout.flush().await.map_err(RunError::Output)?;
+                }
+            },
+            _ = ticks.tick() => {
+                if let Some(at) = ended_at {
+                    // The engine sends a task's last lines after the task has ended: a
+                    // moment of quiet, then the output is whole.
+                    if at.elapsed() > LAST_LINES {
+                        break;
+                    }
+                    continue;
+                }
+                let tasks = engine
+                    .tasks_of(std::slice::from_ref(&created.service))
+                    .await
+                    .map_err(|e| lost(created, e))?;
+                let replicas = replicas::of_tasks(&tasks, ask.replicas, ask.retries);
+                for replica in &replicas {
+                    if let Some(error) = &replica.error
+                        && said.insert((replica.index, error.clone()))
+                    {
+                        printer.note(format!(
+                            "replica {} of run {}: {} ({error})",
+                            replica.index, created.id, replica.state
+                        ));
+                    }
+                }
+                if replicas.iter().all(|r| r.ended) {
+                    code = replicas::exit_code(&replicas);
+                    ended_at = Some(tokio::time::Instant::now());
+                }
+            },
+            _ = interrupt.recv() => {
+                printer.note(format!(
+                    "run {id} goes on in the swarm: `devbox jobs logs -f {id}` follows it, \
+                     `devbox jobs cancel {id}` stops it",
+                    id = created.id
+                ));
+                return Ok(130);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// How long the output of ended tasks may still come.
+const LAST_LINES: Duration = Duration::from_millis(1500);
+
+fn lost(created: &Created, cause: crate::engine::EngineError) -> RunError {
+    RunError::Lost {
+        id: created.id.clone(),
+        cause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replica_index_is_the_slot_less_one_and_the_command_is_passed_whole() {
+        let wrapped = with_replica_index(&["python".into(), "a b.py".into(), "$HOME".into()]);
+        let output = std::process::Command::new(&wrapped[0])
+            .args(&wrapped[1..3])
+            .arg("devbox-replica")
+            .args([
+                "sh",
+                "-c",
+                "echo \"$DEVBOX_REPLICA|$1|$2\"",
+                "x",
+                "a b",
+                "$HOME",
+            ])
+            .env(TASK_SLOT, "3")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "2|a b|$HOME\n");
+        assert_eq!(&wrapped[4..], ["python", "a b.py", "$HOME"]);
+    }
+}
