@@ -562,10 +562,10 @@ pub struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     pub grid: Option<std::path::PathBuf>,
 
-    /// How many points run at once on the engine (with --emit kubernetes: the Job's
-    /// parallelism).
-    #[arg(long, value_name = "K", default_value_t = 1)]
-    pub max_concurrent: usize,
+    /// How many points run at once on the engine, default 1 (with --emit kubernetes: the
+    /// Job's parallelism). With --swarm the swarm queues every point at once.
+    #[arg(long, value_name = "K")]
+    pub max_concurrent: Option<usize>,
 
     #[command(flatten)]
     pub run: RunArgs,

@@ -20,13 +20,18 @@ impl Printer {
         Printer { program }
     }
 
-    /// A result or data, on stdout; text that ends its own lines is printed as it is.
+    /// A result or data, on stdout; text that ends its own lines is printed as it is. When
+    /// the reader has gone (`devbox jobs | head`), devbox ends quietly, as `ls` does.
     pub fn result(self, text: impl Display) {
+        use std::io::Write;
         let text = text.to_string();
-        if text.ends_with('\n') {
-            print!("{text}");
-        } else {
-            println!("{text}");
+        let newline = if text.ends_with('\n') { "" } else { "\n" };
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = write!(stdout, "{text}{newline}").and_then(|()| stdout.flush()) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(i32::from(crate::exit::ExitStatus::Success.code()));
+            }
+            self.warning(format!("cannot write to stdout: {error}"));
         }
     }
 

@@ -29,13 +29,14 @@ fn grid(args: &SweepArgs) -> Result<Grid, SweepError> {
             .map(|(name, text)| (name.as_str(), text.as_str())),
     )?;
     grid.check_command(&args.run.command)?;
-    if args.run.detach {
+    if args.run.detach && !args.run.swarm {
         return Err(SweepError::DetachWithoutSwarm);
     }
-    if args.max_concurrent == 0 {
-        return Err(SweepError::NoConcurrency);
+    match args.max_concurrent {
+        Some(_) if args.run.swarm => Err(SweepError::ConcurrencyOnSwarm),
+        Some(0) => Err(SweepError::NoConcurrency),
+        _ => Ok(grid),
     }
-    Ok(grid)
 }
 
 pub(super) async fn run(
@@ -51,7 +52,7 @@ pub(super) async fn run(
             config,
             target,
             &args.run,
-            Some((&grid, args.max_concurrent)),
+            Some((&grid, args.max_concurrent.unwrap_or(1))),
         )
         .await;
     }
@@ -61,17 +62,44 @@ pub(super) async fn run(
     // The sweep's name; each point is named after it.
     base.options.name = None;
     let engine = Engine::connect(target).await?;
-    let report = sweep::run(
-        &engine,
-        config,
-        &base,
-        &grid,
-        args.run.name.as_deref(),
-        args.max_concurrent,
-        printer,
-    )
-    .await
-    .while_doing(doing)?;
+    let report = if args.run.swarm {
+        let ask = super::run::swarm_ask(&args.run)
+            .map_err(SweepError::from)
+            .while_doing(doing)?;
+        let report = sweep::swarm::run(
+            &engine,
+            config,
+            &base,
+            &ask,
+            &grid,
+            args.run.name.as_deref(),
+            printer,
+        )
+        .await
+        .while_doing(doing)?;
+        if args.run.detach {
+            printer.result(&report.id);
+            printer.note(format!(
+                "sweep {name} (id {id}): `devbox jobs` shows it, `devbox jobs logs {name}` its                  output, `devbox jobs cancel {name}` stops it",
+                name = report.name,
+                id = report.id
+            ));
+            return Ok(ExitStatus::Success);
+        }
+        report
+    } else {
+        sweep::run(
+            &engine,
+            config,
+            &base,
+            &grid,
+            args.run.name.as_deref(),
+            args.max_concurrent.unwrap_or(1),
+            printer,
+        )
+        .await
+        .while_doing(doing)?
+    };
     printer.result(report.table(grid.keys()));
     printer.note(format!(
         "sweep {} (id {}): `devbox jobs logs {}-N` shows point N's output",

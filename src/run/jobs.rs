@@ -269,12 +269,16 @@ pub(crate) async fn logs(
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     while let Some(chunk) = stream.next().await {
-        match chunk? {
+        let written = match chunk? {
             LogOutput::StdErr { message } => stderr.write_all(&message).await,
             other => stdout.write_all(&other.into_bytes()).await,
+        };
+        match written.and(stdout.flush().await) {
+            Ok(()) => {}
+            // The reader has gone (`| head`): it has what it wanted.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(RunError::Output(error)),
         }
-        .map_err(RunError::Output)?;
-        stdout.flush().await.map_err(RunError::Output)?;
     }
     Ok(())
 }

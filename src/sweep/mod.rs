@@ -5,6 +5,7 @@
 //! after the grace) and starts no more, a second one kills them.
 
 pub(crate) mod grid;
+pub(crate) mod swarm;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -39,6 +40,12 @@ pub enum SweepError {
     DetachWithoutSwarm,
     #[error("--max-concurrent must be 1 or more")]
     NoConcurrency,
+    #[error(
+        "--max-concurrent is for a sweep on one engine: on the swarm every point is queued at \
+         once and starts when a node has what it asks for (--gpus, --gpus-per-run); leave \
+         --max-concurrent out, or ask each point for the GPUs that limit how many run"
+    )]
+    ConcurrencyOnSwarm,
     #[error(
         "{key} cannot be a sweep's parameter: devbox sets it in every run's environment, so the \
          point's value would be lost; rename the parameter (e.g. {}_)",
@@ -83,15 +90,16 @@ pub(crate) struct Ended {
     /// `None`: stopped before it ended on its own, or never started.
     pub exit_code: Option<i64>,
     pub seconds: u64,
+    /// Where it ran: the engine's machine, or the swarm node(s) of its task.
+    pub node: String,
+    pub gpus: String,
 }
 
-/// What a sweep did: its id and name, its node and GPUs, and every point that started.
+/// What a sweep did: its id and name, and every point that started.
 #[derive(Debug)]
 pub(crate) struct Report {
     pub id: String,
     pub name: String,
-    pub node: String,
-    pub gpus: String,
     pub ended: Vec<Ended>,
     pub interrupted: bool,
 }
@@ -129,8 +137,8 @@ impl Report {
                 keys.iter()
                     .map(|k| ended.params.get(k).cloned().unwrap_or_default()),
             );
-            row.push(self.node.clone());
-            row.push(self.gpus.clone());
+            row.push(ended.node.clone());
+            row.push(ended.gpus.clone());
             row.push(
                 ended
                     .exit_code
@@ -147,7 +155,7 @@ impl Report {
 
 /// The request of one point: the sweep's, named `<sweep>-<index>`, with the point's values
 /// in its environment, labels and command.
-fn point_request(
+pub(crate) fn point_request(
     base: &Request,
     sweep_id: &str,
     sweep_name: &str,
@@ -217,22 +225,73 @@ async fn begin(
     name: Option<&str>,
     interrupt: &mut Signal,
     printer: Printer,
-) -> Result<(Report, run::Prepared), SweepError> {
+) -> Result<(Report, Begun), SweepError> {
+    let report = named(engine, grid, name).await?;
+    let node = engine
+        .info()
+        .await
+        .map_err(RunError::from)?
+        .name
+        .unwrap_or_default();
+    let prepared = run::prepare_for(engine, config, base, interrupt, printer).await?;
+    Ok((
+        report,
+        Begun {
+            run: prepared,
+            node,
+            gpus: base.gpus.clone().unwrap_or_else(|| "-".to_string()),
+        },
+    ))
+}
+
+/// What the points of a sweep on one engine are made of: the run image, and where they run.
+struct Begun {
+    run: run::Prepared,
+    /// The engine's machine.
+    node: String,
+    /// `--gpus` as given, or `-`.
+    gpus: String,
+}
+
+impl Begun {
+    /// Waits for the point `point` (the run `run_id` in `container`, started at `began`) to
+    /// end: how it ended, save its exit code, and the answer of the wait.
+    async fn wait(
+        &self,
+        engine: &Engine,
+        point: usize,
+        run_id: String,
+        container: String,
+        params: BTreeMap<String, String>,
+        began: Instant,
+    ) -> (Ended, Result<i64, crate::engine::EngineError>) {
+        let exit = engine.wait_exit_code(&container).await;
+        let ended = Ended {
+            point,
+            run: run_id,
+            name: container,
+            params,
+            exit_code: None,
+            seconds: began.elapsed().as_secs(),
+            node: self.node.clone(),
+            gpus: self.gpus.clone(),
+        };
+        (ended, exit)
+    }
+}
+
+/// The sweep's id and its name (given, else `sweep-ID`), checked: an empty report.
+async fn named(engine: &Engine, grid: &Grid, name: Option<&str>) -> Result<Report, SweepError> {
     check_keys(grid)?;
     let id = hex::encode(crate::host::random_bytes(6).map_err(RunError::RandomId)?);
     let name = name.map_or_else(|| format!("sweep-{id}"), str::to_string);
     check_name(engine, &name, grid.len()).await?;
-    let info = engine.info().await.map_err(RunError::from)?;
-    let prepared = run::prepare_for(engine, config, base, interrupt, printer).await?;
-    let report = Report {
+    Ok(Report {
         id,
         name,
-        node: info.name.unwrap_or_default(),
-        gpus: base.gpus.clone().unwrap_or_else(|| "-".to_string()),
         ended: Vec::new(),
         interrupted: false,
-    };
-    Ok((report, prepared))
+    })
 }
 
 /// Runs every point of `grid` on `engine`, at most `max_concurrent` at a time, and waits for
@@ -247,7 +306,7 @@ pub(crate) async fn run(
     printer: Printer,
 ) -> Result<Report, SweepError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
-    let (mut report, prepared) =
+    let (mut report, begun) =
         begin(engine, config, base, grid, name, &mut interrupt, printer).await?;
     let (id, name) = (report.id.clone(), report.name.clone());
     printer.progress(format!(
@@ -271,37 +330,38 @@ pub(crate) async fn run(
             let request = point_request(base, &id, &name, point)?;
             let container = request.options.name.clone().unwrap_or_default();
             // A Ctrl-C while the point is made is `launch`'s: it undoes what it made.
-            let run_id =
-                match run::launch(engine, config, &request, &prepared, &mut interrupt, printer)
-                    .await
-                {
-                    Ok(Outcome::Detached(run_id)) => run_id,
-                    Ok(Outcome::Ended(_)) => unreachable!("a point is started detached"),
-                    Err(RunError::Interrupted) => {
-                        report.interrupted = true;
-                        break;
-                    }
-                    Err(error) => {
-                        failure = Some(SweepError::from(error));
-                        break;
-                    }
-                };
+            let run_id = match run::launch(
+                engine,
+                config,
+                &request,
+                &begun.run,
+                &mut interrupt,
+                printer,
+            )
+            .await
+            {
+                Ok(Outcome::Detached(run_id)) => run_id,
+                Ok(Outcome::Ended(_)) => unreachable!("a point is started detached"),
+                Err(RunError::Interrupted) => {
+                    report.interrupted = true;
+                    break;
+                }
+                Err(error) => {
+                    failure = Some(SweepError::from(error));
+                    break;
+                }
+            };
             let params = params_of(point);
             printer.progress(format!("{container} started: {}", shown(&params)));
             started.insert(point.index, container.clone());
-            let began = Instant::now();
-            running.push(async move {
-                let exit = engine.wait_exit_code(&container).await;
-                let ended = Ended {
-                    point: point.index,
-                    run: run_id,
-                    name: container,
-                    params,
-                    exit_code: None,
-                    seconds: began.elapsed().as_secs(),
-                };
-                (ended, exit)
-            });
+            running.push(begun.wait(
+                engine,
+                point.index,
+                run_id,
+                container,
+                params,
+                Instant::now(),
+            ));
         }
         if (report.interrupted || failure.is_some()) && !stopping {
             stopping = true;

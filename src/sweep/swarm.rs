@@ -1,0 +1,291 @@
+//! `devbox sweep --swarm`: each point a swarm run (a service, as `run --swarm` makes it),
+//! all made at once after one round of checks, the run image made and sent once. The swarm
+//! queues the points that cannot start yet (no free GPU, say): nothing waits on the user's
+//! terminal. Detached, devbox returns once every point is made; attached, it follows them to
+//! their ends and shows each one's node and GPUs. Ctrl-C leaves the sweep going.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use bollard::models::Task;
+use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::grid::Grid;
+use super::{Ended, Report, SweepError, params_of, point_request, shown};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::labels;
+use crate::printer::Printer;
+use crate::run::swarm::{self as run_swarm, Ask, Created, Gpus};
+use crate::run::{Request, RunError, replicas};
+
+/// How many services devbox asks the manager to make at once.
+const CREATES_AT_ONCE: usize = 8;
+
+/// How often an attached sweep asks the swarm how its points are doing.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Makes every point of `grid` a run of the swarm of `engine`; detached, returns the
+/// report of none ended once they are made, else once every point has ended.
+pub(crate) async fn run(
+    engine: &Engine,
+    config: &Config,
+    base: &Request,
+    ask: &Ask,
+    grid: &Grid,
+    name: Option<&str>,
+    printer: Printer,
+) -> Result<Report, SweepError> {
+    let mut report = super::named(engine, grid, name).await?;
+    let points = u32::try_from(grid.len()).unwrap_or(u32::MAX);
+    let ready = run_swarm::ready(engine, config, base, ask, points, printer).await?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let requests = grid
+        .points()
+        .map(|point| Ok((point, point_request(base, &report.id, &report.name, point)?)))
+        .collect::<Result<Vec<_>, SweepError>>()?;
+    let creating = futures_util::stream::iter(requests.iter().map(|(point, request)| {
+        let ready = &ready;
+        async move {
+            let slot = ready.slots.get(point.index);
+            (
+                point.index,
+                run_swarm::create(engine, config, request, ask, ready, slot).await,
+            )
+        }
+    }))
+    .buffer_unordered(CREATES_AT_ONCE)
+    .collect::<Vec<_>>();
+    let made = tokio::select! {
+        made = creating => made,
+        _ = interrupt.recv() => {
+            remove_points(engine, &report.id).await?;
+            return Err(RunError::Interrupted.into());
+        }
+    };
+    let mut created: BTreeMap<usize, Created> = BTreeMap::new();
+    let mut failure = None;
+    for (index, result) in made {
+        match result {
+            Ok(run) => {
+                created.insert(index, run);
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        // All of the sweep, or none of it.
+        remove_points(engine, &report.id).await?;
+        return Err(error.into());
+    }
+    printer.progress(format!(
+        "sweep {}: {} points in the swarm's queue",
+        report.name,
+        created.len()
+    ));
+    if base.detach {
+        return Ok(report);
+    }
+    let params: HashMap<usize, BTreeMap<String, String>> = grid
+        .points()
+        .map(|point| (point.index, params_of(point)))
+        .collect();
+    let gpus_of = |index: usize| match ask.gpus {
+        Gpus::None => "-".to_string(),
+        Gpus::Share(per_gpu) => ready
+            .slots
+            .get(index)
+            .map_or_else(String::new, |slot| format!("{} (1/{per_gpu})", slot.gpu)),
+        Gpus::Whole(_) => String::new(),
+    };
+    let mut follow = Follow {
+        engine,
+        created: &created,
+        retries: ask.retries,
+        said: HashSet::new(),
+        gpus: created.keys().map(|&i| (i, gpus_of(i))).collect(),
+        hostnames: HashMap::new(),
+    };
+    let mut ticks = tokio::time::interval(POLL);
+    while report.ended.len() < created.len() {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = interrupt.recv() => {
+                printer.note(format!(
+                    "sweep {name} goes on in the swarm: `devbox jobs {name}` shows it, `devbox \
+                     jobs cancel {name}` stops every point",
+                    name = report.name
+                ));
+                report.interrupted = true;
+                return Ok(report);
+            }
+        }
+        for ended in follow
+            .newly_ended(&report, &params, ask.gpus, printer)
+            .await?
+        {
+            report.ended.push(ended);
+        }
+    }
+    report.ended.sort_by_key(|e| e.point);
+    Ok(report)
+}
+
+/// An attached sweep's view of its points.
+struct Follow<'a> {
+    engine: &'a Engine,
+    created: &'a BTreeMap<usize, Created>,
+    retries: u32,
+    /// What was said of a point's wait, once each.
+    said: HashSet<(usize, String)>,
+    /// Each point's GPUs, as the swarm assigned or devbox placed them.
+    gpus: HashMap<usize, String>,
+    hostnames: HashMap<String, String>,
+}
+
+impl Follow<'_> {
+    /// The points that have ended since `report` was last told, each said on stderr; a point
+    /// waiting for a node or GPU is said once.
+    async fn newly_ended(
+        &mut self,
+        report: &Report,
+        params: &HashMap<usize, BTreeMap<String, String>>,
+        gpus: Gpus,
+        printer: Printer,
+    ) -> Result<Vec<Ended>, RunError> {
+        let services: Vec<String> = self.created.values().map(|c| c.service.clone()).collect();
+        let tasks = self.engine.tasks_of(&services).await?;
+        if matches!(gpus, Gpus::Whole(_)) {
+            self.learn_gpus(&tasks).await?;
+        }
+        self.learn_nodes(&tasks).await?;
+        let told: HashSet<usize> = report.ended.iter().map(|e| e.point).collect();
+        let mut ended = Vec::new();
+        for (&index, run) in self.created {
+            if told.contains(&index) {
+                continue;
+            }
+            let mine: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.service_id.as_deref() == Some(run.service.as_str()))
+                .cloned()
+                .collect();
+            // `devbox jobs cancel` removed it: stopped, never to end on its own.
+            if mine.is_empty() && self.engine.inspect_service(&run.service).await?.is_none() {
+                printer.progress(format!("{} was cancelled", run.name));
+                ended.push(Ended {
+                    point: index,
+                    run: run.id.clone(),
+                    name: run.name.clone(),
+                    params: params.get(&index).cloned().unwrap_or_default(),
+                    exit_code: None,
+                    seconds: 0,
+                    node: String::new(),
+                    gpus: String::new(),
+                });
+                continue;
+            }
+            let [replica] = replicas::of_tasks(&mine, 1, self.retries)
+                .try_into()
+                .expect("one replica a point");
+            if !replica.ended {
+                if let Some(error) = &replica.error
+                    && self.said.insert((index, error.clone()))
+                {
+                    printer.progress(format!("{} {}: {error}", run.name, replica.state));
+                }
+                continue;
+            }
+            let node = replica
+                .node_id
+                .as_ref()
+                .map(|id| {
+                    self.hostnames
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| id.clone())
+                })
+                .unwrap_or_default();
+            let code = replicas::exit_code(std::slice::from_ref(&replica));
+            let point_params = params.get(&index).cloned().unwrap_or_default();
+            printer.progress(format!(
+                "{} ended: exit code {code} on {node} ({})",
+                run.name,
+                shown(&point_params)
+            ));
+            let time = |t: Option<&String>| {
+                t.and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+            };
+            let seconds = time(replica.started.as_ref())
+                .zip(time(replica.finished.as_ref()))
+                .map_or(0, |(start, end)| {
+                    u64::try_from((end - start).whole_seconds()).unwrap_or(0)
+                });
+            ended.push(Ended {
+                point: index,
+                run: run.id.clone(),
+                name: run.name.clone(),
+                params: point_params,
+                exit_code: Some(code),
+                seconds,
+                node,
+                gpus: self.gpus.get(&index).cloned().unwrap_or_default(),
+            });
+        }
+        Ok(ended)
+    }
+}
+
+impl Follow<'_> {
+    /// The GPUs the swarm assigned the points running now.
+    async fn learn_gpus(&mut self, tasks: &[Task]) -> Result<(), RunError> {
+        let held = self.engine.running_tasks_resources().await?;
+        for (&index, run) in self.created {
+            let ids: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.service_id.as_deref() == Some(run.service.as_str()))
+                .filter_map(|t| held.get(t.id.as_deref()?))
+                .flat_map(|resources| crate::swarm::gpus::gpu_ids(Some(resources)))
+                .collect();
+            if !ids.is_empty() {
+                self.gpus.insert(index, ids.join(","));
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes' hostnames, asked again when a task is on a node not known yet.
+    async fn learn_nodes(&mut self, tasks: &[Task]) -> Result<(), RunError> {
+        if tasks
+            .iter()
+            .filter_map(|t| t.node_id.as_ref())
+            .any(|id| !self.hostnames.contains_key(id))
+        {
+            self.hostnames = self
+                .engine
+                .nodes()
+                .await?
+                .iter()
+                .filter_map(|n| Some((n.id.clone()?, crate::swarm::gpus::hostname(n))))
+                .collect();
+        }
+        Ok(())
+    }
+}
+
+/// Removes every service of the sweep `id` (those made before a failure or a Ctrl-C).
+async fn remove_points(engine: &Engine, id: &str) -> Result<(), RunError> {
+    let label = format!("{}={id}", labels::SWEEP_ID);
+    for service in engine.services_labelled(&[label]).await? {
+        if let Some(service) = service.id {
+            engine.remove_service(&service).await?;
+        }
+    }
+    Ok(())
+}
