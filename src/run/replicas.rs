@@ -9,6 +9,8 @@ use bollard::models::{Task, TaskState};
 pub(crate) struct Replica {
     /// 0-based (`DEVBOX_REPLICA`).
     pub index: u32,
+    /// Its latest task's id.
+    pub task: Option<String>,
     pub state: TaskState,
     pub node_id: Option<String>,
     pub exit_code: Option<i64>,
@@ -20,9 +22,22 @@ pub(crate) struct Replica {
     pub finished: Option<String>,
     /// Whether it has ended for good: done, or failed with no retry to come.
     pub ended: bool,
+    /// The swarm dropped it before or while it ran, for a fault of its own (see
+    /// [`SWARM_FAULTS`]), not the program's: it may be queued again.
+    pub dropped_by_swarm: bool,
     /// How many of its tasks failed (each retry is one more).
     pub failures: u32,
 }
+
+/// What Engine 20.10's swarm says when it drops a task for a fault of its own: its constraint
+/// enforcer takes a task holding a GPU (a named generic resource) for one whose node lacks it
+/// whenever the node changes (swarmkit tests `HasResource` the wrong way round), and its agent
+/// rejects a task that reached a node before the node's attachment to the task's overlay
+/// network did. Neither is the program's failure.
+pub(crate) const SWARM_FAULTS: [&str; 2] = [
+    "assigned node no longer meets constraints",
+    "node is missing network attachments",
+];
 
 /// The states of a task that has stopped.
 pub(crate) fn has_ended(state: TaskState) -> bool {
@@ -74,6 +89,11 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
             // The swarm keeps a few old tasks a slot: past them, a replica whose latest task
             // failed is taken to have run out of retries.
             let retried_out = failures > retries.min(4);
+            let error = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty());
+            let dropped_by_swarm = state == TaskState::REJECTED
+                && error
+                    .as_deref()
+                    .is_some_and(|e| SWARM_FAULTS.iter().any(|fault| e.contains(fault)));
             let ended = match state {
                 TaskState::COMPLETE => true,
                 s if has_ended(s) => retries == 0 || retried_out,
@@ -81,17 +101,19 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
             };
             Replica {
                 index: slot - 1,
+                task: latest.and_then(|t| t.id.clone()),
                 state,
                 node_id: latest
                     .and_then(|t| t.node_id.clone())
                     .filter(|n| !n.is_empty()),
                 exit_code: container.and_then(|c| c.exit_code),
-                error: status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty()),
+                error,
                 started: latest.and_then(|t| t.created_at.clone()),
                 finished: has_ended(state)
                     .then(|| status.and_then(|s| s.timestamp.clone()))
                     .flatten(),
                 ended,
+                dropped_by_swarm,
                 failures,
             }
         })
@@ -179,5 +201,10 @@ mod tests {
         let replicas = of_tasks(&done, 2, 0);
         assert_eq!(exit_code(&replicas), 1, "rejected before it ran");
         assert_eq!(exit_code(&replicas[..1]), 0);
+        assert!(!replicas[1].dropped_by_swarm);
+        let mut dropped = task(1, 3, TaskState::REJECTED, None);
+        dropped.status.as_mut().unwrap().err =
+            Some("assigned node no longer meets constraints".into());
+        assert!(of_tasks(&[dropped], 1, 0)[0].dropped_by_swarm);
     }
 }

@@ -536,6 +536,7 @@ pub(crate) async fn wait(
     let mut said: HashSet<(u32, String)> = HashSet::new();
     let mut ended_at: Option<tokio::time::Instant> = None;
     let mut code = 0;
+    let mut requeued = Requeued::default();
     loop {
         tokio::select! {
             chunk = output.next() => match chunk {
@@ -563,6 +564,12 @@ pub(crate) async fn wait(
                     .await
                     .map_err(|e| lost(created, e))?;
                 let replicas = replicas::of_tasks(&tasks, ask.replicas, ask.retries);
+                if let [replica] = replicas.as_slice()
+                    && replica.ended
+                    && requeue_dropped(engine, created, replica, &mut requeued, printer).await?
+                {
+                    continue;
+                }
                 for replica in &replicas {
                     if let Some(error) = &replica.error
                         && said.insert((replica.index, error.clone()))
@@ -589,6 +596,59 @@ pub(crate) async fn wait(
         }
     }
     Ok(code)
+}
+
+/// How many times devbox queues a replica again that the swarm dropped for a fault of its own.
+pub(crate) const REQUEUES: u32 = 5;
+
+/// The tasks of one replica devbox queued again.
+#[derive(Debug, Default)]
+pub(crate) struct Requeued {
+    tasks: Vec<String>,
+}
+
+/// Queues the single replica of `run` again (a new task, as `docker service update --force`
+/// makes) when the swarm dropped it for a fault of its own, up to [`REQUEUES`] times; said on
+/// stderr. A run of several replicas is left as it is: a new task for one would restart them
+/// all. Returns whether it was queued again (or is being: its new task is not listed yet).
+pub(crate) async fn requeue_dropped(
+    engine: &Engine,
+    run: &Created,
+    replica: &replicas::Replica,
+    requeued: &mut Requeued,
+    printer: Printer,
+) -> Result<bool, RunError> {
+    let Some(task) = replica.task.clone().filter(|_| replica.dropped_by_swarm) else {
+        return Ok(false);
+    };
+    if requeued.tasks.contains(&task) {
+        return Ok(true);
+    }
+    if requeued.tasks.len() >= REQUEUES as usize {
+        return Ok(false);
+    }
+    let Some(service) = engine.inspect_service(&run.service).await? else {
+        return Ok(false);
+    };
+    let spec = service.spec.clone().unwrap_or_default();
+    let replicated = spec
+        .mode
+        .as_ref()
+        .and_then(|m| m.replicated.as_ref())
+        .and_then(|r| r.replicas);
+    if replicated != Some(1) {
+        return Ok(false);
+    }
+    requeued.tasks.push(task);
+    printer.note(format!(
+        "the swarm dropped {} ({}), a fault of the engine's, not the run's; queued it again \
+         ({}/{REQUEUES})",
+        run.name,
+        replica.error.as_deref().unwrap_or_default(),
+        requeued.tasks.len()
+    ));
+    engine.force_update_service(&service, spec).await?;
+    Ok(true)
 }
 
 /// How long the output of ended tasks may still come.

@@ -108,6 +108,7 @@ pub(crate) async fn run(
         said: HashSet::new(),
         gpus: created.keys().map(|&i| (i, gpus_of(i))).collect(),
         hostnames: HashMap::new(),
+        requeued: HashMap::new(),
     };
     let mut ticks = tokio::time::interval(POLL);
     while report.ended.len() < created.len() {
@@ -144,6 +145,8 @@ struct Follow<'a> {
     /// Each point's GPUs, as the swarm assigned or devbox placed them.
     gpus: HashMap<usize, String>,
     hostnames: HashMap<String, String>,
+    /// How many times each point was queued again after the swarm dropped it.
+    requeued: HashMap<usize, run_swarm::Requeued>,
 }
 
 impl Follow<'_> {
@@ -191,6 +194,13 @@ impl Follow<'_> {
             let [replica] = replicas::of_tasks(&mine, 1, self.retries)
                 .try_into()
                 .expect("one replica a point");
+            if replica.ended {
+                let requeued = self.requeued.entry(index).or_default();
+                if run_swarm::requeue_dropped(self.engine, run, &replica, requeued, printer).await?
+                {
+                    continue;
+                }
+            }
             if !replica.ended {
                 if let Some(error) = &replica.error
                     && self.said.insert((index, error.clone()))

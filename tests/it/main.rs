@@ -24,6 +24,7 @@ mod remote;
 mod run;
 mod secret;
 mod shell;
+mod swarm_run;
 mod sweep;
 mod transfer;
 mod users;
