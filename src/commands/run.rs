@@ -118,6 +118,7 @@ pub(super) fn swarm_ask(args: &RunArgs) -> Result<swarm::Ask, RunError> {
         send_to,
         secrets,
         with_licenses: args.with_licenses,
+        on_network: true,
     })
 }
 

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
+use crate::run::swarm::Gpus;
 use crate::sweep::grid::Grid;
 use crate::sweep::{self, SweepError};
 
@@ -63,9 +64,19 @@ pub(super) async fn run(
     base.options.name = None;
     let engine = Engine::connect(target).await?;
     let report = if args.run.swarm {
-        let ask = super::run::swarm_ask(&args.run)
+        let mut ask = super::run::swarm_ask(&args.run)
             .map_err(SweepError::from)
             .while_doing(doing)?;
+        if let Gpus::Whole(_) = ask.gpus {
+            // Engine 20.10's swarm drops a task holding a GPU whenever its node's network
+            // attachments change, as they do when points of a network come and go.
+            ask.on_network = false;
+            printer.note(
+                "the points ask for whole GPUs: they run off CLUSTER_NETWORK (the swarm drops a \
+                 task holding a GPU whenever its node's network attachments change), so no \
+                 point reaches another run by name",
+            );
+        }
         let report = sweep::swarm::run(
             &engine,
             config,

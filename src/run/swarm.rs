@@ -56,6 +56,8 @@ pub(crate) struct Ask {
     /// The swarm's secrets to give each task.
     pub secrets: Vec<String>,
     pub with_licenses: bool,
+    /// Whether the runs join CLUSTER_NETWORK, where every run answers to its name.
+    pub on_network: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +123,8 @@ pub(crate) struct Ready {
     /// What the tasks run: `REGISTRY/NAME@sha256:…`, or the run image's tag on each node.
     image: String,
     credentials: Option<DockerCredentials>,
-    network: String,
+    /// CLUSTER_NETWORK, when the runs join it.
+    network: Option<String>,
     /// As the swarm takes them.
     constraints: Vec<String>,
     /// Where each run of shared GPUs goes, in order.
@@ -151,15 +154,17 @@ pub(crate) async fn ready(
     }
     let nodes = engine.nodes().await?;
     let (going_to, slots) = placement(engine, &nodes, ask, runs).await?;
-    let network = config.cluster_network.clone();
-    network_room(
-        engine,
-        &network,
-        runs,
-        runs.saturating_mul(ask.replicas),
-        printer,
-    )
-    .await?;
+    let network = ask.on_network.then(|| config.cluster_network.clone());
+    if let Some(network) = &network {
+        network_room(
+            engine,
+            network,
+            runs,
+            runs.saturating_mul(ask.replicas),
+            printer,
+        )
+        .await?;
+    }
     // The nodes whose engines get the image sent: named first, so that a node without a way
     // to the image is refused before anything is sent.
     let mut senders = Vec::new();
@@ -446,10 +451,12 @@ fn service_spec(
                 constraints: Some(constraints),
                 ..Default::default()
             }),
-            networks: Some(vec![NetworkAttachmentConfig {
-                target: Some(ready.network.clone()),
-                ..Default::default()
-            }]),
+            networks: ready.network.as_ref().map(|network| {
+                vec![NetworkAttachmentConfig {
+                    target: Some(network.clone()),
+                    ..Default::default()
+                }]
+            }),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
