@@ -12,6 +12,7 @@ use crate::common::{
     self, BUSYBOX_IMAGE, Cleanup, Engines, Project, Swarm, assert_failure, assert_success, docker,
     docker_ok, docker_on, stderr, stdout, unique_name,
 };
+use crate::registry::{Pushed, Registry};
 use crate::run::Lab;
 
 /// Removes, when dropped, the swarm runs of the project image `image` on the engine at `host`
@@ -528,5 +529,77 @@ fn a_sweep_on_fake_gpus_queues_what_cannot_start_and_never_shares_a_gpu() {
             );
             stdout(&left).trim().is_empty().then_some(())
         },
+    );
+}
+
+#[test]
+fn with_a_registry_the_nodes_pull_the_run_image_by_digest_with_the_users_credentials() {
+    let registry = Registry::up();
+    let pushed = Pushed::new(&registry);
+    let _alone = common::one_at_a_time();
+    let engines = Engines::up(2);
+    two_machine_swarm(&engines);
+    let name = unique_name("swreg");
+    let (lab, network) = swarm_lab(&format!("REGISTRY={}/{name}\n", registry.addr));
+    let folder = tempfile::tempdir().unwrap();
+    let right = registry.docker_config(folder.path(), &registry.user, &registry.password);
+    let wrong_folder = tempfile::tempdir().unwrap();
+    let wrong = registry.docker_config(wrong_folder.path(), &registry.user, "not-the-password");
+    assert_success(&on_engine_1(
+        &engines,
+        &lab,
+        &["network", "create", "--unencrypted", &network],
+        None,
+    ));
+    let run = |config: &std::path::Path| {
+        on_engine_1(
+            &engines,
+            &lab,
+            &[
+                "run",
+                "--swarm",
+                "--constraint",
+                "node.hostname==devbox-eng2",
+                "--",
+                "sh",
+                "-c",
+                "echo pulled",
+            ],
+            Some(config),
+        )
+    };
+
+    // A wrong password: one message with the fix, and no run made.
+    let err = assert_failure(&run(&wrong));
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(err.contains("docker login"), "{err}");
+    let services = |engines: &Engines| {
+        stdout(&docker_on(engines.host(1), &["service", "ls", "--quiet"]))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(services(&engines), "", "nothing was made");
+
+    // The worker, which has never seen the image, pulls it by digest with the credentials.
+    let output = run(&right);
+    assert_success(&output);
+    assert_eq!(stdout(&output), "pulled\n");
+    let image = stdout(&docker_on(
+        engines.host(1),
+        &[
+            "service",
+            "ls",
+            "--format",
+            "{{.Image}}",
+            "--filter",
+            &format!("label=io.devbox.run.project={}", lab.image),
+        ],
+    ))
+    .trim()
+    .to_string();
+    pushed.record(&image);
+    assert!(
+        image.starts_with(&format!("{}/{name}/", registry.addr)) && image.contains("@sha256:"),
+        "{image}"
     );
 }
