@@ -39,6 +39,10 @@ pub(crate) const SWARM_FAULTS: [&str; 2] = [
     "node is missing network attachments",
 ];
 
+/// Why a replica ended whose node went down while it ran.
+pub(crate) const GIVEN_UP: &str =
+    "the swarm gave it up: its node went down or left while it ran (`docker node ls`)";
+
 /// The states of a task that has stopped.
 pub(crate) fn has_ended(state: TaskState) -> bool {
     matches!(
@@ -89,7 +93,16 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
             // The swarm keeps a few old tasks a slot: past them, a replica whose latest task
             // failed is taken to have run out of retries.
             let retried_out = failures > retries.min(4);
-            let error = status.and_then(|s| s.err.clone()).filter(|e| !e.is_empty());
+            // A task the swarm wants shut down that has not said it stopped, with no task
+            // after it: its node went down (or left), and the swarm gave it up.
+            let given_up = !has_ended(state)
+                && latest.and_then(|t| t.desired_state).is_some_and(|d| {
+                    d != TaskState::NEW && d != TaskState::RUNNING && d != TaskState::READY
+                });
+            let error = status
+                .and_then(|s| s.err.clone())
+                .filter(|e| !e.is_empty())
+                .or_else(|| given_up.then(|| GIVEN_UP.to_string()));
             let dropped_by_swarm = state == TaskState::REJECTED
                 && error
                     .as_deref()
@@ -97,7 +110,7 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
             let ended = match state {
                 TaskState::COMPLETE => true,
                 s if has_ended(s) => retries == 0 || retried_out,
-                _ => false,
+                _ => given_up,
             };
             Replica {
                 index: slot - 1,
@@ -206,5 +219,19 @@ mod tests {
         dropped.status.as_mut().unwrap().err =
             Some("assigned node no longer meets constraints".into());
         assert!(of_tasks(&[dropped], 1, 0)[0].dropped_by_swarm);
+    }
+
+    #[test]
+    fn a_replica_whose_node_went_down_has_ended_unless_the_swarm_runs_it_again() {
+        let mut lost = task(1, 1, TaskState::RUNNING, None);
+        lost.desired_state = Some(TaskState::SHUTDOWN);
+        let replicas = of_tasks(std::slice::from_ref(&lost), 1, 0);
+        assert!(replicas[0].ended);
+        assert_eq!(replicas[0].error.as_deref(), Some(GIVEN_UP));
+        assert_eq!(exit_code(&replicas), 1);
+        let mut again = task(1, 2, TaskState::PENDING, None);
+        again.desired_state = Some(TaskState::RUNNING);
+        let retried = of_tasks(&[lost, again], 1, 1);
+        assert!(!retried[0].ended, "run again on another node");
     }
 }

@@ -307,6 +307,18 @@ fn on_engine_1(
     args: &[&str],
     docker_config: Option<&std::path::Path>,
 ) -> Output {
+    devbox_on_engine_1(engines, lab, args, docker_config)
+        .output()
+        .unwrap()
+}
+
+/// The command [`on_engine_1`] runs.
+fn devbox_on_engine_1(
+    engines: &Engines,
+    lab: &Lab,
+    args: &[&str],
+    docker_config: Option<&std::path::Path>,
+) -> std::process::Command {
     let (host, certs) = engines.tls(1);
     let mut command = lab.project.devbox_command(args);
     command
@@ -316,7 +328,43 @@ fn on_engine_1(
     if let Some(config) = docker_config {
         command.env("DOCKER_CONFIG", config);
     }
-    command.output().unwrap()
+    command
+}
+
+/// The output of `child` once it has ended; killed, and the test failed, past `limit`.
+fn ended_within(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "devbox did not end within {limit:?}: {}{}",
+                stdout(&output),
+                stderr(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A docker CLI configuration whose context `eng2` is extra engine 2 over TLS.
+fn context_of_engine_2(engines: &Engines) -> tempfile::TempDir {
+    let config = tempfile::tempdir().unwrap();
+    let (host, certs) = engines.tls(2);
+    assert_success(
+        &std::process::Command::new("docker")
+            .arg("--config")
+            .arg(config.path())
+            .args(["context", "create", "eng2", "--docker"])
+            .arg(format!(
+                "host={host},ca={certs}/ca.pem,cert={certs}/cert.pem,key={certs}/key.pem"
+            ))
+            .output()
+            .unwrap(),
+    );
+    config
 }
 
 /// Two extra engines as a swarm: engine 1 the manager, engine 2 a worker.
@@ -347,19 +395,7 @@ fn learner_and_workers_find_each_other_by_name_across_two_machines() {
     two_machine_swarm(&engines);
     let (lab, network) = swarm_lab("");
     // Engine 2 as a docker CLI context, for --send-to.
-    let config = tempfile::tempdir().unwrap();
-    let (host_2, certs_2) = engines.tls(2);
-    assert_success(
-        &std::process::Command::new("docker")
-            .arg("--config")
-            .arg(config.path())
-            .args(["context", "create", "eng2", "--docker"])
-            .arg(format!(
-                "host={host_2},ca={certs_2}/ca.pem,cert={certs_2}/cert.pem,key={certs_2}/key.pem"
-            ))
-            .output()
-            .unwrap(),
-    );
+    let config = context_of_engine_2(&engines);
     let on_manager = |args: &[&str]| on_engine_1(&engines, &lab, args, Some(config.path()));
     // CLUSTER_NETWORK unencrypted: this machine's kernel has no IPsec ESP with gcm(aes).
     assert_success(&on_manager(&[
@@ -602,4 +638,103 @@ fn with_a_registry_the_nodes_pull_the_run_image_by_digest_with_the_users_credent
         image.starts_with(&format!("{}/{name}/", registry.addr)) && image.contains("@sha256:"),
         "{image}"
     );
+}
+
+#[test]
+fn a_node_that_goes_down_is_reported_and_its_replica_runs_again_when_retries_allow() {
+    let _alone = common::one_at_a_time();
+    let engines = Engines::up(2);
+    two_machine_swarm(&engines);
+    let (lab, network) = swarm_lab("");
+    let config = context_of_engine_2(&engines);
+    let devbox = |args: &[&str]| {
+        let mut command = devbox_on_engine_1(&engines, &lab, args, Some(config.path()));
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    assert_success(
+        &devbox(&["network", "create", "--unencrypted", &network])
+            .output()
+            .unwrap(),
+    );
+    // Two replicas, one a node (the swarm spreads a service's tasks), retried once, each
+    // running until the same moment (the one run again too); and a sweep held to engine 2,
+    // never retried. (Each task first waits out the engine's attempt to pull its image.)
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 130;
+    let until = format!("UNTIL={until}");
+    let retried = devbox(&[
+        "run",
+        "--swarm",
+        "--name",
+        "spread",
+        "--replicas",
+        "2",
+        "--retries",
+        "1",
+        "--send-to",
+        "eng2",
+        "-e",
+        &until,
+        "--",
+        "sh",
+        "-c",
+        "while [ $(date +%s) -lt $UNTIL ]; do sleep 1; done; echo done $DEVBOX_REPLICA",
+    ])
+    .spawn()
+    .unwrap();
+    let lost = devbox(&[
+        "sweep",
+        "--swarm",
+        "--name",
+        "lost",
+        "-p",
+        "i=0..1",
+        "--constraint",
+        "node.hostname==devbox-eng2",
+        "--send-to",
+        "eng2",
+        "--",
+        "sleep",
+        "300",
+    ])
+    .spawn()
+    .unwrap();
+    common::wait_for(
+        "every replica and point to run",
+        Duration::from_secs(110),
+        Duration::from_millis(500),
+        || {
+            let listed = devbox(&["jobs", "--json"]).output().unwrap();
+            let listed: Vec<Value> = serde_json::from_slice(&listed.stdout).ok()?;
+            let running = |r: &&Value| r["state"] == "running";
+            let spread = listed
+                .iter()
+                .filter(running)
+                .find(|r| r["name"] == "spread")?;
+            (spread["nodes"] == serde_json::json!(["devbox-eng1", "devbox-eng2"])
+                && listed.iter().filter(running).count() == 3)
+                .then_some(())
+        },
+    );
+    common::engines_script(&["kill", "2"]);
+
+    let lost = ended_within(lost, Duration::from_secs(120));
+    assert_eq!(lost.status.code(), Some(1), "{}", stderr(&lost));
+    let err = stderr(&lost);
+    assert_eq!(
+        err.matches("ended: exit code 1 on devbox-eng2").count(),
+        2,
+        "{err}"
+    );
+    let retried = ended_within(retried, Duration::from_secs(180));
+    assert_success(&retried);
+    let mut done: Vec<String> = stdout(&retried).lines().map(String::from).collect();
+    done.sort();
+    assert_eq!(done, ["done 0", "done 1"], "{}", stderr(&retried));
 }
