@@ -738,3 +738,72 @@ fn a_node_that_goes_down_is_reported_and_its_replica_runs_again_when_retries_all
     done.sort();
     assert_eq!(done, ["done 0", "done 1"], "{}", stderr(&retried));
 }
+
+#[test]
+fn shared_gpus_are_packed_as_asked_and_never_over() {
+    let _alone = common::one_at_a_time();
+    let engines = Engines::with_gpus(1, 2);
+    common::engines_script(&["load", "all", BUSYBOX_IMAGE]);
+    assert_success(&docker_on(
+        engines.host(1),
+        &["swarm", "init", "--advertise-addr", engines.addr(1)],
+    ));
+    let (lab, network) = swarm_lab("");
+    let on_manager = |args: &[&str]| on_engine_1(&engines, &lab, args, None);
+    assert_success(&on_manager(&[
+        "network",
+        "create",
+        "--unencrypted",
+        &network,
+    ]));
+    // Four half-GPU points on two GPUs: two a GPU, each pinned to its GPU.
+    let sweep = on_manager(&[
+        "sweep",
+        "--swarm",
+        "-d",
+        "--name",
+        "halves",
+        "-p",
+        "i=0..3",
+        "--gpus-per-run",
+        "0.5",
+        "--",
+        "sh",
+        "-c",
+        "echo $NVIDIA_VISIBLE_DEVICES $CUDA_VISIBLE_DEVICES; sleep 300",
+    ]);
+    assert_success(&sweep);
+    let gpus = on_manager(&["swarm", "gpus", "--json"]);
+    let gpus: Vec<Value> = serde_json::from_str(&stdout(&gpus)).unwrap();
+    let states: Vec<String> = gpus
+        .iter()
+        .map(|g| format!("{} {}", g["gpu"], g["state"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        states,
+        ["GPU-fake-1-0 shared 1/1", "GPU-fake-1-1 shared 1/1"]
+    );
+    // No room for a fifth: refused with the numbers, nothing made.
+    let err = assert_failure(&on_manager(&[
+        "run",
+        "--swarm",
+        "--gpus-per-run",
+        "0.5",
+        "--",
+        "true",
+    ]));
+    assert!(err.contains("GPU"), "{err}");
+    let logs = common::wait_for(
+        "every point's output",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || {
+            let logs = stdout(&on_manager(&["jobs", "logs", "halves"]));
+            (logs.matches("GPU-fake-1-").count() == 4).then_some(logs)
+        },
+    );
+    for gpu in ["GPU-fake-1-0 0", "GPU-fake-1-1 0"] {
+        assert_eq!(logs.matches(gpu).count(), 2, "{logs}");
+    }
+    assert_success(&on_manager(&["jobs", "cancel", "halves"]));
+}
