@@ -165,15 +165,9 @@ impl Engine {
         follow: bool,
         tail: Option<u64>,
     ) -> impl Stream<Item = Result<LogOutput, EngineError>> + use<> {
-        let options = LogsOptionsBuilder::default()
-            .follow(follow)
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
-            .build();
         let operation = format!("read the logs of {name}");
         self.long_docker
-            .logs(name, Some(options))
+            .logs(name, Some(logs_options(follow, tail)))
             .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
     }
 
@@ -372,4 +366,18 @@ impl Engine {
             .map(|row| row.join(" "))
             .collect())
     }
+}
+
+/// Both streams of output, followed or not, the last `tail` lines (all when `None`): a
+/// container's or a service's.
+pub(super) fn logs_options(
+    follow: bool,
+    tail: Option<u64>,
+) -> bollard::query_parameters::LogsOptions {
+    LogsOptionsBuilder::default()
+        .follow(follow)
+        .stdout(true)
+        .stderr(true)
+        .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
+        .build()
 }

@@ -367,6 +367,17 @@ fn context_of_engine_2(engines: &Engines) -> tempfile::TempDir {
     config
 }
 
+/// Extra engine 1, with two fake GPUs, as a one-machine swarm.
+fn one_machine_swarm_with_two_gpus() -> Engines {
+    let engines = Engines::with_gpus(1, 2);
+    common::engines_script(&["load", "all", BUSYBOX_IMAGE]);
+    assert_success(&docker_on(
+        engines.host(1),
+        &["swarm", "init", "--advertise-addr", engines.addr(1)],
+    ));
+    engines
+}
+
 /// Two extra engines as a swarm: engine 1 the manager, engine 2 a worker.
 fn two_machine_swarm(engines: &Engines) {
     common::engines_script(&["load", "all", BUSYBOX_IMAGE]);
@@ -473,12 +484,7 @@ fn learner_and_workers_find_each_other_by_name_across_two_machines() {
 #[test]
 fn a_sweep_on_fake_gpus_queues_what_cannot_start_and_never_shares_a_gpu() {
     let _alone = common::one_at_a_time();
-    let engines = Engines::with_gpus(1, 2);
-    common::engines_script(&["load", "all", BUSYBOX_IMAGE]);
-    assert_success(&docker_on(
-        engines.host(1),
-        &["swarm", "init", "--advertise-addr", engines.addr(1)],
-    ));
+    let engines = one_machine_swarm_with_two_gpus();
     let (lab, _network) = swarm_lab("");
     let on_manager = |args: &[&str]| on_engine_1(&engines, &lab, args, None);
     // Each point says when it held which GPU (the swarm names it in DOCKER_RESOURCE_GPU).
@@ -742,12 +748,7 @@ fn a_node_that_goes_down_is_reported_and_its_replica_runs_again_when_retries_all
 #[test]
 fn shared_gpus_are_packed_as_asked_and_never_over() {
     let _alone = common::one_at_a_time();
-    let engines = Engines::with_gpus(1, 2);
-    common::engines_script(&["load", "all", BUSYBOX_IMAGE]);
-    assert_success(&docker_on(
-        engines.host(1),
-        &["swarm", "init", "--advertise-addr", engines.addr(1)],
-    ));
+    let engines = one_machine_swarm_with_two_gpus();
     let (lab, network) = swarm_lab("");
     let on_manager = |args: &[&str]| on_engine_1(&engines, &lab, args, None);
     assert_success(&on_manager(&[

@@ -8,7 +8,7 @@ use bollard::container::LogOutput;
 use bollard::models::{Secret, SecretSpec, Service, ServiceSpec, Task};
 use bollard::query_parameters::{
     ListSecretsOptionsBuilder, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-    LogsOptionsBuilder, UpdateServiceOptionsBuilder,
+    UpdateServiceOptionsBuilder,
 };
 use futures_util::{Stream, TryStreamExt};
 
@@ -148,15 +148,12 @@ impl Engine {
         follow: bool,
         tail: Option<u64>,
     ) -> impl Stream<Item = Result<LogOutput, EngineError>> + use<> {
-        let options = LogsOptionsBuilder::default()
-            .follow(follow)
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail.map_or_else(|| "all".to_string(), |n| n.to_string()))
-            .build();
         let operation = format!("read the logs of the service {service}");
         self.long_docker
-            .service_logs(service, Some(options))
+            .service_logs(
+                service,
+                Some(crate::engine::containers::logs_options(follow, tail)),
+            )
             .map_err(move |e| EngineError::from_bollard(operation.clone(), e))
     }
 
