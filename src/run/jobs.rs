@@ -6,11 +6,10 @@ use std::collections::HashMap;
 
 use bollard::models::Task;
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
 
 use super::RunError;
 use super::record::Record;
-use crate::engine::{Engine, LogOutput, SwarmRole};
+use crate::engine::{Engine, SwarmRole};
 use crate::labels::{self, Owners};
 
 /// A run and where it is.
@@ -266,14 +265,9 @@ pub(crate) async fn logs(
         Place::Service(service) => engine.service_logs(service, follow, tail).boxed(),
     };
     let mut stream = stream;
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let mut terminal = super::Terminal::new();
     while let Some(chunk) = stream.next().await {
-        let written = match chunk? {
-            LogOutput::StdErr { message } => stderr.write_all(&message).await,
-            other => stdout.write_all(&other.into_bytes()).await,
-        };
-        match written.and(stdout.flush().await) {
+        match terminal.write(chunk?).await {
             Ok(()) => {}
             // The reader has gone (`| head`): it has what it wanted.
             Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),

@@ -119,10 +119,10 @@ pub enum RunError {
     )]
     NothingToPull { id: String, out: String },
     #[error(
-        "run {0} ran on the swarm: each replica's /mnt/out is the volume \
-         devbox-run-{0}-out-REPLICA+1 on the node it ran on (`devbox jobs inspect {0}` names \
-         the nodes); copy it from there (`docker run --rm -v VOLUME:/out …` on that node), or \
-         have the run write to shared storage"
+        "run {0} ran on the swarm: each task's /mnt/out is a volume of its own on its node, \
+         which goes with the run; have a swarm run write what it keeps to shared storage (`-v \
+         /nfs/results:/results`), or copy it out before `devbox jobs rm {0}` (`devbox jobs \
+         inspect {0}` names the nodes)"
     )]
     SwarmPull(String),
     #[error(
@@ -616,6 +616,32 @@ fn progress_bar(message: String) -> indicatif::ProgressBar {
     .with_finish(indicatif::ProgressFinish::AndClear)
 }
 
+/// Where a run's output goes as it comes: its stdout to devbox's, its stderr to devbox's.
+pub(crate) struct Terminal {
+    stdout: tokio::io::Stdout,
+    stderr: tokio::io::Stderr,
+}
+
+impl Terminal {
+    pub(crate) fn new() -> Terminal {
+        Terminal {
+            stdout: tokio::io::stdout(),
+            stderr: tokio::io::stderr(),
+        }
+    }
+
+    /// Writes one chunk of a run's output where it belongs.
+    pub(crate) async fn write(&mut self, chunk: LogOutput) -> std::io::Result<()> {
+        match chunk {
+            LogOutput::StdErr { message } => self.stderr.write_all(&message).await,
+            other => {
+                self.stdout.write_all(&other.into_bytes()).await?;
+                self.stdout.flush().await
+            }
+        }
+    }
+}
+
 /// The labels `record::Record` reads back.
 fn run_labels(
     config: &Config,
@@ -700,8 +726,7 @@ async fn attached(
         // The answer was lost, not the request: the run may well be going.
         Err(error) => return Err(lost(error)),
     }
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let mut terminal = Terminal::new();
     let mut interrupts = 0;
     let mut stopping = None;
     loop {
@@ -728,16 +753,7 @@ async fn attached(
         match chunk {
             None => break,
             Some(Err(error)) => return Err(lost(error)),
-            Some(Ok(LogOutput::StdErr { message })) => {
-                stderr.write_all(&message).await.map_err(RunError::Output)?;
-            }
-            Some(Ok(other)) => {
-                stdout
-                    .write_all(&other.into_bytes())
-                    .await
-                    .map_err(RunError::Output)?;
-                stdout.flush().await.map_err(RunError::Output)?;
-            }
+            Some(Ok(chunk)) => terminal.write(chunk).await.map_err(RunError::Output)?,
         }
     }
     if let Some(stopping) = stopping {

@@ -81,14 +81,7 @@ impl Record {
             .and_then(|r| r.replicas)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1);
-        let retries = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.restart_policy.as_ref())
-            .and_then(|p| p.max_attempts)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(0);
-        let replicas = replicas::of_tasks(tasks, count, retries);
+        let replicas = replicas::of_tasks(tasks, count);
         let time_of = |t: Option<&String>| t.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
         let started = replicas
             .iter()

@@ -25,8 +25,6 @@ pub(crate) struct Replica {
     /// The swarm dropped it before or while it ran, for a fault of its own (see
     /// [`SWARM_FAULTS`]), not the program's: it may be queued again.
     pub dropped_by_swarm: bool,
-    /// How many of its tasks failed (each retry is one more).
-    pub failures: u32,
 }
 
 /// What Engine 20.10's swarm says when it drops a task for a fault of its own: its constraint
@@ -57,48 +55,29 @@ pub(crate) fn has_ended(state: TaskState) -> bool {
 }
 
 /// The replicas of a service of `replicas` slots whose tasks are `tasks`, by index; a slot
-/// with no task yet shows as `new`. `retries`: how many times the swarm starts a failed
-/// replica again, so that one still to be retried has not ended.
-pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Replica> {
+/// with no task yet shows as `new`. A replica has ended when the swarm no longer wants its
+/// latest task to run (it sets that in the same change that makes a retry's task, so a
+/// failure with a retry to come is never taken for the end), or gave it up with its node.
+pub(crate) fn of_tasks(tasks: &[Task], replicas: u32) -> Vec<Replica> {
     (1..=replicas)
         .map(|slot| {
-            let mine: Vec<&Task> = tasks
+            let latest = tasks
                 .iter()
                 .filter(|t| t.slot.and_then(|s| u32::try_from(s).ok()) == Some(slot))
-                .collect();
-            let failures = u32::try_from(
-                mine.iter()
-                    .filter(|t| {
-                        t.status
-                            .as_ref()
-                            .and_then(|s| s.state)
-                            .is_some_and(|s| has_ended(s) && s != TaskState::COMPLETE)
-                    })
-                    .count(),
-            )
-            .unwrap_or(u32::MAX);
-            let latest = mine.iter().max_by(|a, b| {
-                (
-                    a.created_at.as_deref(),
-                    a.version.as_ref().and_then(|v| v.index),
-                )
-                    .cmp(&(
-                        b.created_at.as_deref(),
-                        b.version.as_ref().and_then(|v| v.index),
-                    ))
-            });
+                .max_by_key(|t| {
+                    (
+                        t.created_at.as_deref().and_then(parse_time),
+                        t.version.as_ref().and_then(|v| v.index),
+                    )
+                });
             let status = latest.and_then(|t| t.status.as_ref());
             let state = status.and_then(|s| s.state).unwrap_or(TaskState::NEW);
             let container = status.and_then(|s| s.container_status.as_ref());
-            // The swarm keeps a few old tasks a slot: past them, a replica whose latest task
-            // failed is taken to have run out of retries.
-            let retried_out = failures > retries.min(4);
-            // A task the swarm wants shut down that has not said it stopped, with no task
-            // after it: its node went down (or left), and the swarm gave it up.
-            let given_up = !has_ended(state)
-                && latest.and_then(|t| t.desired_state).is_some_and(|d| {
-                    d != TaskState::NEW && d != TaskState::RUNNING && d != TaskState::READY
-                });
+            let let_go = latest.and_then(|t| t.desired_state).is_some_and(|d| {
+                !matches!(d, TaskState::NEW | TaskState::READY | TaskState::RUNNING)
+            });
+            // Let go before it said it stopped: its node went down (or left).
+            let given_up = let_go && !has_ended(state);
             let error = status
                 .and_then(|s| s.err.clone())
                 .filter(|e| !e.is_empty())
@@ -107,11 +86,6 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
                 && error
                     .as_deref()
                     .is_some_and(|e| SWARM_FAULTS.iter().any(|fault| e.contains(fault)));
-            let ended = match state {
-                TaskState::COMPLETE => true,
-                s if has_ended(s) => retries == 0 || retried_out,
-                _ => given_up,
-            };
             Replica {
                 index: slot - 1,
                 task: latest.and_then(|t| t.id.clone()),
@@ -125,12 +99,17 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32, retries: u32) -> Vec<Repli
                 finished: has_ended(state)
                     .then(|| status.and_then(|s| s.timestamp.clone()))
                     .flatten(),
-                ended,
+                ended: let_go,
                 dropped_by_swarm,
-                failures,
             }
         })
         .collect()
+}
+
+/// An RFC 3339 time as the engine writes it (its fraction left out when zero, so its text
+/// does not sort).
+pub(crate) fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The exit code of replicas that have all ended: 0 when every one completed; else the
@@ -159,12 +138,19 @@ mod tests {
     use super::*;
     use bollard::models::{ContainerStatus, ObjectVersion, TaskStatus};
 
-    fn task(slot: i64, index: u64, state: TaskState, exit: Option<i64>) -> Task {
+    /// A task of `slot`, made `index` seconds in; `let_go`: the swarm wants it shut down.
+    fn task(slot: i64, index: u64, state: TaskState, exit: Option<i64>, let_go: bool) -> Task {
         Task {
+            id: Some(format!("t{index}")),
             slot: Some(slot),
             version: Some(ObjectVersion { index: Some(index) }),
-            created_at: Some(format!("2026-12-04T10:00:{index:02}Z")),
+            created_at: Some(format!("2026-12-04T10:00:{index:02}.5Z")),
             node_id: Some("n1".into()),
+            desired_state: Some(if let_go {
+                TaskState::SHUTDOWN
+            } else {
+                TaskState::RUNNING
+            }),
             status: Some(TaskStatus {
                 state: Some(state),
                 timestamp: Some(format!("2026-12-04T10:01:{index:02}Z")),
@@ -179,59 +165,61 @@ mod tests {
     }
 
     #[test]
-    fn each_slot_is_its_latest_task_and_a_failure_with_retries_left_has_not_ended() {
+    fn each_slot_is_its_latest_task_and_a_failure_has_ended_once_the_swarm_lets_it_go() {
         let tasks = [
-            task(1, 1, TaskState::COMPLETE, Some(0)),
-            task(2, 2, TaskState::FAILED, Some(3)),
+            task(1, 1, TaskState::COMPLETE, Some(0), true),
+            task(2, 2, TaskState::FAILED, Some(3), true),
         ];
-        let once = of_tasks(&tasks, 3, 0);
+        let once = of_tasks(&tasks, 3);
         assert_eq!(once.len(), 3);
         assert!(once[0].ended && once[1].ended);
         assert_eq!(once[2].state, TaskState::NEW, "no task yet");
         assert_eq!(state_word(&once), "queued");
-        let retried = of_tasks(&tasks, 2, 1);
-        assert!(!retried[1].ended, "one retry to come");
-        let mut again = tasks.to_vec();
-        again.push(task(2, 3, TaskState::FAILED, Some(4)));
-        let out = of_tasks(&again, 2, 1);
-        assert!(out[1].ended, "retried once, failed again");
-        assert_eq!((out[1].exit_code, out[1].failures), (Some(4), 2));
-        assert_eq!(exit_code(&out), 4);
-        assert_eq!(state_word(&out), "exited");
+        // Failed, the swarm not yet done with it: a retry may come.
+        let pending = [task(1, 2, TaskState::FAILED, Some(3), false)];
+        assert!(!of_tasks(&pending, 1)[0].ended);
+        // Its retry, made later (the engine leaves out a zero fraction: "…:10Z").
+        let mut retry = task(2, 10, TaskState::FAILED, Some(4), true);
+        retry.created_at = Some("2026-12-04T10:00:10Z".into());
+        let out = of_tasks(&[tasks[1].clone(), retry], 2);
+        assert!(out[1].ended);
+        assert_eq!(out[1].exit_code, Some(4));
+        assert_eq!(exit_code(&[out[1].clone()]), 4);
     }
 
     #[test]
     fn a_run_is_running_while_a_replica_runs_and_ends_with_the_first_failure() {
         let tasks = [
-            task(1, 1, TaskState::RUNNING, None),
-            task(2, 2, TaskState::PENDING, None),
+            task(1, 1, TaskState::RUNNING, None, false),
+            task(2, 2, TaskState::PENDING, None, false),
         ];
-        assert_eq!(state_word(&of_tasks(&tasks, 2, 0)), "running");
+        assert_eq!(state_word(&of_tasks(&tasks, 2)), "running");
         let done = [
-            task(1, 1, TaskState::COMPLETE, Some(0)),
-            task(2, 2, TaskState::REJECTED, None),
+            task(1, 1, TaskState::COMPLETE, Some(0), true),
+            task(2, 2, TaskState::REJECTED, None, true),
         ];
-        let replicas = of_tasks(&done, 2, 0);
+        let replicas = of_tasks(&done, 2);
+        assert_eq!(state_word(&replicas), "exited");
         assert_eq!(exit_code(&replicas), 1, "rejected before it ran");
         assert_eq!(exit_code(&replicas[..1]), 0);
         assert!(!replicas[1].dropped_by_swarm);
-        let mut dropped = task(1, 3, TaskState::REJECTED, None);
+        let mut dropped = task(1, 3, TaskState::REJECTED, None, true);
         dropped.status.as_mut().unwrap().err =
             Some("assigned node no longer meets constraints".into());
-        assert!(of_tasks(&[dropped], 1, 0)[0].dropped_by_swarm);
+        assert!(of_tasks(&[dropped], 1)[0].dropped_by_swarm);
     }
 
     #[test]
     fn a_replica_whose_node_went_down_has_ended_unless_the_swarm_runs_it_again() {
-        let mut lost = task(1, 1, TaskState::RUNNING, None);
-        lost.desired_state = Some(TaskState::SHUTDOWN);
-        let replicas = of_tasks(std::slice::from_ref(&lost), 1, 0);
+        let lost = task(1, 1, TaskState::RUNNING, None, true);
+        let replicas = of_tasks(std::slice::from_ref(&lost), 1);
         assert!(replicas[0].ended);
         assert_eq!(replicas[0].error.as_deref(), Some(GIVEN_UP));
         assert_eq!(exit_code(&replicas), 1);
-        let mut again = task(1, 2, TaskState::PENDING, None);
-        again.desired_state = Some(TaskState::RUNNING);
-        let retried = of_tasks(&[lost, again], 1, 1);
-        assert!(!retried[0].ended, "run again on another node");
+        let again = task(1, 2, TaskState::PENDING, None, false);
+        assert!(
+            !of_tasks(&[lost, again], 1)[0].ended,
+            "run again on another node"
+        );
     }
 }

@@ -20,13 +20,12 @@ use bollard::models::{
     TaskSpecRestartPolicyConditionEnum,
 };
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{Prepared, Request, RunError, replicas};
 use crate::config::Config;
 use crate::container::spec::{self, RUN_OUT, RunPlacement};
-use crate::engine::{Engine, LogOutput, Target};
+use crate::engine::{Engine, Target};
 use crate::labels;
 use crate::printer::Printer;
 use crate::swarm::constraints::{self, Constraint};
@@ -115,6 +114,31 @@ pub enum SwarmRunError {
          engine of a node of this swarm (`docker node ls` on the manager lists them)"
     )]
     NotANode { given: String, host: String },
+    #[error(
+        "--send-to sends the run image to nodes without a registry, and the .env names \
+         REGISTRY, from which every node pulls it: leave out --send-to"
+    )]
+    SendWithRegistry,
+    #[error(
+        "--with-licenses is for an image pushed to REGISTRY, and the .env names none: leave it \
+         out (the run image goes to the nodes' engines directly)"
+    )]
+    LicensesWithoutRegistry,
+    #[error(
+        "the code changed while the run image was sent to the nodes (a file was written to): \
+         run again once nothing writes to src/ or scripts/"
+    )]
+    CodeChanged,
+    #[error(
+        "the swarm has a service named {0} already: choose another --name, or remove the old \
+         run (`devbox jobs rm {0}`)"
+    )]
+    NameTaken(String),
+    #[error(
+        "--replicas with `sweep --swarm`: each point is one run; sweep the replica too \
+         (`-p replica=0..N-1`) and leave out --replicas"
+    )]
+    SweepReplicas,
 }
 
 /// What [`create`] makes services of: every check passed, the image where the nodes get it.
@@ -152,6 +176,25 @@ pub(crate) async fn ready(
     {
         return Err(refused(SwarmRunError::SharedReplicas(ask.replicas)));
     }
+    if config.registry.is_some() && !ask.send_to.is_empty() {
+        return Err(refused(SwarmRunError::SendWithRegistry));
+    }
+    if config.registry.is_none() && ask.with_licenses {
+        return Err(refused(SwarmRunError::LicensesWithoutRegistry));
+    }
+    if let Some(name) = &request.options.name
+        && engine.inspect_service(name).await?.is_some()
+    {
+        return Err(refused(SwarmRunError::NameTaken(name.clone())));
+    }
+    // The secrets only read; the run's user is this machine's (as `host_facts` has it).
+    let owner = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let secrets = crate::swarm::secrets::ensure_secrets(engine, &ask.secrets, owner)
+        .await
+        .map_err(refused)?;
     let nodes = engine.nodes().await?;
     let (going_to, slots) = placement(engine, &nodes, ask, runs).await?;
     let network = ask.on_network.then(|| config.cluster_network.clone());
@@ -195,10 +238,6 @@ pub(crate) async fn ready(
     let senders: Vec<Engine> = senders.into_iter().map(|(_, engine)| engine).collect();
     let (prepared, image, credentials) =
         image_for_nodes(engine, config, request, ask, &senders, printer).await?;
-    let owner = (prepared.host.uid, prepared.host.gid);
-    let secrets = crate::swarm::secrets::ensure_secrets(engine, &ask.secrets, owner)
-        .await
-        .map_err(refused)?;
     Ok(Ready {
         prepared,
         image,
@@ -244,7 +283,17 @@ async fn placement(
         .collect();
     if let Gpus::Whole(_) = ask.gpus {
         gpu_placement::check_whole(asked, &usage).map_err(refused)?;
-        return Ok((eligible.into_iter().collect(), Vec::new()));
+        // Only a node with that many GPUs can get the task.
+        let mut offered: std::collections::HashMap<&str, u32> = HashMap::new();
+        for gpu in &usage {
+            *offered.entry(gpu.node.as_str()).or_default() += 1;
+        }
+        let able = offered
+            .into_iter()
+            .filter(|&(_, n)| n >= asked)
+            .map(|(node, _)| node.to_string())
+            .collect();
+        return Ok((able, Vec::new()));
     }
     let slots = gpu_placement::place_shared(runs as usize, asked, &usage).map_err(refused)?;
     Ok((slots.iter().map(|slot| slot.node.clone()).collect(), slots))
@@ -317,7 +366,13 @@ async fn image_for_nodes(
                 signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
             super::prepare_for(node_engine, config, request, &mut interrupt, printer).await
         });
-        futures_util::future::try_join_all(sends).await?;
+        // Each send takes the code again: a file written meanwhile would give a node another
+        // image than the one the service names.
+        for sent in futures_util::future::try_join_all(sends).await? {
+            if sent.image != prepared.image {
+                return Err(refused(SwarmRunError::CodeChanged));
+            }
+        }
         let image = prepared.image.clone();
         return Ok((prepared, image, None));
     };
@@ -379,14 +434,16 @@ fn service_spec(
     name: &str,
 ) -> ServiceSpec {
     // A volume a task, on whichever node it runs.
-    let out = format!("{}-{{{{.Task.Slot}}}}", super::out_volume(id));
+    // Each task's own anonymous volume: it goes with the task's container, so that a run
+    // removed (or cancelled) leaves nothing on any node.
     let placement = RunPlacement {
         name: name.to_string(),
         image: ready.image.clone(),
         live: false,
         local: false,
-        out: out.clone(),
+        out: String::new(),
     };
+    let out = TASK_OUT.to_string();
     let host = &ready.prepared.host;
     let mut container_spec = spec::run_spec(config, &request.options, host, &placement);
     container_spec
@@ -417,8 +474,10 @@ fn service_spec(
         super::secrets::wrapped(&request.secret_env, &request.options.command)
     };
     container.args = Some(with_replica_index(&command));
+    container.stop_grace_period = Some(i64::from(request.grace.max(0)) * 1_000_000_000);
     for mount in container.mounts.iter_mut().flatten() {
         if mount.target.as_deref() == Some(RUN_OUT) {
+            mount.source = None;
             mount.volume_options = Some(bollard::models::MountVolumeOptions {
                 labels: Some(HashMap::from([
                     labels::managed(),
@@ -507,6 +566,9 @@ fn restart_policy(retries: u32) -> TaskSpecRestartPolicy {
     }
 }
 
+/// Where a swarm run's output is, as its record says.
+const TASK_OUT: &str = "each task's own volume (it goes with the run)";
+
 /// The task's slot (1-based), which the swarm fills in.
 const TASK_SLOT: &str = "DEVBOX_TASK_SLOT";
 
@@ -537,31 +599,26 @@ pub(crate) async fn wait(
     printer: Printer,
 ) -> Result<i64, RunError> {
     let mut output = std::pin::pin!(engine.service_logs(&created.service, true, None));
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let mut terminal = super::Terminal::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(500));
     let mut said: HashSet<(u32, String)> = HashSet::new();
     let mut ended_at: Option<tokio::time::Instant> = None;
     let mut code = 0;
     let mut requeued = Requeued::default();
+    let mut logs_open = true;
     loop {
         tokio::select! {
-            chunk = output.next() => match chunk {
-                None => break,
+            chunk = output.next(), if logs_open => match chunk {
+                // The engine closed the logs: the tasks say when the run ends.
+                None => logs_open = false,
                 Some(Err(error)) => return Err(lost(created, error)),
-                Some(Ok(LogOutput::StdErr { message })) => {
-                    stderr.write_all(&message).await.map_err(RunError::Output)?;
-                }
-                Some(Ok(other)) => {
-                    stdout.write_all(&other.into_bytes()).await.map_err(RunError::Output)?;
-                    stdout.flush().await.map_err(RunError::Output)?;
-                }
+                Some(Ok(chunk)) => terminal.write(chunk).await.map_err(RunError::Output)?,
             },
             _ = ticks.tick() => {
                 if let Some(at) = ended_at {
                     // The engine sends a task's last lines after the task has ended: a
                     // moment of quiet, then the output is whole.
-                    if at.elapsed() > LAST_LINES {
+                    if at.elapsed() > LAST_LINES || !logs_open {
                         break;
                     }
                     continue;
@@ -570,7 +627,17 @@ pub(crate) async fn wait(
                     .tasks_of(std::slice::from_ref(&created.service))
                     .await
                     .map_err(|e| lost(created, e))?;
-                let replicas = replicas::of_tasks(&tasks, ask.replicas, ask.retries);
+                if tasks.is_empty()
+                    && engine
+                        .inspect_service(&created.service)
+                        .await
+                        .map_err(|e| lost(created, e))?
+                        .is_none()
+                {
+                    printer.note(format!("run {} was cancelled: its service is gone", created.id));
+                    return Ok(CANCELLED);
+                }
+                let replicas = replicas::of_tasks(&tasks, ask.replicas);
                 if let [replica] = replicas.as_slice()
                     && replica.ended
                     && requeue_dropped(engine, created, replica, &mut requeued, printer).await?
@@ -657,6 +724,9 @@ pub(crate) async fn requeue_dropped(
     engine.force_update_service(&service, spec).await?;
     Ok(true)
 }
+
+/// The exit code of a run cancelled while devbox waited on it, as of one stopped by Ctrl-C.
+pub(crate) const CANCELLED: i64 = 130;
 
 /// How long the output of ended tasks may still come.
 const LAST_LINES: Duration = Duration::from_millis(1500);

@@ -15,8 +15,9 @@ pub(crate) struct Constraint {
 }
 
 /// The keys the swarm knows (and `node.labels.*`, `engine.labels.*`).
-const KEYS: [&str; 5] = [
+const KEYS: [&str; 6] = [
     "node.id",
+    "node.ip",
     "node.hostname",
     "node.role",
     "node.platform.os",
@@ -26,7 +27,7 @@ const KEYS: [&str; 5] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "--constraint {0:?} is not a placement constraint: write KEY==VALUE or KEY!=VALUE, KEY one \
-     of node.hostname, node.id, node.role, node.platform.os, node.platform.arch, \
+     of node.hostname, node.id, node.ip, node.role, node.platform.os, node.platform.arch, \
      node.labels.NAME, engine.labels.NAME (e.g. --constraint node.hostname==gpu01)"
 )]
 pub struct BadConstraint(pub String);
@@ -65,6 +66,7 @@ impl Constraint {
         let actual = match self.key.as_str() {
             "node.id" => node.id.clone(),
             "node.hostname" => Some(hostname(node)),
+            "node.ip" => node.status.as_ref().and_then(|s| s.addr.clone()),
             "node.role" => node
                 .spec
                 .as_ref()

@@ -5,13 +5,14 @@
 //! their ends and shows each one's node and GPUs. Ctrl-C leaves the sweep going.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::models::Task;
 use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::grid::Grid;
+use super::grid::{Grid, Point};
 use super::{Ended, Report, SweepError, params_of, point_request, shown};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -37,50 +38,30 @@ pub(crate) async fn run(
     name: Option<&str>,
     printer: Printer,
 ) -> Result<Report, SweepError> {
+    if ask.replicas > 1 {
+        return Err(RunError::from(run_swarm::SwarmRunError::SweepReplicas).into());
+    }
     let mut report = super::named(engine, grid, name).await?;
     let points = u32::try_from(grid.len()).unwrap_or(u32::MAX);
-    let ready = run_swarm::ready(engine, config, base, ask, points, printer).await?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let ready = tokio::select! {
+        ready = run_swarm::ready(engine, config, base, ask, points, printer) => ready?,
+        _ = interrupt.recv() => return Err(RunError::Interrupted.into()),
+    };
     let requests = grid
         .points()
         .map(|point| Ok((point, point_request(base, &report.id, &report.name, point)?)))
         .collect::<Result<Vec<_>, SweepError>>()?;
-    let creating = futures_util::stream::iter(requests.iter().map(|(point, request)| {
-        let ready = &ready;
-        async move {
-            let slot = ready.slots.get(point.index);
-            (
-                point.index,
-                run_swarm::create(engine, config, request, ask, ready, slot).await,
-            )
-        }
-    }))
-    .buffer_unordered(CREATES_AT_ONCE)
-    .collect::<Vec<_>>();
-    let made = tokio::select! {
-        made = creating => made,
-        _ = interrupt.recv() => {
-            remove_points(engine, &report.id).await?;
-            return Err(RunError::Interrupted.into());
-        }
-    };
-    let mut created: BTreeMap<usize, Created> = BTreeMap::new();
-    let mut failure = None;
-    for (index, result) in made {
-        match result {
-            Ok(run) => {
-                created.insert(index, run);
-            }
-            Err(error) => {
-                failure.get_or_insert(error);
-            }
-        }
-    }
-    if let Some(error) = failure {
-        // All of the sweep, or none of it.
-        remove_points(engine, &report.id).await?;
-        return Err(error.into());
-    }
+    let created = make_points(
+        engine,
+        config,
+        ask,
+        &ready,
+        &requests,
+        &report.id,
+        &mut interrupt,
+    )
+    .await?;
     printer.progress(format!(
         "sweep {}: {} points in the swarm's queue",
         report.name,
@@ -104,7 +85,6 @@ pub(crate) async fn run(
     let mut follow = Follow {
         engine,
         created: &created,
-        retries: ask.retries,
         said: HashSet::new(),
         gpus: created.keys().map(|&i| (i, gpus_of(i))).collect(),
         hostnames: HashMap::new(),
@@ -132,14 +112,71 @@ pub(crate) async fn run(
         }
     }
     report.ended.sort_by_key(|e| e.point);
+    // A point cancelled from elsewhere: the sweep did not run to its end.
+    report.interrupted |= report.ended.iter().any(|e| e.exit_code.is_none());
     Ok(report)
+}
+
+/// Makes a service of every point's request, [`CREATES_AT_ONCE`] at a time: all of them, or
+/// (after a failure, or Ctrl-C) none, every one made removed again.
+async fn make_points(
+    engine: &Engine,
+    config: &Config,
+    ask: &Ask,
+    ready: &run_swarm::Ready,
+    requests: &[(Point<'_>, Request)],
+    sweep_id: &str,
+    interrupt: &mut Signal,
+) -> Result<BTreeMap<usize, Created>, SweepError> {
+    // Set on Ctrl-C: no more points are made; those in flight are let end, then removed.
+    let stop = AtomicBool::new(false);
+    let creating = futures_util::stream::iter(requests.iter().map(|(point, request)| {
+        let stop = &stop;
+        async move {
+            if stop.load(Ordering::Relaxed) {
+                return (point.index, None);
+            }
+            let slot = ready.slots.get(point.index);
+            let made = run_swarm::create(engine, config, request, ask, ready, slot).await;
+            (point.index, Some(made))
+        }
+    }))
+    .buffer_unordered(CREATES_AT_ONCE)
+    .collect::<Vec<_>>();
+    let mut creating = std::pin::pin!(creating);
+    let made = tokio::select! {
+        made = &mut creating => made,
+        _ = interrupt.recv() => {
+            stop.store(true, Ordering::Relaxed);
+            creating.await;
+            remove_points(engine, sweep_id).await?;
+            return Err(RunError::Interrupted.into());
+        }
+    };
+    let mut created: BTreeMap<usize, Created> = BTreeMap::new();
+    let mut failure = None;
+    for (index, result) in made {
+        match result.expect("made before any Ctrl-C") {
+            Ok(run) => {
+                created.insert(index, run);
+            }
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = failure {
+        // All of the sweep, or none of it.
+        remove_points(engine, sweep_id).await?;
+        return Err(error.into());
+    }
+    Ok(created)
 }
 
 /// An attached sweep's view of its points.
 struct Follow<'a> {
     engine: &'a Engine,
     created: &'a BTreeMap<usize, Created>,
-    retries: u32,
     /// What was said of a point's wait, once each.
     said: HashSet<(usize, String)>,
     /// Each point's GPUs, as the swarm assigned or devbox placed them.
@@ -191,7 +228,7 @@ impl Follow<'_> {
                 });
                 continue;
             }
-            let [replica] = replicas::of_tasks(&mine, 1, self.retries)
+            let [replica] = replicas::of_tasks(&mine, 1)
                 .try_into()
                 .expect("one replica a point");
             if replica.ended {
@@ -292,10 +329,14 @@ impl Follow<'_> {
 /// Removes every service of the sweep `id` (those made before a failure or a Ctrl-C).
 async fn remove_points(engine: &Engine, id: &str) -> Result<(), RunError> {
     let label = format!("{}={id}", labels::SWEEP_ID);
+    let mut failure = None;
+    // Every one is tried: one that cannot go leaves the others to go.
     for service in engine.services_labelled(&[label]).await? {
-        if let Some(service) = service.id {
-            engine.remove_service(&service).await?;
+        if let Some(service) = service.id
+            && let Err(error) = engine.remove_service(&service).await
+        {
+            failure.get_or_insert(error);
         }
     }
-    Ok(())
+    failure.map_or(Ok(()), |error| Err(error.into()))
 }

@@ -130,17 +130,22 @@ fn a_swarm_run_knows_its_replica_retries_and_ends_with_the_first_failure() {
     assert_eq!(record["exit_code"], 1);
     assert_eq!(record["replicas"], 3);
 
-    // A failure retried: the second try (the same slot, the same output volume) succeeds.
+    // A failure retried: the second try (a new task; the node is this machine, whose folder
+    // it remembers the first in) succeeds.
+    let state = tempfile::tempdir().unwrap();
+    let state_mount = format!("{}:/state", state.path().display());
     let retried = devbox(&[
         "run",
         "--swarm",
         "--retries",
         "1",
+        "-v",
+        &state_mount,
         "--",
         "sh",
         "-c",
-        "if [ -e /mnt/out/tried ]; then echo second; exit 0; fi; \
-         touch /mnt/out/tried; echo first; exit 3",
+        "if [ -e /state/tried ]; then echo second; exit 0; fi; \
+         touch /state/tried; echo first; exit 3",
     ]);
     assert_success(&retried);
     assert_eq!(stdout(&retried), "first\nsecond\n");
@@ -195,6 +200,18 @@ fn a_swarm_run_knows_its_replica_retries_and_ends_with_the_first_failure() {
     // The finished runs go with `jobs rm`; their task containers are not runs of their own.
     assert_success(&devbox(&["jobs", "rm", "--finished"]));
     assert_eq!(records(&devbox(&["jobs", "--json"])), Vec::<Value>::new());
+    // Their tasks' containers and output volumes go with them (a moment later).
+    let label = format!("label=io.devbox.run.project={}", lab.image);
+    common::wait_for(
+        "the runs' containers and volumes to go",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            let containers = docker_ok(&["ps", "--all", "--quiet", "--filter", &label]);
+            let volumes = docker_ok(&["volume", "ls", "--quiet", "--filter", &label]);
+            (containers.trim().is_empty() && volumes.trim().is_empty()).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -236,7 +253,22 @@ fn what_no_node_can_take_is_refused_before_anything_is_made() {
     assert!(err.contains("devbox secret create"), "{err}");
     let err = refused(&["--secret", "key=secrets/key", "--", "true"]);
     assert!(err.contains("devbox secret create key"), "{err}");
+    let err = assert_failure(&lab.project.devbox(&[
+        "sweep",
+        "--swarm",
+        "--replicas",
+        "2",
+        "-p",
+        "i=1..2",
+        "--",
+        "true",
+    ]));
+    assert!(err.contains("-p replica=0..N-1"), "{err}");
     assert!(runs.services().is_empty(), "nothing was made");
+    assert!(
+        !docker(&["network", "inspect", &network]).status.success(),
+        "not even CLUSTER_NETWORK"
+    );
 }
 
 #[test]
