@@ -101,10 +101,7 @@ async fn swarm_runs(
     }
     let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
     let (tasks, nodes) = futures_util::try_join!(engine.tasks_of(&ids), engine.nodes())?;
-    let hostnames: HashMap<String, String> = nodes
-        .iter()
-        .filter_map(|node| Some((node.id.clone()?, crate::swarm::gpus::hostname(node))))
-        .collect();
+    let hostnames = crate::swarm::gpus::hostnames(&nodes);
     let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
     for task in tasks {
         if let Some(service) = task.service_id.clone() {

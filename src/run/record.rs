@@ -82,7 +82,7 @@ impl Record {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1);
         let replicas = replicas::of_tasks(tasks, count);
-        let time_of = |t: Option<&String>| t.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+        let time_of = |t: Option<&String>| t.and_then(|t| replicas::parse_time(t));
         let started = replicas
             .iter()
             .filter_map(|r| time_of(r.started.as_ref()))

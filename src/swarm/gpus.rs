@@ -71,6 +71,14 @@ pub(crate) fn advertised(node: &Node) -> Vec<String> {
     )
 }
 
+/// Each node's hostname, by its id.
+pub(crate) fn hostnames(nodes: &[Node]) -> HashMap<String, String> {
+    nodes
+        .iter()
+        .filter_map(|node| Some((node.id.clone()?, hostname(node))))
+        .collect()
+}
+
 pub(crate) fn hostname(node: &Node) -> String {
     node.description
         .as_ref()

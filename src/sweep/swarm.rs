@@ -263,12 +263,7 @@ impl Follow<'_> {
                 run.name,
                 shown(&point_params)
             ));
-            let time = |t: Option<&String>| {
-                t.and_then(|t| {
-                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-            };
+            let time = |t: Option<&String>| t.and_then(|t| replicas::parse_time(t));
             let seconds = time(replica.started.as_ref())
                 .zip(time(replica.finished.as_ref()))
                 .map_or(0, |(start, end)| {
@@ -314,13 +309,7 @@ impl Follow<'_> {
             .filter_map(|t| t.node_id.as_ref())
             .any(|id| !self.hostnames.contains_key(id))
         {
-            self.hostnames = self
-                .engine
-                .nodes()
-                .await?
-                .iter()
-                .filter_map(|n| Some((n.id.clone()?, crate::swarm::gpus::hostname(n))))
-                .collect();
+            self.hostnames = crate::swarm::gpus::hostnames(&self.engine.nodes().await?);
         }
         Ok(())
     }
