@@ -40,6 +40,9 @@ pub enum Refusal {
     ProtocolUnsupported,
     /// A loaded archive lacks a layer's contents (an empty file) that the engine does not hold.
     LayerMissing,
+    /// The engine is no swarm manager (in no swarm, or a worker): it has no swarm state to
+    /// tell.
+    NotSwarmManager,
     /// A registry refused the credentials of a push, or wants some.
     RegistryUnauthorized,
     /// The engine could not connect to a registry.
@@ -81,6 +84,7 @@ impl Refusal {
             _ if says(MOUNT_SOURCE_MISSING) => Refusal::MountSourceMissing,
             _ if says("protocol not supported") => Refusal::ProtocolUnsupported,
             _ if says("invalid diffID") => Refusal::LayerMissing,
+            _ if says("not a swarm manager") => Refusal::NotSwarmManager,
             _ => Refusal::Other,
         }
     }

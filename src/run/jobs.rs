@@ -9,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::RunError;
 use super::record::Record;
-use crate::engine::{Engine, SwarmRole};
+use crate::engine::{Engine, EngineKind, Refusal};
 use crate::labels::{self, Owners};
 
 /// A run and where it is.
@@ -69,9 +69,7 @@ pub(crate) async fn list(
             })
         })
         .collect();
-    if SwarmRole::of(&engine.info().await?) == SwarmRole::Manager {
-        found.extend(swarm_runs(engine, &wanted, owners, now).await?);
-    }
+    found.extend(swarm_runs(engine, &wanted, owners, now).await?);
     found.sort_by(|a, b| b.record.started.cmp(&a.record.started));
     Ok(found)
 }
@@ -79,16 +77,26 @@ pub(crate) async fn list(
 /// The label the engine gives a swarm task's container.
 const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.id";
 
-/// The swarm's runs whose services carry `wanted`, of `owners`.
+/// The swarm's runs whose services carry `wanted`, of `owners`: none on an engine that is no
+/// swarm manager, or Podman. (The services are asked straight away: a busy manager can take
+/// minutes to answer `GET /info`.)
 async fn swarm_runs(
     engine: &Engine,
     wanted: &[String],
     owners: &Owners,
     now: time::OffsetDateTime,
 ) -> Result<Vec<Found>, RunError> {
-    let services: Vec<_> = engine
-        .services_labelled(wanted)
-        .await?
+    let services = match engine.services_labelled(wanted).await {
+        Ok(services) => services,
+        Err(error) if error.refusal() == Some(Refusal::NotSwarmManager) => return Ok(Vec::new()),
+        Err(error) => {
+            return match engine.facts().await {
+                Ok(facts) if facts.kind == EngineKind::Podman => Ok(Vec::new()),
+                _ => Err(error.into()),
+            };
+        }
+    };
+    let services: Vec<_> = services
         .into_iter()
         .filter(|s| {
             owners.include(labels::owner(
