@@ -192,9 +192,14 @@ pub(crate) async fn ready(
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    let secrets = crate::swarm::secrets::ensure_secrets(engine, &ask.secrets, owner)
-        .await
-        .map_err(refused)?;
+    // (Asked only when there are some: it asks again that the engine is a manager.)
+    let secrets = if ask.secrets.is_empty() {
+        Vec::new()
+    } else {
+        crate::swarm::secrets::ensure_secrets(engine, &ask.secrets, owner)
+            .await
+            .map_err(refused)?
+    };
     let nodes = engine.nodes().await?;
     let (going_to, slots) = placement(engine, &nodes, ask, runs).await?;
     let network = ask.on_network.then(|| config.cluster_network.clone());
