@@ -8,7 +8,7 @@ use crate::container::ContainerError;
 use crate::engine::{Engine, Target};
 use crate::exit::ExitStatus;
 use crate::printer::Printer;
-use crate::run::swarm::{self, SwarmRunError};
+use crate::run::swarm::{self, SwarmRunError, refused};
 use crate::run::{self, Outcome, Request, RunError};
 use crate::swarm::constraints::Constraint;
 use crate::swarm::gpu_placement::parse_share;
@@ -81,21 +81,18 @@ pub(super) async fn run(
 
 /// What `--swarm` asks for beyond a run's, checked before the engine is asked anything.
 pub(super) fn swarm_ask(args: &RunArgs) -> Result<swarm::Ask, RunError> {
-    let refused = |e: SwarmRunError| RunError::from(e);
     let constraints = args
         .constraints
         .iter()
         .map(|c| Constraint::parse(c))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| refused(e.into()))?;
+        .map_err(refused)?;
     let gpus = match (&args.container.gpus, &args.gpus_per_run) {
         (Some(gpus), _) => match gpus.trim().parse::<u32>() {
             Ok(n) if n > 0 => swarm::Gpus::Whole(n),
             _ => return Err(refused(SwarmRunError::GpusForm(gpus.clone()))),
         },
-        (None, Some(share)) => {
-            swarm::Gpus::Share(parse_share(share).map_err(|e| refused(e.into()))?)
-        }
+        (None, Some(share)) => swarm::Gpus::Share(parse_share(share).map_err(refused)?),
         (None, None) => swarm::Gpus::None,
     };
     let send_to = args

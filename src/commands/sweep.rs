@@ -91,7 +91,8 @@ pub(super) async fn run(
         if args.run.detach {
             printer.result(&report.id);
             printer.note(format!(
-                "sweep {name} (id {id}): `devbox jobs` shows it, `devbox jobs logs {name}` its                  output, `devbox jobs cancel {name}` stops it",
+                "sweep {name} (id {id}): `devbox jobs` shows it, `devbox jobs logs {name}` its \
+                 output, `devbox jobs cancel {name}` stops it",
                 name = report.name,
                 id = report.id
             ));

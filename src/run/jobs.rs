@@ -2,9 +2,6 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use std::collections::HashMap;
-
-use bollard::models::Task;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::RunError;
@@ -110,15 +107,7 @@ async fn swarm_runs(
     let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
     let (tasks, nodes) = futures_util::try_join!(engine.tasks_of(&ids), engine.nodes())?;
     let hostnames = crate::swarm::gpus::hostnames(&nodes);
-    let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
-    for task in tasks {
-        if let Some(service) = task.service_id.clone() {
-            let key = ids.iter().find(|id| **id == service).map(String::as_str);
-            if let Some(key) = key {
-                by_service.entry(key).or_default().push(task);
-            }
-        }
-    }
+    let by_service = super::replicas::by_service(tasks);
     Ok(services
         .iter()
         .filter_map(|service| {
@@ -234,8 +223,7 @@ pub(crate) async fn cancel(engine: &Engine, run: &Found, grace: i32) -> Result<(
 }
 
 /// Removes the run's container and its output volume; a folder on the host stays. A swarm
-/// run's service goes, and with it its tasks' containers; the volumes of its output stay on
-/// the nodes that ran them.
+/// run's service goes, and with it its tasks' containers and their output volumes.
 pub(crate) async fn remove(engine: &Engine, run: &Found) -> Result<(), RunError> {
     if !run.record.is_finished() {
         return Err(RunError::StillRunning(run.record.id.clone()));
@@ -265,11 +253,10 @@ pub(crate) async fn logs(
     follow: bool,
     tail: Option<u64>,
 ) -> Result<(), RunError> {
-    let stream = match &run.place {
+    let mut stream = match &run.place {
         Place::Container(container) => engine.logs(container, follow, tail).boxed(),
         Place::Service(service) => engine.service_logs(service, follow, tail).boxed(),
     };
-    let mut stream = stream;
     let mut terminal = super::Terminal::new();
     while let Some(chunk) = stream.next().await {
         match terminal.write(chunk?).await {

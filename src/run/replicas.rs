@@ -2,6 +2,8 @@
 //! retry is a new task in the same slot), and whether it has ended for good. The one reader
 //! of task states, for `run --swarm` waiting on its run and for `devbox jobs`.
 
+use std::collections::HashMap;
+
 use bollard::models::{Task, TaskState};
 
 /// A replica: its slot's latest task.
@@ -104,6 +106,17 @@ pub(crate) fn of_tasks(tasks: &[Task], replicas: u32) -> Vec<Replica> {
             }
         })
         .collect()
+}
+
+/// `tasks` by the id of their service.
+pub(crate) fn by_service(tasks: Vec<Task>) -> HashMap<String, Vec<Task>> {
+    let mut grouped: HashMap<String, Vec<Task>> = HashMap::new();
+    for task in tasks {
+        if let Some(service) = task.service_id.clone() {
+            grouped.entry(service).or_default().push(task);
+        }
+    }
+    grouped
 }
 
 /// An RFC 3339 time as the engine writes it (its fraction left out when zero, so its text

@@ -254,7 +254,8 @@ pub(crate) async fn ready(
     })
 }
 
-fn refused(error: impl Into<SwarmRunError>) -> RunError {
+/// A swarm run refused, as a run's error.
+pub(crate) fn refused(error: impl Into<SwarmRunError>) -> RunError {
     RunError::Swarm(error.into())
 }
 

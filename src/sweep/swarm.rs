@@ -197,7 +197,7 @@ impl Follow<'_> {
         printer: Printer,
     ) -> Result<Vec<Ended>, RunError> {
         let services: Vec<String> = self.created.values().map(|c| c.service.clone()).collect();
-        let tasks = self.engine.tasks_of(&services).await?;
+        let tasks = replicas::by_service(self.engine.tasks_of(&services).await?);
         if matches!(gpus, Gpus::Whole(_)) {
             self.learn_gpus(&tasks).await?;
         }
@@ -208,11 +208,7 @@ impl Follow<'_> {
             if told.contains(&index) {
                 continue;
             }
-            let mine: Vec<_> = tasks
-                .iter()
-                .filter(|t| t.service_id.as_deref() == Some(run.service.as_str()))
-                .cloned()
-                .collect();
+            let mine = tasks.get(&run.service).map_or(&[][..], Vec::as_slice);
             // `devbox jobs cancel` removed it: stopped, never to end on its own.
             if mine.is_empty() && self.engine.inspect_service(&run.service).await?.is_none() {
                 printer.progress(format!("{} was cancelled", run.name));
@@ -228,7 +224,7 @@ impl Follow<'_> {
                 });
                 continue;
             }
-            let [replica] = replicas::of_tasks(&mine, 1)
+            let [replica] = replicas::of_tasks(mine, 1)
                 .try_into()
                 .expect("one replica a point");
             if replica.ended {
@@ -286,12 +282,13 @@ impl Follow<'_> {
 
 impl Follow<'_> {
     /// The GPUs the swarm assigned the points running now.
-    async fn learn_gpus(&mut self, tasks: &[Task]) -> Result<(), RunError> {
+    async fn learn_gpus(&mut self, tasks: &HashMap<String, Vec<Task>>) -> Result<(), RunError> {
         let held = self.engine.running_tasks_resources().await?;
         for (&index, run) in self.created {
             let ids: Vec<String> = tasks
-                .iter()
-                .filter(|t| t.service_id.as_deref() == Some(run.service.as_str()))
+                .get(&run.service)
+                .into_iter()
+                .flatten()
                 .filter_map(|t| held.get(t.id.as_deref()?))
                 .flat_map(|resources| crate::swarm::gpus::gpu_ids(Some(resources)))
                 .collect();
@@ -303,9 +300,10 @@ impl Follow<'_> {
     }
 
     /// The nodes' hostnames, asked again when a task is on a node not known yet.
-    async fn learn_nodes(&mut self, tasks: &[Task]) -> Result<(), RunError> {
+    async fn learn_nodes(&mut self, tasks: &HashMap<String, Vec<Task>>) -> Result<(), RunError> {
         if tasks
-            .iter()
+            .values()
+            .flatten()
             .filter_map(|t| t.node_id.as_ref())
             .any(|id| !self.hostnames.contains_key(id))
         {
