@@ -8,6 +8,7 @@ mod facts;
 mod images;
 mod swarm;
 mod target;
+mod tls;
 mod volumes;
 
 pub(crate) use containers::LogOutput;
@@ -58,18 +59,12 @@ impl Engine {
     pub(crate) async fn connect(target: &Target) -> Result<Self, EngineError> {
         let host = target.host.clone();
         let docker = match &target.tls {
-            Some(files) => Docker::connect_with_ssl(
-                &host,
-                &files.key,
-                &files.cert,
-                &files.ca,
-                REQUEST_TIMEOUT_SECS,
-                bollard::API_DEFAULT_VERSION,
-            )
-            .map_err(|source| EngineError::Tls {
-                host: host.clone(),
-                files: Box::new(files.clone()),
-                cause: source,
+            Some(files) => tls::connect(&host, files, REQUEST_TIMEOUT_SECS).map_err(|source| {
+                EngineError::Tls {
+                    host: host.clone(),
+                    files: Box::new(files.clone()),
+                    cause: source,
+                }
             })?,
             None => Docker::connect_with_host(&host).map_err(|source| match source {
                 BollardError::SocketNotFoundError(_) => EngineError::Unreachable {

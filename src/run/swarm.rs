@@ -14,9 +14,9 @@ use std::time::Duration;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, GenericResourcesInner,
-    GenericResourcesInnerDiscreteResourceSpec, NetworkAttachmentConfig, Node, ServiceSpec,
-    ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpecSecrets,
-    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    GenericResourcesInnerDiscreteResourceSpec, NetworkAttachmentConfig, Node, NodeSpecRoleEnum,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 use futures_util::StreamExt;
@@ -220,7 +220,7 @@ pub(crate) async fn ready(
         senders.push(node_engine(target, &nodes).await?);
     }
     if config.registry.is_none() {
-        let manager = engine.info().await?.swarm.and_then(|s| s.node_id);
+        let manager = own_node(engine, &nodes).await?;
         let covered: HashSet<String> = nodes
             .iter()
             .filter(|node| {
@@ -333,6 +333,18 @@ async fn network_room(
         .map_err(refused)
 }
 
+/// The node id of `engine`, a manager of the swarm of `nodes`: the one manager's, or else as
+/// the engine tells (`GET /info`, which a manager busy starting tasks can be slow to answer).
+async fn own_node(engine: &Engine, nodes: &[Node]) -> Result<Option<String>, RunError> {
+    let mut managers = nodes.iter().filter(|node| {
+        node.spec.as_ref().and_then(|spec| spec.role) == Some(NodeSpecRoleEnum::MANAGER)
+    });
+    if let (Some(only), None) = (managers.next(), managers.next()) {
+        return Ok(only.id.clone());
+    }
+    Ok(engine.info().await?.swarm.and_then(|s| s.node_id))
+}
+
 /// The engine of `--send-to TARGET`, and the id of its node in the swarm of `nodes`.
 async fn node_engine(target: &Target, nodes: &[Node]) -> Result<(String, Engine), RunError> {
     let engine = Engine::connect(target).await?;
@@ -379,7 +391,9 @@ async fn image_for_nodes(
                 return Err(refused(SwarmRunError::CodeChanged));
             }
         }
-        let image = prepared.image.clone();
+        let image = same_image_id(engine, senders, &prepared.image)
+            .await?
+            .unwrap_or_else(|| prepared.image.clone());
         return Ok((prepared, image, None));
     };
     let here = Engine::connect(&Target::this_machine()).await?;
@@ -396,6 +410,29 @@ async fn image_for_nodes(
             .map_err(|e| refused(crate::registry::PushError::from(e)))?
             .map(|found| found.for_engine(&registry.host));
     Ok((prepared, pushed.to_string(), credentials))
+}
+
+/// The id of the image `tag` when the manager's engine and every one of `senders` hold it
+/// under the same one (a load gives the same id everywhere; a build, on engines that cannot
+/// take a partial archive, does not). A task whose image is named by id starts from it; one
+/// named by tag is first pulled, on every start, from Docker Hub: about 20 s where no name
+/// resolves, and another image than the run's should Docker Hub have one by that name.
+async fn same_image_id(
+    manager: &Engine,
+    senders: &[Engine],
+    tag: &str,
+) -> Result<Option<String>, RunError> {
+    let ids = futures_util::future::try_join_all(std::iter::once(manager).chain(senders).map(
+        |engine| async move {
+            Ok::<_, RunError>(engine.inspect_image(tag).await?.and_then(|image| image.id))
+        },
+    ))
+    .await?;
+    Ok(ids
+        .first()
+        .cloned()
+        .flatten()
+        .filter(|first| ids.iter().all(|id| id.as_ref() == Some(first))))
 }
 
 /// A run made by [`create`].
