@@ -128,11 +128,13 @@ async fn on_the_swarm(
     printer: Printer,
 ) -> Result<ExitStatus, RunError> {
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
-    let ready = tokio::select! {
+    let mut ready = tokio::select! {
         ready = swarm::ready(engine, config, request, ask, 1, printer) => ready?,
         _ = interrupt.recv() => return Err(RunError::Interrupted),
     };
-    let created = swarm::create(engine, config, request, ask, &ready, ready.slots.first()).await?;
+    let created = swarm::create(engine, config, request, ask, &ready, ready.slots.first()).await;
+    ready.placed(engine, printer).await;
+    let created = created?;
     if request.detach {
         printer.result(&created.id);
         return Ok(ExitStatus::Success);

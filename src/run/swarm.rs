@@ -31,6 +31,7 @@ use crate::printer::Printer;
 use crate::swarm::constraints::{self, Constraint};
 use crate::swarm::gpu_placement::{self, Slot};
 use crate::swarm::gpus::{self, GPU_KIND};
+use crate::swarm::placement_lock::PlacementLock;
 use crate::swarm::{SwarmError, addresses, networks, require_manager};
 
 /// The GPUs each run of a swarm run asks for.
@@ -154,6 +155,8 @@ pub(crate) struct Ready {
     /// Where each run of shared GPUs goes, in order.
     pub slots: Vec<Slot>,
     secrets: Vec<TaskSpecContainerSpecSecrets>,
+    /// Held from placing shared GPUs until the runs are made.
+    lock: Option<PlacementLock>,
 }
 
 /// Checks that `runs` services of `ask.replicas` tasks each can be made on the swarm of
@@ -231,8 +234,9 @@ pub(crate) async fn ready(
             .map(gpus::hostname)
             .collect();
         let mut lacking: Vec<String> = going_to
-            .into_iter()
-            .filter(|name| !covered.contains(name))
+            .iter()
+            .filter(|name| !covered.contains(*name))
+            .cloned()
             .collect();
         lacking.sort();
         lacking.dedup();
@@ -243,6 +247,13 @@ pub(crate) async fn ready(
     let senders: Vec<Engine> = senders.into_iter().map(|(_, engine)| engine).collect();
     let (prepared, image, credentials) =
         image_for_nodes(engine, config, request, ask, &senders, printer).await?;
+    let (slots, lock) = match ask.gpus {
+        Gpus::Share(_) => {
+            let (slots, lock) = place_locked(engine, &nodes, &going_to, ask, runs, printer).await?;
+            (slots, Some(lock))
+        }
+        _ => (slots, None),
+    };
     Ok(Ready {
         prepared,
         image,
@@ -251,7 +262,50 @@ pub(crate) async fn ready(
         constraints: constraints::for_the_swarm(&ask.constraints, &nodes),
         slots,
         secrets,
+        lock,
     })
+}
+
+/// Shared GPUs placed again, under the swarm's placement lock (held until the runs are made,
+/// [`Ready::placed`]), on the nodes checked before: another devbox may have placed runs since.
+async fn place_locked(
+    engine: &Engine,
+    nodes: &[Node],
+    checked: &[String],
+    ask: &Ask,
+    runs: u32,
+    printer: Printer,
+) -> Result<(Vec<Slot>, PlacementLock), RunError> {
+    let lock = PlacementLock::take(engine, printer)
+        .await
+        .map_err(refused)?;
+    let checked: Vec<Node> = nodes
+        .iter()
+        .filter(|node| checked.contains(&gpus::hostname(node)))
+        .cloned()
+        .collect();
+    match placement(engine, &checked, ask, runs).await {
+        Ok((_, slots)) => Ok((slots, lock)),
+        Err(error) => {
+            // The refusal is what the user needs; a lock left behind is taken over later.
+            let _ = lock.release(engine).await;
+            Err(error)
+        }
+    }
+}
+
+impl Ready {
+    /// The runs are made (or failed to be): the placement lock, if held, is let go.
+    pub(crate) async fn placed(&mut self, engine: &Engine, printer: Printer) {
+        if let Some(lock) = self.lock.take()
+            && let Err(error) = lock.release(engine).await
+        {
+            printer.warning(format!(
+                "{error}; other devboxes wait for the lock until it is {} s old",
+                crate::swarm::placement_lock::STALE.as_secs()
+            ));
+        }
+    }
 }
 
 /// A swarm run refused, as a run's error.

@@ -5,7 +5,7 @@
 //! `swarm-resource` setting, made visible in the container). `devbox swarm gpus` lists each
 //! node's GPUs and what holds them; `devbox doctor` checks this machine's setup.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bollard::models::{GenericResources, Node, Service, Task, TaskState};
 use serde::Serialize;
@@ -86,13 +86,33 @@ pub(crate) fn hostname(node: &Node) -> String {
         .unwrap_or_else(|| node.id.clone().unwrap_or_default())
 }
 
+/// Whether `task` holds what it was given: the swarm wants it running and it is not done.
+fn holds(task: &Task) -> bool {
+    task.desired_state == Some(TaskState::RUNNING)
+        && task
+            .status
+            .as_ref()
+            .and_then(|s| s.state)
+            .is_some_and(|state| {
+                !matches!(
+                    state,
+                    TaskState::COMPLETE
+                        | TaskState::FAILED
+                        | TaskState::SHUTDOWN
+                        | TaskState::REJECTED
+                        | TaskState::ORPHANED
+                        | TaskState::REMOVE
+                )
+            })
+}
+
 /// (node id, GPU) → the names of the tasks holding it, each with its share's k when shared.
 type Holders<'a> = HashMap<(&'a str, String), Vec<(String, Option<u32>)>>;
 
 /// Every node's GPUs, each with the tasks that hold it now: those the swarm wants running
 /// and that are not yet done (a task holds its GPUs from its assignment to its end), with
 /// the GPUs `assigned` to each (by task id), and the runs devbox pinned to a share of one (by
-/// their service's labels).
+/// their service's labels, from the service's creation until its task is done).
 pub(crate) fn summarize(
     nodes: &[Node],
     tasks: &[Task],
@@ -112,27 +132,21 @@ pub(crate) fn summarize(
         })
         .collect();
     let mut holders: Holders = HashMap::new();
+    // Services with a task; those with a task not yet done but on no node yet; those whose
+    // share a task on a node holds.
+    let mut tasked: HashSet<&str> = HashSet::new();
+    let mut live: HashSet<&str> = HashSet::new();
+    let mut counted: HashSet<&str> = HashSet::new();
     for task in tasks {
-        let holding = task.desired_state == Some(TaskState::RUNNING)
-            && task
-                .status
-                .as_ref()
-                .and_then(|s| s.state)
-                .is_some_and(|state| {
-                    !matches!(
-                        state,
-                        TaskState::COMPLETE
-                            | TaskState::FAILED
-                            | TaskState::SHUTDOWN
-                            | TaskState::REJECTED
-                            | TaskState::ORPHANED
-                            | TaskState::REMOVE
-                    )
-                });
+        let service = task.service_id.as_deref().unwrap_or_default();
+        tasked.insert(service);
+        let holding = holds(task);
         let Some(node) = task.node_id.as_deref().filter(|_| holding) else {
+            if holding {
+                live.insert(service);
+            }
             continue;
         };
-        let service = task.service_id.as_deref().unwrap_or_default();
         let name = format!(
             "{}.{}",
             service_names.get(service).copied().unwrap_or(service),
@@ -148,10 +162,33 @@ pub(crate) fn summarize(
                 .push((name.clone(), None));
         }
         if let Some(&(gpu, share)) = service_shares.get(service) {
+            counted.insert(service);
             holders
                 .entry((node, gpu.to_string()))
                 .or_default()
                 .push((name, Some(share)));
+        }
+    }
+    // A shared run holds its share from its service's creation: before the swarm has made
+    // its task, or given it a node (one node advertises each GPU id), another placement
+    // must not take it.
+    let node_of_gpu: HashMap<String, &str> = nodes
+        .iter()
+        .flat_map(|node| {
+            let id = node.id.as_deref().unwrap_or_default();
+            advertised(node).into_iter().map(move |gpu| (gpu, id))
+        })
+        .collect();
+    for (service, &(gpu, share)) in &service_shares {
+        if counted.contains(service) || (tasked.contains(service) && !live.contains(service)) {
+            continue;
+        }
+        if let Some(&node) = node_of_gpu.get(gpu) {
+            let name = service_names.get(service).copied().unwrap_or(service);
+            holders
+                .entry((node, gpu.to_string()))
+                .or_default()
+                .push((format!("{name}.1"), Some(share)));
         }
     }
     let mut summaries: BTreeMap<(String, String), GpuSummary> = BTreeMap::new();
@@ -333,6 +370,35 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_shared_run_holds_its_share_from_its_services_creation_to_its_tasks_end() {
+        let nodes = [node("n1", "gpu01", &["GPU-a", "GPU-b"])];
+        let services = [
+            // Just made: the swarm has given it no task yet.
+            service("new", "fresh", Some(("GPU-a", "2"))),
+            // Its task waits for a node.
+            service("p", "pending", Some(("GPU-a", "2"))),
+            // Its only task is done.
+            service("d", "done", Some(("GPU-b", "2"))),
+        ];
+        let mut waiting = task("p", 1, "n1", TaskState::PENDING);
+        waiting.node_id = None;
+        waiting.desired_state = Some(TaskState::RUNNING);
+        let tasks = [waiting, task("d", 1, "n1", TaskState::COMPLETE)];
+        let summary = summarize(&nodes, &tasks, &HashMap::new(), &services);
+        let rows: Vec<(&str, &str, String)> = summary
+            .iter()
+            .map(|s| (s.gpu.as_str(), s.state.as_str(), s.held_by.join(",")))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("GPU-a", "shared 1/1", "fresh.1,pending.1".to_string()),
+                ("GPU-b", "free", String::new()),
+            ]
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(crate) mod constraints;
 pub(crate) mod gpu_placement;
 pub(crate) mod gpus;
 pub(crate) mod networks;
+pub(crate) mod placement_lock;
 pub(crate) mod secrets;
 mod token_image;
 

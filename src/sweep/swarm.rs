@@ -43,15 +43,15 @@ pub(crate) async fn run(
     }
     let mut report = super::named(engine, grid, name).await?;
     let points = u32::try_from(grid.len()).unwrap_or(u32::MAX);
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
-    let ready = tokio::select! {
-        ready = run_swarm::ready(engine, config, base, ask, points, printer) => ready?,
-        _ = interrupt.recv() => return Err(RunError::Interrupted.into()),
-    };
     let requests = grid
         .points()
         .map(|point| Ok((point, point_request(base, &report.id, &report.name, point)?)))
         .collect::<Result<Vec<_>, SweepError>>()?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::CatchInterrupt)?;
+    let mut ready = tokio::select! {
+        ready = run_swarm::ready(engine, config, base, ask, points, printer) => ready?,
+        _ = interrupt.recv() => return Err(RunError::Interrupted.into()),
+    };
     let created = make_points(
         engine,
         config,
@@ -61,7 +61,9 @@ pub(crate) async fn run(
         &report.id,
         &mut interrupt,
     )
-    .await?;
+    .await;
+    ready.placed(engine, printer).await;
+    let created = created?;
     printer.progress(format!(
         "sweep {}: {} points in the swarm's queue",
         report.name,

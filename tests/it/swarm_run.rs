@@ -3,7 +3,7 @@
 //! with fake GPUs (swarm generic resources) where the test needs GPUs.
 
 use std::collections::BTreeMap;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -839,4 +839,57 @@ fn shared_gpus_are_packed_as_asked_and_never_over() {
         assert_eq!(logs.matches(gpu).count(), 2, "{logs}");
     }
     assert_success(&on_manager(&["jobs", "cancel", "halves"]));
+
+    // Two people place four halves each at the same moment: one gets the two GPUs, the other
+    // is refused, and no GPU has three runs (both would read the GPUs free, but for the
+    // swarm's placement lock).
+    let racing: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|name| {
+            devbox_on_engine_1(
+                &engines,
+                &lab,
+                &[
+                    "sweep",
+                    "--swarm",
+                    "-d",
+                    "--name",
+                    name,
+                    "-p",
+                    "i=0..3",
+                    "--gpus-per-run",
+                    "0.5",
+                    "--",
+                    "sleep",
+                    "300",
+                ],
+                None,
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = racing
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    let made: Vec<&Output> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(made.len(), 1, "{outputs:?}");
+    let refused = outputs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(stderr(refused).contains("GPU"), "{}", stderr(refused));
+    let gpus = on_manager(&["swarm", "gpus", "--json"]);
+    let gpus: Vec<Value> = serde_json::from_str(&stdout(&gpus)).unwrap();
+    assert!(
+        gpus.iter()
+            .all(|g| g["shares"].as_array().map_or(0, Vec::len) == 2),
+        "{gpus:?}"
+    );
+    let locks = docker_on(engines.host(1), &["config", "ls", "-q"]);
+    assert_eq!(stdout(&locks), "", "the placement lock is let go");
+    for name in ["first", "second"] {
+        // The refused sweep made nothing to cancel.
+        on_manager(&["jobs", "cancel", name]);
+    }
 }

@@ -1,7 +1,9 @@
 //! The engine's swarm, in one place: this node's role, init, join, leave and the join
-//! tokens and its machines here; its overlay networks in `networks`. Secrets, services and
-//! their tasks in `services`; the GPUs assigned to tasks in `task_gpus`.
+//! tokens and its machines here; its overlay networks in `networks`; configs (devbox's
+//! placement lock) in `configs`; secrets, services and their tasks in `services`; the GPUs
+//! assigned to tasks in `task_gpus`.
 
+mod configs;
 mod networks;
 mod services;
 mod task_gpus;
