@@ -28,9 +28,16 @@ const KEYS: [&str; 6] = [
 #[error(
     "--constraint {0:?} is not a placement constraint: write KEY==VALUE or KEY!=VALUE, KEY one \
      of node.hostname, node.id, node.ip, node.role, node.platform.os, node.platform.arch, \
-     node.labels.NAME, engine.labels.NAME (e.g. --constraint node.hostname==gpu01)"
+     node.labels.NAME, engine.labels.NAME, and VALUE of letters, digits, spaces and \
+     :-_.*()?+[]\\^$|/ (e.g. --constraint node.hostname==gpu01)"
 )]
 pub struct BadConstraint(pub String);
+
+/// What swarmkit takes in a constraint's value (its `valuePattern`): anything else, such as
+/// `<`, `~` or a quote, it refuses only when the service is created.
+fn taken_in_a_value(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c.is_whitespace() || ":-_.*()?+[]\\^$|/".contains(c)
+}
 
 impl Constraint {
     pub(crate) fn parse(expr: &str) -> Result<Constraint, BadConstraint> {
@@ -46,7 +53,13 @@ impl Constraint {
         let labelled = ["node.labels.", "engine.labels."]
             .iter()
             .any(|prefix| key.len() > prefix.len() && key.starts_with(prefix));
-        if value.is_empty() || !(KEYS.contains(&key) || labelled) {
+        if !(KEYS.contains(&key) || labelled)
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || value.is_empty()
+            || !value.chars().all(taken_in_a_value)
+        {
             return Err(bad());
         }
         Ok(Constraint {
@@ -244,8 +257,19 @@ mod tests {
             "node.name==x",
             "node.labels.==x",
             "node.role==",
+            // What swarmkit would refuse only at the service's creation.
+            "node.labels.gpu==<a100",
+            "node.labels.gpu==\"a100\"",
+            "node.labels.g@u==a100",
         ] {
             assert!(Constraint::parse(bad).is_err(), "{bad}");
+        }
+        for taken in [
+            "node.labels.zone==eu-west 1",
+            "node.ip==10.0.0.0/8",
+            "node.id==a*",
+        ] {
+            assert!(Constraint::parse(taken).is_ok(), "{taken}");
         }
     }
 
