@@ -1,11 +1,15 @@
 //! The one output policy, and the only code that prints: what a command found or did (its
 //! result, and data such as tables, JSON and the status) on stdout; what happens along the
 //! way, notes, warnings and errors on stderr, as `PROGRAM: note: …`, `PROGRAM: warning: …`,
-//! `PROGRAM: error: …`. Streams of bytes (a container's output, the build's) are written by
-//! their own code to the same streams.
+//! `PROGRAM: error: …`. A container's output goes through [`Terminal`] as it comes, its
+//! stdout to stdout and its stderr to stderr; the build's by its own code.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fmt::Display;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::engine::LogOutput;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -90,6 +94,34 @@ pub(crate) fn shell_word(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Where a container's output goes as it comes: its stdout to devbox's, its stderr to devbox's.
+pub(crate) struct Terminal {
+    stdout: tokio::io::Stdout,
+    stderr: tokio::io::Stderr,
+}
+
+impl Terminal {
+    pub(crate) fn new() -> Terminal {
+        Terminal {
+            stdout: tokio::io::stdout(),
+            stderr: tokio::io::stderr(),
+        }
+    }
+
+    /// Writes one chunk of the output where it belongs.
+    pub(crate) async fn write(&mut self, chunk: LogOutput) -> std::io::Result<()> {
+        match chunk {
+            LogOutput::StdErr { message } => self.stderr.write_all(&message).await,
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                self.stdout.write_all(&message).await?;
+                self.stdout.flush().await
+            }
+            // What was sent to the program, echoed by the engine: not its output.
+            LogOutput::StdIn { .. } => Ok(()),
+        }
     }
 }
 

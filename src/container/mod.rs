@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, EngineKind, LogOutput, Refusal};
+use crate::engine::{Engine, EngineError, EngineKind, Refusal};
 use crate::labels::{self, Owners};
 use label_key::{LabelKey, LabelKeyError};
 use options::{OptionError, Protocol};
@@ -826,8 +826,7 @@ async fn pipe(
         }
         let _ = input.shutdown().await;
     });
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let mut terminal = crate::printer::Terminal::new();
     loop {
         let chunk = tokio::select! {
             chunk = output.next() => chunk,
@@ -841,16 +840,11 @@ async fn pipe(
             }
         };
         let Some(chunk) = chunk else { break };
-        match chunk? {
-            LogOutput::StdErr { message } => stderr.write_all(&message).await,
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                stdout.write_all(&message).await
-            }
-            LogOutput::StdIn { .. } => Ok(()),
-        }
-        .map_err(ContainerError::Terminal)?;
+        terminal
+            .write(chunk?)
+            .await
+            .map_err(ContainerError::Terminal)?;
     }
-    stdout.flush().await.map_err(ContainerError::Terminal)?;
     feed.abort();
     Ok(engine.exec_exit_code(&id).await?)
 }
@@ -981,15 +975,12 @@ pub(crate) async fn logs(
         None => return Err(ContainerError::NotRunning(name.to_string())),
     }
     let mut stream = std::pin::pin!(engine.logs(name, follow, tail));
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
+    let mut terminal = crate::printer::Terminal::new();
     while let Some(chunk) = stream.next().await {
-        match chunk? {
-            LogOutput::StdErr { message } => stderr.write_all(&message).await,
-            other => stdout.write_all(&other.into_bytes()).await,
-        }
-        .map_err(ContainerError::Terminal)?;
-        stdout.flush().await.map_err(ContainerError::Terminal)?;
+        terminal
+            .write(chunk?)
+            .await
+            .map_err(ContainerError::Terminal)?;
     }
     Ok(())
 }

@@ -257,7 +257,7 @@ pub(crate) async fn logs(
         Place::Container(container) => engine.logs(container, follow, tail).boxed(),
         Place::Service(service) => engine.service_logs(service, follow, tail).boxed(),
     };
-    let mut terminal = super::Terminal::new();
+    let mut terminal = crate::printer::Terminal::new();
     while let Some(chunk) = stream.next().await {
         match terminal.write(chunk?).await {
             Ok(()) => {}

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
@@ -23,7 +22,7 @@ use bollard::models::ContainerCreateBody;
 use self::image::RunImage;
 use crate::container::spec::{self, ContainerSpec, HostFacts, RunPlacement, StartOptions};
 use crate::container::{self, ContainerError};
-use crate::engine::{Engine, EngineError, LogOutput, Refusal, Target};
+use crate::engine::{Engine, EngineError, Refusal, Target};
 use crate::labels;
 use crate::printer::Printer;
 
@@ -616,32 +615,6 @@ fn progress_bar(message: String) -> indicatif::ProgressBar {
     .with_finish(indicatif::ProgressFinish::AndClear)
 }
 
-/// Where a run's output goes as it comes: its stdout to devbox's, its stderr to devbox's.
-pub(crate) struct Terminal {
-    stdout: tokio::io::Stdout,
-    stderr: tokio::io::Stderr,
-}
-
-impl Terminal {
-    pub(crate) fn new() -> Terminal {
-        Terminal {
-            stdout: tokio::io::stdout(),
-            stderr: tokio::io::stderr(),
-        }
-    }
-
-    /// Writes one chunk of a run's output where it belongs.
-    pub(crate) async fn write(&mut self, chunk: LogOutput) -> std::io::Result<()> {
-        match chunk {
-            LogOutput::StdErr { message } => self.stderr.write_all(&message).await,
-            other => {
-                self.stdout.write_all(&other.into_bytes()).await?;
-                self.stdout.flush().await
-            }
-        }
-    }
-}
-
 /// The labels `record::Record` reads back.
 fn run_labels(
     config: &Config,
@@ -726,7 +699,7 @@ async fn attached(
         // The answer was lost, not the request: the run may well be going.
         Err(error) => return Err(lost(error)),
     }
-    let mut terminal = Terminal::new();
+    let mut terminal = crate::printer::Terminal::new();
     let mut interrupts = 0;
     let mut stopping = None;
     loop {

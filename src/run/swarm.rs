@@ -696,7 +696,7 @@ pub(crate) async fn wait(
     printer: Printer,
 ) -> Result<i64, RunError> {
     let mut output = std::pin::pin!(engine.service_logs(&created.service, true, None));
-    let mut terminal = super::Terminal::new();
+    let mut terminal = crate::printer::Terminal::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(500));
     let mut said: HashSet<(u32, String)> = HashSet::new();
     let mut ended_at: Option<tokio::time::Instant> = None;
