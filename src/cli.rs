@@ -482,7 +482,13 @@ pub struct RunArgs {
     pub time: i32,
 
     /// Run this many copies of the command (each knows its index, 0-based, in DEVBOX_REPLICA).
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "elsewhere")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "elsewhere",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub replicas: u32,
 
     /// Place the run on certain nodes: node.hostname==NODE (several: any of them; with

@@ -107,6 +107,9 @@ pub(super) fn swarm_ask(args: &RunArgs) -> Result<swarm::Ask, RunError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (secrets, _) = run::secrets::swarm_names(&args.secrets, &args.secret_env)?;
+    if let Some(name) = &args.name {
+        swarm::check_service_name(name).map_err(refused)?;
+    }
     Ok(swarm::Ask {
         replicas: args.replicas,
         constraints,

@@ -67,6 +67,13 @@ pub(super) async fn run(
         let mut ask = super::run::swarm_ask(&args.run)
             .map_err(SweepError::from)
             .while_doing(doing)?;
+        if let Some(name) = &args.run.name {
+            // The longest of the points' names, NAME-INDEX.
+            let last = format!("{name}-{}", grid.len().saturating_sub(1));
+            crate::run::swarm::check_service_name(&last)
+                .map_err(|e| SweepError::from(crate::run::swarm::refused(e)))
+                .while_doing(doing)?;
+        }
         if let Gpus::Whole(_) = ask.gpus {
             // Engine 20.10's swarm drops a task holding a GPU whenever its node's network
             // attachments change, as they do when points of a network come and go.

@@ -103,7 +103,8 @@ pub enum SwarmRunError {
     #[error(
         "the node{} {} may get this run and {} no way to get its image: set REGISTRY in the \
          .env (devbox pushes the run image there and the nodes pull it), or send it with \
-         --send-to CONTEXT for each node's engine, or keep the run to nodes that have it \
+         --send-to CONTEXT for each node's engine (a node that has it already is skipped \
+         quickly), or keep the run to the manager's node and the --send-to nodes \
          (--constraint node.hostname==NODE)",
         if .0.len() == 1 { "" } else { "s" },
         .0.join(", "),
@@ -140,6 +141,29 @@ pub enum SwarmRunError {
          (`-p replica=0..N-1`) and leave out --replicas"
     )]
     SweepReplicas,
+    #[error(
+        "{0}: a swarm run's name is letters, digits, - and _, starting and ending with a letter \
+         or digit, at most 63 characters (the swarm's rule for a service, whose name is also \
+         its DNS name on the network)"
+    )]
+    ServiceName(String),
+}
+
+/// Checks `name` as the swarm checks a service's: `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`, at
+/// most 63 characters (swarmkit refuses anything else only at the service's creation).
+pub(crate) fn check_service_name(name: &str) -> Result<(), SwarmRunError> {
+    let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let taken = name.len() <= 63
+        && alphanumeric(name.chars().next())
+        && alphanumeric(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if taken {
+        Ok(())
+    } else {
+        Err(SwarmRunError::ServiceName(name.to_string()))
+    }
 }
 
 /// What [`create`] makes services of: every check passed, the image where the nodes get it.
@@ -206,16 +230,11 @@ pub(crate) async fn ready(
     let nodes = engine.nodes().await?;
     let (going_to, slots) = placement(engine, &nodes, ask, runs).await?;
     let network = ask.on_network.then(|| config.cluster_network.clone());
-    if let Some(network) = &network {
-        network_room(
-            engine,
-            network,
-            runs,
-            runs.saturating_mul(ask.replicas),
-            printer,
-        )
-        .await?;
-    }
+    let tasks = runs.saturating_mul(ask.replicas);
+    let make_the_network = match &network {
+        Some(network) => network_room(engine, network, tasks).await?,
+        None => false,
+    };
     // The nodes whose engines get the image sent: named first, so that a node without a way
     // to the image is refused before anything is sent.
     let mut senders = Vec::new();
@@ -254,6 +273,16 @@ pub(crate) async fn ready(
         }
         _ => (slots, None),
     };
+    // Made last, when nothing was refused.
+    if let Some(network) = network.as_ref().filter(|_| make_the_network)
+        && let Err(error) = make_network(engine, network, tasks, printer).await
+    {
+        if let Some(lock) = lock {
+            // The error is what the user needs; a lock left behind is taken over later.
+            let _ = lock.release(engine).await;
+        }
+        return Err(error);
+    }
     Ok(Ready {
         prepared,
         image,
@@ -359,32 +388,39 @@ async fn placement(
     Ok((slots.iter().map(|slot| slot.node.clone()).collect(), slots))
 }
 
-/// Makes CLUSTER_NETWORK when missing (sized for `tasks`), and refuses when it has no room for
-/// `tasks` more tasks of `services` more services.
-async fn network_room(
+/// Whether CLUSTER_NETWORK must be made (a network made for the runs has room for them);
+/// refused when it is there without room for `tasks` more tasks. (devbox's services resolve
+/// by DNS round robin: the swarm gives them no virtual IP of the network.)
+async fn network_room(engine: &Engine, network: &str, tasks: u32) -> Result<bool, RunError> {
+    if engine.inspect_network(network).await?.is_none() {
+        return Ok(true);
+    }
+    networks::room_for(engine, network, tasks, 0)
+        .await
+        .map_err(refused)?;
+    Ok(false)
+}
+
+/// Makes CLUSTER_NETWORK, sized for `tasks`.
+async fn make_network(
     engine: &Engine,
     network: &str,
-    services: u32,
     tasks: u32,
     printer: Printer,
 ) -> Result<(), RunError> {
-    if engine.inspect_network(network).await?.is_none() {
-        let shape = networks::Shape {
-            subnet: None,
-            runs: Some(tasks.max(addresses::DEFAULT_RUNS)),
-            mtu: None,
-            encrypted: true,
-        };
-        networks::create(engine, network, shape)
-            .await
-            .map_err(refused)?;
-        printer.note(format!(
-            "made the overlay network {network} (CLUSTER_NETWORK)"
-        ));
-    }
-    networks::room_for(engine, network, tasks, services)
+    let shape = networks::Shape {
+        subnet: None,
+        runs: Some(tasks.max(addresses::DEFAULT_RUNS)),
+        mtu: None,
+        encrypted: true,
+    };
+    networks::create(engine, network, shape)
         .await
-        .map_err(refused)
+        .map_err(refused)?;
+    printer.note(format!(
+        "made the overlay network {network} (CLUSTER_NETWORK)"
+    ));
+    Ok(())
 }
 
 /// The node id of `engine`, a manager of the swarm of `nodes`: the one manager's, or else as
@@ -558,10 +594,12 @@ fn service_spec(
         &ready.prepared.code,
         &out,
     );
+    container_spec.env.extend(
+        gpu_env(ask.gpus, slot)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+    );
     if let Some(slot) = slot {
-        container_spec
-            .env
-            .extend(slot.env().map(|(k, v)| (k.to_string(), v)));
         labels.extend(slot.labels().map(|(k, v)| (k.to_string(), v)));
     }
     let mut container = container_spec.task_container();
@@ -626,6 +664,18 @@ fn service_spec(
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// The environment that shows a task its GPUs: a shared run its one GPU; a run that asked
+/// for none, none (CUDA images set `NVIDIA_VISIBLE_DEVICES=all`, which the NVIDIA runtime, the
+/// default one on a GPU node, would honour, handing it the GPUs other tasks hold). Whole GPUs
+/// are the swarm's to show (`DOCKER_RESOURCE_GPU`, the runtime's `swarm-resource`).
+fn gpu_env(gpus: Gpus, slot: Option<&Slot>) -> Vec<(&'static str, String)> {
+    match (gpus, slot) {
+        (_, Some(slot)) => slot.env().into(),
+        (Gpus::None, None) => vec![("NVIDIA_VISIBLE_DEVICES", "void".to_string())],
+        _ => Vec::new(),
     }
 }
 
@@ -838,6 +888,27 @@ fn lost(created: &Created, cause: crate::engine::EngineError) -> RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_sees_the_gpus_it_was_given_and_none_when_it_asked_for_none() {
+        let slot = Slot {
+            node: "gpu01".into(),
+            gpu: "GPU-a".into(),
+            per_gpu: 4,
+        };
+        assert_eq!(
+            gpu_env(Gpus::Share(4), Some(&slot)),
+            [
+                ("NVIDIA_VISIBLE_DEVICES", "GPU-a".to_string()),
+                ("CUDA_VISIBLE_DEVICES", "0".to_string())
+            ]
+        );
+        assert_eq!(
+            gpu_env(Gpus::None, None),
+            [("NVIDIA_VISIBLE_DEVICES", "void".to_string())]
+        );
+        assert_eq!(gpu_env(Gpus::Whole(2), None), []);
+    }
 
     #[test]
     fn the_replica_index_is_the_slot_less_one_and_the_command_is_passed_whole() {

@@ -86,24 +86,27 @@ pub(crate) fn hostname(node: &Node) -> String {
         .unwrap_or_else(|| node.id.clone().unwrap_or_default())
 }
 
-/// Whether `task` holds what it was given: the swarm wants it running and it is not done.
+/// Whether `task` holds what it was given: the swarm wants it running (or ready to run, as
+/// a restarted task is until the one before it has stopped) and it is not done.
 fn holds(task: &Task) -> bool {
-    task.desired_state == Some(TaskState::RUNNING)
-        && task
-            .status
-            .as_ref()
-            .and_then(|s| s.state)
-            .is_some_and(|state| {
-                !matches!(
-                    state,
-                    TaskState::COMPLETE
-                        | TaskState::FAILED
-                        | TaskState::SHUTDOWN
-                        | TaskState::REJECTED
-                        | TaskState::ORPHANED
-                        | TaskState::REMOVE
-                )
-            })
+    matches!(
+        task.desired_state,
+        Some(TaskState::RUNNING | TaskState::READY)
+    ) && task
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .is_some_and(|state| {
+            !matches!(
+                state,
+                TaskState::COMPLETE
+                    | TaskState::FAILED
+                    | TaskState::SHUTDOWN
+                    | TaskState::REJECTED
+                    | TaskState::ORPHANED
+                    | TaskState::REMOVE
+            )
+        })
 }
 
 /// (node id, GPU) → the names of the tasks holding it, each with its share's k when shared.

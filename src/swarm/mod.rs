@@ -91,7 +91,7 @@ pub enum SwarmError {
     #[error(
         "the network {network} holds {holds} addresses, {in_use} in use; this needs {needs}: \
          make a larger one with `devbox network create NET2 --size {runs}` and use it \
-         (CLUSTER_NETWORK=NET2 in the .env, or --network NET2)"
+         (CLUSTER_NETWORK=NET2 in the .env)"
     )]
     NetworkFull {
         network: String,

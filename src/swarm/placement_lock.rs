@@ -2,13 +2,10 @@
 //! would each see the same free shares and together put more runs on a GPU than asked (several
 //! people on one lab's swarm). The lock is a swarm config, a name the managers' store holds
 //! once: taken around reading the use and creating the runs placed from it, and taken over
-//! when its holder left it (a killed devbox) for longer than [`STALE`].
+//! when this devbox has seen it held (by a killed one) for longer than [`STALE`].
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use std::time::{Duration, Instant};
 
 use super::SwarmError;
 use crate::engine::Engine;
@@ -43,6 +40,7 @@ impl PlacementLock {
         );
         let labels = HashMap::from([labels::managed(), (HOLDER.to_string(), holder.clone())]);
         let mut waited = false;
+        let mut seen: Option<(String, Instant)> = None;
         loop {
             if let Some(id) = engine.create_config(LOCK, &holder, labels.clone()).await? {
                 return Ok(PlacementLock { id });
@@ -57,20 +55,22 @@ impl PlacementLock {
                 .and_then(|labels| labels.get(HOLDER))
                 .cloned()
                 .unwrap_or_else(|| "someone".to_string());
-            let since = held
-                .created_at
-                .as_deref()
-                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
-            let age = since.map(|t| OffsetDateTime::now_utc() - t);
-            if age.is_some_and(|age| age > STALE) {
-                printer.note(format!(
-                    "took over the swarm's GPU placement lock, left by {other} more than {} s ago",
-                    STALE.as_secs()
-                ));
-                engine
-                    .remove_config(held.id.as_deref().unwrap_or(LOCK))
-                    .await?;
-                continue;
+            // Timed by this machine's clock from when it first saw this lock: the manager's
+            // clock, which stamped the lock, may be another.
+            let id = held.id.clone().unwrap_or_default();
+            match &seen {
+                Some((seen_id, since)) if *seen_id == id && since.elapsed() > STALE => {
+                    printer.note(format!(
+                        "took over the swarm's GPU placement lock, held by {other} for more \
+                         than {} s",
+                        STALE.as_secs()
+                    ));
+                    engine.remove_config(&id).await?;
+                    seen = None;
+                    continue;
+                }
+                Some((seen_id, _)) if *seen_id == id => {}
+                _ => seen = Some((id, Instant::now())),
             }
             if !waited {
                 printer.progress(format!(

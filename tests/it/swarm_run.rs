@@ -264,6 +264,29 @@ fn what_no_node_can_take_is_refused_before_anything_is_made() {
         "true",
     ]));
     assert!(err.contains("-p replica=0..N-1"), "{err}");
+    // Names the swarm would refuse only when the service is created.
+    let err = refused(&["--name", "my.learner", "--", "true"]);
+    assert!(err.contains("my.learner: a swarm run's name is"), "{err}");
+    let long = "s".repeat(60);
+    let err = assert_failure(&lab.project.devbox(&[
+        "sweep",
+        "--swarm",
+        "--name",
+        &long,
+        "-p",
+        "i=1..1000",
+        "--",
+        "true",
+    ]));
+    assert!(
+        err.contains(&format!("{long}-999: a swarm run's name")),
+        "{err}"
+    );
+    let zero = lab
+        .project
+        .devbox(&["run", "--swarm", "--replicas", "0", "--", "true"]);
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    assert!(stderr(&zero).contains("--replicas"), "{}", stderr(&zero));
     assert!(runs.services().is_empty(), "nothing was made");
     assert!(
         !docker(&["network", "inspect", &network]).status.success(),
