@@ -458,6 +458,7 @@ async fn swarm_gpu_checks(
             &uuids,
             &gpus::gpu_ids(info.generic_resources.as_ref()),
             runtime_config.as_deref(),
+            info.default_runtime.as_deref(),
         ));
     }
     if SwarmRole::of(info) == SwarmRole::Manager
@@ -485,11 +486,13 @@ async fn swarm_gpu_checks(
 const NVIDIA_RUNTIME_CONFIG: &str = "/etc/nvidia-container-runtime/config.toml";
 
 /// This machine's GPUs (`uuids`, from `nvidia-smi -L`) against those its engine advertises to
-/// the swarm and the runtime's `swarm-resource` setting (`runtime_config`, its config.toml).
+/// the swarm, the runtime's `swarm-resource` setting (`runtime_config`, its config.toml) and
+/// the engine's default runtime (a swarm task cannot choose one).
 fn gpu_advertising_checks(
     uuids: &[String],
     advertised: &[String],
     runtime_config: Option<&str>,
+    default_runtime: Option<&str>,
 ) -> Vec<Check> {
     if uuids.is_empty() {
         return vec![check(
@@ -548,12 +551,35 @@ fn gpu_advertising_checks(
                  ({NVIDIA_RUNTIME_CONFIG} lacks swarm-resource): it sees none or all"
             ),
             Some(format!(
-                "add `{}` to {NVIDIA_RUNTIME_CONFIG} (the NVIDIA Container Toolkit's), and make \
-                 nvidia the default runtime (`sudo nvidia-ctk runtime configure --runtime=docker \
-                 --set-as-default`, then `sudo systemctl restart docker`)",
+                "add `{}` to {NVIDIA_RUNTIME_CONFIG} (the NVIDIA Container Toolkit's), then \
+                 `sudo systemctl restart docker`",
                 gpus::SWARM_RESOURCE_LINE
             )),
         )
+    });
+    checks.push(match default_runtime {
+        Some("nvidia") => check(
+            "swarm gpus",
+            Level::Ok,
+            "nvidia is the engine's default runtime, which a swarm task gets",
+            None,
+        ),
+        other => check(
+            "swarm gpus",
+            Level::Fail,
+            format!(
+                "the engine's default runtime is {}, not nvidia: a swarm task, which cannot \
+                 choose its runtime, gets no GPU",
+                other.unwrap_or("not said")
+            ),
+            Some(
+                "add to /etc/docker/daemon.json: \"default-runtime\": \"nvidia\" (with the \
+                 \"runtimes\" entry for nvidia that `sudo nvidia-ctk runtime configure \
+                 --runtime=docker --set-as-default` writes with it), then `sudo systemctl \
+                 restart docker`"
+                    .to_string(),
+            ),
+        ),
     });
     checks
 }
@@ -746,14 +772,26 @@ mod tests {
         let uuids = ["GPU-5a1b".to_string(), "GPU-77cd".to_string()];
         let runtime = "[nvidia-container-runtime]\nswarm-resource = \"DOCKER_RESOURCE_GPU\"\n";
         // Set up as the README says: two passes.
-        let checks = gpu_advertising_checks(&uuids, &uuids, Some(runtime));
+        let checks = gpu_advertising_checks(&uuids, &uuids, Some(runtime), Some("nvidia"));
+        assert_eq!(checks.len(), 3);
         assert!(checks.iter().all(|c| c.level == Level::Ok), "{checks:#?}");
-        // One GPU not advertised, the setting commented out: two failures, each with its
-        // exact fix.
+        // One GPU not advertised, the setting commented out, runc the default: three
+        // failures, each with its exact fix.
         let checks = gpu_advertising_checks(
             &uuids,
             &uuids[..1],
             Some("#swarm-resource = \"DOCKER_RESOURCE_GPU\"\n"),
+            Some("runc"),
+        );
+        assert_eq!(checks[2].level, Level::Fail);
+        assert!(checks[2].detail.contains("runc"), "{checks:#?}");
+        assert!(
+            checks[2]
+                .fix
+                .as_deref()
+                .unwrap()
+                .starts_with(r#"add to /etc/docker/daemon.json: "default-runtime": "nvidia""#),
+            "{checks:#?}"
         );
         assert_eq!(checks[0].level, Level::Fail);
         assert!(checks[0].detail.contains("GPU-77cd"), "{checks:#?}");
@@ -774,11 +812,11 @@ mod tests {
         );
         // No toolkit at all: the same failure.
         assert_eq!(
-            gpu_advertising_checks(&uuids, &uuids, None)[1].level,
+            gpu_advertising_checks(&uuids, &uuids, None, Some("nvidia"))[1].level,
             Level::Fail
         );
         // No GPU here: nothing to advertise, and nothing fails.
-        let none = gpu_advertising_checks(&[], &[], None);
+        let none = gpu_advertising_checks(&[], &[], None, None);
         assert_eq!(none.len(), 1);
         assert_eq!(none[0].level, Level::Info);
     }

@@ -164,7 +164,14 @@ impl Record {
         Some(Record {
             id: label(labels::RUN_ID)?,
             name: label(labels::RUN_NAME).unwrap_or_default(),
-            gpus: label(labels::RUN_GPUS),
+            // A swarm run on a shared GPU: the GPU and its share, as devbox placed it.
+            gpus: label(labels::RUN_GPUS).or_else(|| {
+                Some(format!(
+                    "{} (1/{})",
+                    label(labels::GPU)?,
+                    label(labels::GPU_SHARE)?
+                ))
+            }),
             command: label(labels::RUN_COMMAND)
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
@@ -264,21 +271,34 @@ pub(crate) fn table(records: &[Record]) -> String {
     crate::listing::columns(&rows)
 }
 
-/// A sweep's line: how many of its points run or failed (the exit code of the first that
-/// failed), its first start, its span.
+/// A sweep's state: how many of its points run and how many wait (in the swarm's queue), or,
+/// once all have ended, how many failed.
+fn sweep_state(points: &[&Record]) -> String {
+    let running = points.iter().filter(|r| r.state == "running").count();
+    let waiting = points
+        .iter()
+        .filter(|r| !r.is_finished() && r.state != "running")
+        .count();
+    let failed = points
+        .iter()
+        .filter(|r| r.exit_code.is_some_and(|c| c != 0))
+        .count();
+    let all = points.len();
+    match (running, waiting) {
+        (0, 0) if failed == 0 => "exited".to_string(),
+        (0, 0) => format!("failed {failed}/{all}"),
+        (0, waiting) => format!("queued {waiting}/{all}"),
+        (running, 0) => format!("running {running}/{all}"),
+        (running, waiting) => format!("running {running}/{all}, {waiting} queued"),
+    }
+}
+
+/// A sweep's line: its state, its first start, its span.
 fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
     let running = points.iter().filter(|r| !r.is_finished()).count();
-    let failed: Vec<i64> = points
-        .iter()
-        .filter_map(|r| r.exit_code.filter(|&c| c != 0))
-        .collect();
-    let state = if running > 0 {
-        format!("running {running}/{}", points.len())
-    } else if failed.is_empty() {
-        "exited".to_string()
-    } else {
-        format!("failed {}/{}", failed.len(), points.len())
-    };
+    let state = sweep_state(points);
+    // The exit code of the first that failed.
+    let failed = points.iter().find_map(|r| r.exit_code.filter(|&c| c != 0));
     let first = points
         .iter()
         .filter(|r| r.started.is_some())
@@ -307,7 +327,7 @@ fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
         if running > 0 {
             String::new()
         } else {
-            failed.first().copied().unwrap_or(0).to_string()
+            failed.unwrap_or(0).to_string()
         },
         first
             .and_then(|r| r.started.as_deref())
@@ -320,8 +340,8 @@ fn sweep_row(sweep: &SweepPoint, points: &[&Record]) -> Vec<String> {
     ]
 }
 
-/// A sweep's points, for `devbox jobs inspect SWEEP`: each one's parameters, state, exit
-/// code and duration.
+/// A sweep's points, for `devbox jobs inspect SWEEP`: each one's parameters, state, node
+/// (on a swarm), GPUs, exit code and duration.
 pub(crate) fn points_table(points: &[Record]) -> String {
     let keys: Vec<String> = points
         .first()
@@ -334,7 +354,7 @@ pub(crate) fn points_table(points: &[Record]) -> String {
             .map(|s| (*s).to_string())
             .chain(keys.iter().cloned())
             .chain(
-                ["STATE", "EXIT", "DURATION"]
+                ["STATE", "NODE", "GPUS", "EXIT", "DURATION"]
                     .iter()
                     .map(|s| (*s).to_string()),
             )
@@ -348,6 +368,8 @@ pub(crate) fn points_table(points: &[Record]) -> String {
                 .map(|k| params.and_then(|p| p.get(k)).cloned().unwrap_or_default()),
         );
         row.push(record.state.clone());
+        row.push(record.nodes.join(","));
+        row.push(record.gpus.clone().unwrap_or_default());
         row.push(record.exit_code.map(|c| c.to_string()).unwrap_or_default());
         row.push(record.duration_seconds.map(seconds).unwrap_or_default());
         rows.push(row);
@@ -434,6 +456,26 @@ mod tests {
         let table = table(&[record]);
         assert!(table.contains("exited"), "{table}");
         assert!(table.contains(" 2026-01-02 10:00:00 "), "{table}");
+    }
+
+    #[test]
+    fn a_sweeps_state_tells_running_points_from_queued_ones_and_then_counts_failures() {
+        let point = |state: &str, exit_code: Option<i64>| Record {
+            state: state.to_string(),
+            exit_code,
+            ..Default::default()
+        };
+        let state = |points: &[Record]| sweep_state(&points.iter().collect::<Vec<_>>());
+        let (run, wait) = (point("running", None), point("queued", None));
+        let (ok, bad) = (point("exited", Some(0)), point("exited", Some(3)));
+        assert_eq!(
+            state(&[run.clone(), wait.clone(), wait.clone(), ok.clone()]),
+            "running 1/4, 2 queued"
+        );
+        assert_eq!(state(&[wait.clone(), ok.clone()]), "queued 1/2");
+        assert_eq!(state(&[run, ok.clone()]), "running 1/2");
+        assert_eq!(state(&[ok.clone(), bad.clone(), bad]), "failed 2/3");
+        assert_eq!(state(&[ok]), "exited");
     }
 
     #[test]

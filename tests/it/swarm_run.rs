@@ -861,6 +861,12 @@ fn shared_gpus_are_packed_as_asked_and_never_over() {
     for gpu in ["GPU-fake-1-0 0", "GPU-fake-1-1 0"] {
         assert_eq!(logs.matches(gpu).count(), 2, "{logs}");
     }
+    // The points' table: each one's node and GPU share.
+    let table = stdout(&on_manager(&["jobs", "inspect", "halves"]));
+    for gpu in ["GPU-fake-1-0 (1/2)", "GPU-fake-1-1 (1/2)"] {
+        assert_eq!(table.matches(gpu).count(), 2, "{table}");
+    }
+    assert_eq!(table.matches("devbox-eng1").count(), 4, "{table}");
     assert_success(&on_manager(&["jobs", "cancel", "halves"]));
 
     // Two people place four halves each at the same moment: one gets the two GPUs, the other
