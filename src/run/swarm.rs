@@ -147,6 +147,45 @@ pub enum SwarmRunError {
          its DNS name on the network)"
     )]
     ServiceName(String),
+    #[error(
+        "REGISTRY {registry} is a loopback address, where {} would pull from {}: name the \
+         registry by an address every node reaches (its machine's name or IP, e.g. \
+         gpu01.lab:5000), which their engines trust (`insecure-registries` in their \
+         daemon.json for a registry without TLS), or keep the run to this machine's node \
+         (--constraint node.hostname==NODE)",
+        nodes.join(", "),
+        if nodes.len() == 1 { "itself" } else { "themselves" }
+    )]
+    LoopbackRegistry {
+        registry: String,
+        nodes: Vec<String>,
+    },
+}
+
+/// The nodes of `going_to` that would pull from their own loopback, were `registry` (a host,
+/// `HOST[:PORT]`) one: all but `this_machine` (the manager's node when devbox talks to this
+/// machine's engine).
+fn pulling_from_themselves(
+    registry: &str,
+    going_to: &[String],
+    this_machine: Option<&str>,
+) -> Vec<String> {
+    let host = match registry.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => registry.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let mut nodes: Vec<String> = going_to
+        .iter()
+        .filter(|node| loopback && Some(node.as_str()) != this_machine)
+        .cloned()
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
 }
 
 /// Checks `name` as the swarm checks a service's: `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`, at
@@ -241,28 +280,7 @@ pub(crate) async fn ready(
     for target in &ask.send_to {
         senders.push(node_engine(target, &nodes).await?);
     }
-    if config.registry.is_none() {
-        let manager = own_node(engine, &nodes).await?;
-        let covered: HashSet<String> = nodes
-            .iter()
-            .filter(|node| {
-                node.id.is_some()
-                    && (node.id == manager
-                        || senders.iter().any(|(id, _)| node.id.as_ref() == Some(id)))
-            })
-            .map(gpus::hostname)
-            .collect();
-        let mut lacking: Vec<String> = going_to
-            .iter()
-            .filter(|name| !covered.contains(*name))
-            .cloned()
-            .collect();
-        lacking.sort();
-        lacking.dedup();
-        if !lacking.is_empty() {
-            return Err(refused(SwarmRunError::NoImage(lacking)));
-        }
-    }
+    image_reach(engine, config, &nodes, &going_to, &senders).await?;
     let senders: Vec<Engine> = senders.into_iter().map(|(_, engine)| engine).collect();
     let (prepared, image, credentials) =
         image_for_nodes(engine, config, request, ask, &senders, printer).await?;
@@ -293,6 +311,58 @@ pub(crate) async fn ready(
         secrets,
         lock,
     })
+}
+
+/// Refuses a run that `going_to` (by hostname) has a node of that cannot get the run image:
+/// without a registry, one neither the manager nor a `--send-to` node; with a loopback one,
+/// any but this machine's.
+async fn image_reach(
+    engine: &Engine,
+    config: &Config,
+    nodes: &[Node],
+    going_to: &[String],
+    senders: &[(String, Engine)],
+) -> Result<(), RunError> {
+    let Some(registry) = &config.registry else {
+        let manager = own_node(engine, nodes).await?;
+        let covered: HashSet<String> = nodes
+            .iter()
+            .filter(|node| {
+                node.id.is_some()
+                    && (node.id == manager
+                        || senders.iter().any(|(id, _)| node.id.as_ref() == Some(id)))
+            })
+            .map(gpus::hostname)
+            .collect();
+        let mut lacking: Vec<String> = going_to
+            .iter()
+            .filter(|name| !covered.contains(*name))
+            .cloned()
+            .collect();
+        lacking.sort();
+        lacking.dedup();
+        if !lacking.is_empty() {
+            return Err(refused(SwarmRunError::NoImage(lacking)));
+        }
+        return Ok(());
+    };
+    let this_machine = if engine.target().is_local() {
+        let id = own_node(engine, nodes).await?;
+        nodes
+            .iter()
+            .find(|node| node.id.is_some() && node.id == id)
+            .map(gpus::hostname)
+    } else {
+        None
+    };
+    let pulling = pulling_from_themselves(&registry.host, going_to, this_machine.as_deref());
+    if !pulling.is_empty() {
+        return Err(refused(SwarmRunError::LoopbackRegistry {
+            registry: registry.host.clone(),
+            nodes: pulling,
+        }));
+    }
+    Ok(())
 }
 
 /// Shared GPUs placed again, under the swarm's placement lock (held until the runs are made,
@@ -888,6 +958,30 @@ fn lost(created: &Created, cause: crate::engine::EngineError) -> RunError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_registry_serves_no_node_but_this_machines() {
+        let going_to = ["gpu01".to_string(), "gpu02".to_string()];
+        for registry in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert_eq!(
+                pulling_from_themselves(registry, &going_to, Some("gpu01")),
+                ["gpu02"],
+                "{registry}"
+            );
+            assert_eq!(
+                pulling_from_themselves(registry, &going_to, None),
+                ["gpu01", "gpu02"]
+            );
+        }
+        for registry in ["gpu01.lab:5000", "10.0.0.1:5000", "registry.example"] {
+            assert!(pulling_from_themselves(registry, &going_to, None).is_empty());
+        }
+    }
 
     #[test]
     fn a_task_sees_the_gpus_it_was_given_and_none_when_it_asked_for_none() {

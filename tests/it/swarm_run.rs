@@ -528,11 +528,39 @@ fn learner_and_workers_find_each_other_by_name_across_two_machines() {
         .collect();
     assert_eq!(nodes["learner"], serde_json::json!(["devbox-eng1"]));
     assert_eq!(nodes["workers"], serde_json::json!(["devbox-eng2"]));
+    // Each machine holds its runs' task containers and /mnt/out volumes, labelled.
+    let label = format!("label=io.devbox.run.project={}", lab.image);
+    let left = |k: u32, args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--filter", label.as_str()]);
+        stdout(&docker_on(engines.host(k), &args))
+            .trim()
+            .to_string()
+    };
+    for k in [1, 2] {
+        assert!(!left(k, &["ps", "-aq"]).is_empty(), "engine {k}");
+        assert!(!left(k, &["volume", "ls", "-q"]).is_empty(), "engine {k}");
+    }
     assert_success(&on_manager(&["jobs", "cancel", "learner"]));
     assert_success(&on_manager(&["jobs", "rm", "workers"]));
     assert_eq!(
         records(&on_manager(&["jobs", "--json"])),
         Vec::<Value>::new()
+    );
+    // Nothing of either run is left on either machine.
+    common::wait_for(
+        "the runs' containers and volumes to go from both engines",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            [1, 2]
+                .into_iter()
+                .all(|k| {
+                    left(k, &["ps", "-aq"]).is_empty()
+                        && left(k, &["volume", "ls", "-q"]).is_empty()
+                })
+                .then_some(())
+        },
     );
 }
 
@@ -665,6 +693,22 @@ fn with_a_registry_the_nodes_pull_the_run_image_by_digest_with_the_users_credent
             Some(config),
         )
     };
+
+    // A loopback REGISTRY, from which each node would pull from itself: refused, naming them
+    // (devbox talks to the manager over TLS: neither node is this machine).
+    let loopback = devbox_on_engine_1(&engines, &lab, &["run", "--swarm", "--", "true"], None)
+        .env("REGISTRY", "localhost:5000/team")
+        .output()
+        .unwrap();
+    let err = assert_failure(&loopback);
+    assert!(
+        err.contains("REGISTRY localhost:5000 is a loopback address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("devbox-eng1, devbox-eng2 would pull from themselves"),
+        "{err}"
+    );
 
     // A wrong password: one message with the fix, and no run made.
     let err = assert_failure(&run(&wrong));
