@@ -400,8 +400,10 @@ impl Ready {
             && let Err(error) = lock.release(engine).await
         {
             printer.warning(format!(
-                "{error}; other devboxes wait for the lock until it is {} s old",
-                crate::swarm::placement_lock::STALE.as_secs()
+                "{error}; another devbox placing shared GPUs waits {} s before it takes the \
+                 lock over, or `docker config rm {}` frees it now",
+                crate::swarm::placement_lock::STALE.as_secs(),
+                crate::swarm::placement_lock::LOCK
             ));
         }
     }
